@@ -1,0 +1,67 @@
+# cdc_relay: PostgreSQL logical decoding output plugin + extension (PGXS build).
+#
+#   make              build cdc_relay.so
+#   make install      install the library, control file and SQL scripts
+#   make installcheck pg_regress suite on its own temporary server (test/logical.conf)
+#   make test         install missing Debian packages, build, install, run every test
+#   make demo         throwaway server + live workload + pg_recvlogical -P cdc_relay
+#
+# The version is written here and nowhere else by hand; test/unit/version_check.sh
+# verifies that cdc_relay.control and META.json agree with it.
+
+EXTENSION   = cdc_relay
+EXTVERSION  = 0.1.0
+MODULE_big  = cdc_relay
+OBJS        = src/plugin.o src/options.o src/encode.o src/relcache.o src/filter.o src/functions.o
+DATA        = sql/cdc_relay--$(EXTVERSION).sql
+PGFILEDESC  = "cdc_relay - lossless JSON change events from logical decoding"
+
+REGRESS     = setup insert_update_delete replica_identity pk_change toast types special_values \
+              escaping truncate messages savepoints twophase ddl partitions options filters \
+              publications large_txn roundtrip check_setup
+TEST_CONF   = $(CURDIR)/test/logical.conf
+REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(TEST_CONF)
+
+PG_CONFIG  ?= pg_config
+PG_CPPFLAGS = -DCDC_RELAY_VERSION='"$(EXTVERSION)"' -I$(CURDIR)/src
+PG_CFLAGS   = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers \
+              -Wno-sign-compare -Wno-clobbered
+ifdef WERROR
+PG_CFLAGS  += -Werror
+endif
+
+EXTRA_CLEAN = tmp_check results regression.diffs regression.out log
+
+PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
+ifeq ($(PGXS),)
+$(error pg_config not found: install postgresql-server-dev-15 (or run "make test"/"make demo", which install it))
+endif
+# No LLVM bitcode: JIT inlining buys nothing for an output plugin.
+with_llvm = no
+include $(PGXS)
+
+# initdb refuses to run as root.  As root, run pg_regress as an unprivileged user
+# from a scratch copy of the test inputs that user can write to.
+TEST_USER ?= postgres
+TEST_DIR  ?= /tmp/cdc_relay-regress
+ifeq ($(shell id -u),0)
+REGRESS_PREP = regress-prep
+REGRESS_OPTS = --temp-instance=$(TEST_DIR)/tmp_check --temp-config=$(TEST_DIR)/test/logical.conf \
+               --inputdir=$(TEST_DIR) --outputdir=$(TEST_DIR)
+pg_regress_installcheck := runuser -u $(TEST_USER) -- $(pg_regress_installcheck)
+endif
+
+.PHONY: regress-prep test demo bench
+regress-prep:
+	rm -rf $(TEST_DIR) && mkdir -p $(TEST_DIR)/test
+	cp -r sql expected $(TEST_DIR)/ && cp test/logical.conf $(TEST_DIR)/test/
+	chown -R $(TEST_USER) $(TEST_DIR)
+
+test:
+	bash test/run-tests.sh
+
+demo:
+	bash test/demo.sh
+
+bench:
+	bash test/bench/run.sh

@@ -1,0 +1,87 @@
+/* cdc_relay--0.1.0.sql: SQL objects of the cdc_relay extension */
+
+\echo Use "CREATE EXTENSION cdc_relay" to load this file. \quit
+
+-- The logical decoding output plugin itself needs no SQL objects: it is
+-- loaded by library name (pg_recvlogical -P cdc_relay).  These functions
+-- help applications and operators around it.
+
+CREATE FUNCTION cdc_relay.version() RETURNS text
+AS 'MODULE_PATHNAME', 'cdc_relay_version'
+LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+
+COMMENT ON FUNCTION cdc_relay.version() IS
+'version of the loaded cdc_relay library';
+
+-- One row per prerequisite for streaming changes with cdc_relay, with the
+-- current state and the exact fix for anything that is not ok.
+CREATE FUNCTION cdc_relay.check_setup(
+    OUT "check" text, OUT ok boolean, OUT current text, OUT fix text)
+RETURNS SETOF record
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    libs        text := current_setting('output_plugin_libraries', true);
+    items       text[];
+    slots_max   int := current_setting('max_replication_slots')::int;
+    slots_used  int;
+    senders_max int := current_setting('max_wal_senders')::int;
+    senders_used int;
+    can_repl    boolean;
+BEGIN
+    "check" := 'wal_level';
+    current := current_setting('wal_level');
+    ok := current = 'logical';
+    fix := CASE WHEN ok THEN NULL ELSE
+        'ALTER SYSTEM SET wal_level = logical; then restart the server' END;
+    RETURN NEXT;
+
+    "check" := 'output_plugin_libraries';
+    IF libs IS NULL THEN
+        current := '(not a parameter of this server: every plugin is allowed)';
+        ok := true;
+        fix := NULL;
+    ELSE
+        current := libs;
+        SELECT coalesce(array_agg(btrim(x, ' "''')) FILTER (WHERE btrim(x, ' "''') <> ''), '{}')
+          INTO items FROM unnest(string_to_array(libs, ',')) AS x;
+        ok := 'cdc_relay' = ANY (items);
+        fix := CASE WHEN ok THEN NULL ELSE
+            format('ALTER SYSTEM SET output_plugin_libraries = %s; SELECT pg_reload_conf();',
+                   array_to_string(items || ARRAY['cdc_relay'], ', ')) END;
+    END IF;
+    RETURN NEXT;
+
+    SELECT count(*) INTO slots_used FROM pg_replication_slots;
+    "check" := 'free replication slots';
+    current := format('%s of %s in use', slots_used, slots_max);
+    ok := slots_used < slots_max;
+    fix := CASE WHEN ok THEN NULL ELSE
+        format('ALTER SYSTEM SET max_replication_slots = %s; then restart the server (or drop unused slots with pg_drop_replication_slot)',
+               slots_max + 2) END;
+    RETURN NEXT;
+
+    SELECT count(*) INTO senders_used FROM pg_stat_replication;
+    "check" := 'free wal senders';
+    current := format('%s of %s in use', senders_used, senders_max);
+    ok := senders_used < senders_max;
+    fix := CASE WHEN ok THEN NULL ELSE
+        format('ALTER SYSTEM SET max_wal_senders = %s; then restart the server',
+               senders_max + 2) END;
+    RETURN NEXT;
+
+    SELECT rolreplication OR rolsuper INTO can_repl
+      FROM pg_roles WHERE rolname = current_user;
+    "check" := 'replication privilege';
+    current := format('role %I %s', current_user,
+                      CASE WHEN can_repl THEN 'has REPLICATION' ELSE 'lacks REPLICATION' END);
+    ok := can_repl;
+    fix := CASE WHEN ok THEN NULL ELSE
+        format('ALTER ROLE %I REPLICATION;', current_user) END;
+    RETURN NEXT;
+END
+$fn$;
+
+COMMENT ON FUNCTION cdc_relay.check_setup() IS
+'prerequisites for logical decoding with cdc_relay: state and fix for each';

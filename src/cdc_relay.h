@@ -1,0 +1,146 @@
+/*
+ * cdc_relay.h
+ *		Types shared by the cdc_relay output plugin's source files:
+ *		options (options.c), table filters (filter.c), the per-relation
+ *		cache (relcache.c) and the JSON value encoder (encode.c).
+ */
+#ifndef CDC_RELAY_H
+#define CDC_RELAY_H
+
+#include "postgres.h"
+
+#include "access/tupconvert.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "nodes/pg_list.h"
+#include "replication/logical.h"
+#include "utils/relcache.h"
+
+#define CDC_FORMAT_VERSION 1
+
+/* Actions, as a bitmask, for the "actions" option and publications. */
+#define CDC_ACTION_INSERT	0x01
+#define CDC_ACTION_UPDATE	0x02
+#define CDC_ACTION_DELETE	0x04
+#define CDC_ACTION_TRUNCATE 0x08
+#define CDC_ACTION_ALL		0x0F
+
+/* One schema.table pattern of include-tables / exclude-tables. */
+typedef struct CdcTablePattern
+{
+	char	   *schema;			/* NULL: any schema */
+	char	   *table;
+	bool		schema_wild;	/* contains unquoted * or ? */
+	bool		table_wild;
+} CdcTablePattern;
+
+/* Parsed plugin options; read once at startup, immutable afterwards. */
+typedef struct CdcOptions
+{
+	bool		include_xids;
+	bool		include_lsn;
+	bool		include_timestamp;
+	bool		skip_empty_xacts;
+	bool		partition_root;
+	bool		numeric_as_number;
+	int			actions;		/* CDC_ACTION_* mask */
+	List	   *include_tables; /* of CdcTablePattern *; NIL = all */
+	List	   *exclude_tables; /* of CdcTablePattern * */
+	List	   *publications;	/* of char *; NIL = no publication filter */
+	List	   *message_prefixes;	/* of char *; NIL = all messages */
+} CdcOptions;
+
+/* How a value of a given (base) type is written as JSON. */
+typedef enum CdcValueKind
+{
+	CDC_KIND_INT2,
+	CDC_KIND_INT4,
+	CDC_KIND_INT8,
+	CDC_KIND_OID,
+	CDC_KIND_FLOAT4,
+	CDC_KIND_FLOAT8,
+	CDC_KIND_NUMERIC,
+	CDC_KIND_BOOL,
+	CDC_KIND_TEXT,				/* text, varchar, bpchar: escaped string */
+	CDC_KIND_JSON,				/* embedded as JSON */
+	CDC_KIND_JSONB,				/* embedded as JSON */
+	CDC_KIND_BYTEA,				/* "\\x..." */
+	CDC_KIND_DATE,
+	CDC_KIND_TIME,
+	CDC_KIND_TIMETZ,
+	CDC_KIND_TIMESTAMP,
+	CDC_KIND_TIMESTAMPTZ,
+	CDC_KIND_INTERVAL,
+	CDC_KIND_ARRAY,				/* JSON array of the element kind */
+	CDC_KIND_OTHER				/* the type's output function, as a string */
+} CdcValueKind;
+
+/* Everything needed to encode one value without catalog lookups. */
+typedef struct CdcTypeInfo
+{
+	Oid			typid;			/* the column's type (domains resolved below) */
+	Oid			basetypid;		/* base type after resolving domains */
+	CdcValueKind kind;
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	FmgrInfo	outfunc;		/* output function of the base type */
+	struct CdcTypeInfo *elem;	/* element type, for CDC_KIND_ARRAY */
+} CdcTypeInfo;
+
+/* One live (not dropped) column of a cached relation. */
+typedef struct CdcColumn
+{
+	AttrNumber	attnum;			/* 1-based attribute number in the tuple */
+	char	   *name;			/* plain name, for unchanged_toast */
+	char	   *json_name;		/* pre-escaped "\"name\":" */
+	char	   *json_str;		/* pre-escaped "\"name\"" */
+	CdcTypeInfo type;
+} CdcColumn;
+
+/* Per-relation cache entry, keyed by the relation's OID. */
+typedef struct CdcRelEntry
+{
+	Oid			relid;			/* hash key: the relation the change is on */
+	bool		valid;
+	MemoryContext cxt;			/* owns everything below */
+	bool		publish;		/* passes table filters and publications */
+	int			actions;		/* CDC_ACTION_* mask this relation emits */
+	char	   *json_ident;		/* ,"schema":"...","table":"..." */
+	char	   *json_table;		/* {"schema":"...","table":"..."} for truncate */
+	int			ncols;
+	CdcColumn  *cols;
+	int			nkeys;			/* 0: no key (key is null) */
+	int		   *keycols;		/* indexes into cols */
+	bool		old_has_all;	/* old tuple carries every column (FULL) */
+	Oid			target_relid;	/* the relation the event names */
+	TupleConversionMap *map;	/* leaf -> root conversion, or NULL */
+} CdcRelEntry;
+
+/* options.c */
+extern void cdc_parse_options(List *defels, CdcOptions *opts);
+
+/* filter.c */
+extern bool cdc_table_matches(const CdcOptions *opts, const char *schema,
+							  const char *table);
+extern int	cdc_publication_actions(const CdcOptions *opts, Relation rel);
+extern bool cdc_message_prefix_wanted(const CdcOptions *opts, const char *prefix);
+extern void cdc_filter_invalidate(void);
+extern void cdc_filter_reset(void);
+extern List *cdc_parse_table_patterns(const char *optname, const char *value);
+
+/* relcache.c */
+extern void cdc_relcache_init(const CdcOptions *opts, MemoryContext parent);
+extern void cdc_relcache_destroy(void);
+extern CdcRelEntry *cdc_relcache_get(Relation relation);
+
+/* encode.c */
+extern void cdc_type_info_init(CdcTypeInfo *ti, Oid typid, MemoryContext cxt);
+extern void cdc_append_value(StringInfo out, const CdcTypeInfo *ti, Datum value,
+							 bool numeric_as_number);
+extern void cdc_append_json_string(StringInfo out, const char *str, int len);
+extern void cdc_append_lsn(StringInfo out, XLogRecPtr lsn);
+extern void cdc_append_timestamptz(StringInfo out, TimestampTz ts);
+extern char *cdc_json_quote(const char *str);
+
+#endif							/* CDC_RELAY_H */

@@ -1,0 +1,457 @@
+/*
+ * encode.c
+ *		JSON encoding of PostgreSQL values for cdc_relay change events.
+ *
+ * Every value is written so that casting the JSON value back to the column
+ * type gives the original value: numbers that JSON can carry exactly stay
+ * numbers, everything else is a string in a settings-independent form
+ * (ISO 8601 dates and times, hex bytea, shortest round-trip floats), and
+ * non-finite floats become the strings "NaN", "Infinity" and "-Infinity".
+ *
+ * The type of each column is classified once (cdc_type_info_init, called
+ * from the relation cache); cdc_append_value then needs no catalog access.
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "catalog/pg_type.h"
+#include "common/shortest_dec.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/date.h"
+#include "utils/datetime.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/numeric.h"
+#include "utils/timestamp.h"
+
+#include "cdc_relay.h"
+#include "compat.h"
+
+static CdcValueKind
+classify_type(Oid basetypid)
+{
+	switch (basetypid)
+	{
+		case INT2OID:
+			return CDC_KIND_INT2;
+		case INT4OID:
+			return CDC_KIND_INT4;
+		case INT8OID:
+			return CDC_KIND_INT8;
+		case OIDOID:
+			return CDC_KIND_OID;
+		case FLOAT4OID:
+			return CDC_KIND_FLOAT4;
+		case FLOAT8OID:
+			return CDC_KIND_FLOAT8;
+		case NUMERICOID:
+			return CDC_KIND_NUMERIC;
+		case BOOLOID:
+			return CDC_KIND_BOOL;
+		case TEXTOID:
+		case VARCHAROID:
+		case BPCHAROID:
+			return CDC_KIND_TEXT;
+		case JSONOID:
+			return CDC_KIND_JSON;
+		case JSONBOID:
+			return CDC_KIND_JSONB;
+		case BYTEAOID:
+			return CDC_KIND_BYTEA;
+		case DATEOID:
+			return CDC_KIND_DATE;
+		case TIMEOID:
+			return CDC_KIND_TIME;
+		case TIMETZOID:
+			return CDC_KIND_TIMETZ;
+		case TIMESTAMPOID:
+			return CDC_KIND_TIMESTAMP;
+		case TIMESTAMPTZOID:
+			return CDC_KIND_TIMESTAMPTZ;
+		case INTERVALOID:
+			return CDC_KIND_INTERVAL;
+		default:
+			if (OidIsValid(get_element_type(basetypid)))
+				return CDC_KIND_ARRAY;
+			return CDC_KIND_OTHER;
+	}
+}
+
+/*
+ * Fill *ti for values of type typid.  Allocations (the element type of an
+ * array, the output function's cache) go into cxt, which must live as long
+ * as ti.
+ */
+void
+cdc_type_info_init(CdcTypeInfo *ti, Oid typid, MemoryContext cxt)
+{
+	Oid			outfunc;
+	bool		isvarlena;
+
+	ti->typid = typid;
+	ti->basetypid = getBaseType(typid);
+	ti->kind = classify_type(ti->basetypid);
+	get_typlenbyvalalign(ti->basetypid, &ti->typlen, &ti->typbyval,
+						 &ti->typalign);
+	getTypeOutputInfo(ti->basetypid, &outfunc, &isvarlena);
+	fmgr_info_cxt(outfunc, &ti->outfunc, cxt);
+	ti->elem = NULL;
+	if (ti->kind == CDC_KIND_ARRAY)
+	{
+		ti->elem = MemoryContextAllocZero(cxt, sizeof(CdcTypeInfo));
+		cdc_type_info_init(ti->elem, get_element_type(ti->basetypid), cxt);
+	}
+}
+
+/*
+ * Append str[0..len) as a JSON string literal.  Works on length-delimited
+ * input so that text values are escaped straight from the varlena, without
+ * a NUL-terminated copy; runs of bytes that need no escaping are copied in
+ * one go.  Bytes >= 0x80 pass through: output is in the database encoding.
+ */
+void
+cdc_append_json_string(StringInfo out, const char *str, int len)
+{
+	static const char hexdig[] = "0123456789abcdef";
+	const char *end = str + len;
+	const char *run = str;
+
+	appendStringInfoCharMacro(out, '"');
+	for (const char *p = str; p < end; p++)
+	{
+		unsigned char c = (unsigned char) *p;
+
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		if (p > run)
+			appendBinaryStringInfo(out, run, p - run);
+		run = p + 1;
+		switch (c)
+		{
+			case '"':
+				appendBinaryStringInfo(out, "\\\"", 2);
+				break;
+			case '\\':
+				appendBinaryStringInfo(out, "\\\\", 2);
+				break;
+			case '\n':
+				appendBinaryStringInfo(out, "\\n", 2);
+				break;
+			case '\r':
+				appendBinaryStringInfo(out, "\\r", 2);
+				break;
+			case '\t':
+				appendBinaryStringInfo(out, "\\t", 2);
+				break;
+			case '\b':
+				appendBinaryStringInfo(out, "\\b", 2);
+				break;
+			case '\f':
+				appendBinaryStringInfo(out, "\\f", 2);
+				break;
+			default:
+				{
+					char		esc[6] = {'\\', 'u', '0', '0',
+						hexdig[c >> 4], hexdig[c & 0xF]};
+
+					appendBinaryStringInfo(out, esc, 6);
+				}
+				break;
+		}
+	}
+	if (end > run)
+		appendBinaryStringInfo(out, run, end - run);
+	appendStringInfoCharMacro(out, '"');
+}
+
+/* A palloc'd JSON string literal for a NUL-terminated string. */
+char *
+cdc_json_quote(const char *str)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	cdc_append_json_string(&buf, str, strlen(str));
+	return buf.data;
+}
+
+/* Append an LSN as a JSON string in PostgreSQL's "X/X" notation. */
+void
+cdc_append_lsn(StringInfo out, XLogRecPtr lsn)
+{
+	static const char hexdig[] = "0123456789ABCDEF";
+	char		buf[20];
+	char	   *p = buf + sizeof(buf);
+	uint32		lo = (uint32) lsn;
+	uint32		hi = (uint32) (lsn >> 32);
+
+	*--p = '"';
+	do
+	{
+		*--p = hexdig[lo & 0xF];
+		lo >>= 4;
+	} while (lo);
+	*--p = '/';
+	do
+	{
+		*--p = hexdig[hi & 0xF];
+		hi >>= 4;
+	} while (hi);
+	*--p = '"';
+	appendBinaryStringInfo(out, p, buf + sizeof(buf) - p);
+}
+
+/* Append a date/time value as a quoted ISO 8601 string (timestamptz in UTC). */
+static void
+append_datetime(StringInfo out, Datum value, Oid typid)
+{
+	static const int utc = 0;
+	char		buf[MAXDATELEN + 1];
+
+	JsonEncodeDateTime(buf, value, typid,
+					   typid == TIMESTAMPTZOID ? &utc : NULL);
+	appendStringInfoCharMacro(out, '"');
+	appendStringInfoString(out, buf);
+	appendStringInfoCharMacro(out, '"');
+}
+
+void
+cdc_append_timestamptz(StringInfo out, TimestampTz ts)
+{
+	append_datetime(out, TimestampTzGetDatum(ts), TIMESTAMPTZOID);
+}
+
+static void
+append_double(StringInfo out, double d, bool is_float4)
+{
+	char		buf[32];
+
+	if (isnan(d))
+		appendStringInfoString(out, "\"NaN\"");
+	else if (isinf(d))
+		appendStringInfoString(out, d > 0 ? "\"Infinity\"" : "\"-Infinity\"");
+	else
+	{
+		int			n = is_float4 ?
+			float_to_shortest_decimal_buf((float) d, buf) :
+			double_to_shortest_decimal_buf(d, buf);
+
+		appendBinaryStringInfo(out, buf, n);
+	}
+}
+
+/* Append a cstring produced by an output function as a JSON string. */
+static void
+append_output_string(StringInfo out, const CdcTypeInfo *ti, Datum value)
+{
+	char	   *s = OutputFunctionCall((FmgrInfo *) &ti->outfunc, value);
+
+	cdc_append_json_string(out, s, strlen(s));
+	pfree(s);
+}
+
+/* json text: embedded as is, but line breaks between tokens become spaces. */
+static void
+append_json_text(StringInfo out, Datum value)
+{
+	text	   *t = DatumGetTextPP(value);
+	const char *p = VARDATA_ANY(t);
+	int			len = VARSIZE_ANY_EXHDR(t);
+	char	   *dst;
+
+	enlargeStringInfo(out, len);
+	dst = out->data + out->len;
+	/* The json type rejects raw control characters inside strings. */
+	for (int i = 0; i < len; i++)
+		dst[i] = (p[i] == '\n' || p[i] == '\r') ? ' ' : p[i];
+	out->len += len;
+	out->data[out->len] = '\0';
+}
+
+static void
+append_bytea(StringInfo out, Datum value)
+{
+	bytea	   *b = DatumGetByteaPP(value);
+	size_t		len = VARSIZE_ANY_EXHDR(b);
+
+	enlargeStringInfo(out, 2 * len + 6);
+	appendBinaryStringInfo(out, "\"\\\\x", 4);
+	out->len += hex_encode(VARDATA_ANY(b), len, out->data + out->len);
+	appendStringInfoCharMacro(out, '"');
+}
+
+static void append_array(StringInfo out, const CdcTypeInfo *ti, Datum value,
+						 bool numeric_as_number);
+
+/* Append one non-null value of the type described by ti. */
+void
+cdc_append_value(StringInfo out, const CdcTypeInfo *ti, Datum value,
+				 bool numeric_as_number)
+{
+	switch (ti->kind)
+	{
+		case CDC_KIND_INT2:
+		case CDC_KIND_INT4:
+		case CDC_KIND_INT8:
+		case CDC_KIND_OID:
+			{
+				int			n;
+
+				enlargeStringInfo(out, MAXINT8LEN + 1);
+				if (ti->kind == CDC_KIND_INT2)
+					n = pg_ltoa(DatumGetInt16(value), out->data + out->len);
+				else if (ti->kind == CDC_KIND_INT4)
+					n = pg_ltoa(DatumGetInt32(value), out->data + out->len);
+				else if (ti->kind == CDC_KIND_INT8)
+					n = pg_lltoa(DatumGetInt64(value), out->data + out->len);
+				else
+					n = pg_ultoa_n(DatumGetObjectId(value), out->data + out->len);
+				out->len += n;
+				out->data[out->len] = '\0';
+			}
+			break;
+		case CDC_KIND_FLOAT4:
+			append_double(out, DatumGetFloat4(value), true);
+			break;
+		case CDC_KIND_FLOAT8:
+			append_double(out, DatumGetFloat8(value), false);
+			break;
+		case CDC_KIND_NUMERIC:
+			{
+				Numeric		num = DatumGetNumeric(value);
+				char	   *s = DatumGetCString(DirectFunctionCall1(numeric_out,
+																	NumericGetDatum(num)));
+
+				if (numeric_as_number && !numeric_is_nan(num) &&
+					!numeric_is_inf(num))
+					appendStringInfoString(out, s);
+				else
+				{
+					appendStringInfoCharMacro(out, '"');
+					appendStringInfoString(out, s);
+					appendStringInfoCharMacro(out, '"');
+				}
+				pfree(s);
+			}
+			break;
+		case CDC_KIND_BOOL:
+			if (DatumGetBool(value))
+				appendBinaryStringInfo(out, "true", 4);
+			else
+				appendBinaryStringInfo(out, "false", 5);
+			break;
+		case CDC_KIND_TEXT:
+			{
+				text	   *t = DatumGetTextPP(value);
+
+				cdc_append_json_string(out, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+			}
+			break;
+		case CDC_KIND_JSON:
+			append_json_text(out, value);
+			break;
+		case CDC_KIND_JSONB:
+			{
+				Jsonb	   *jb = DatumGetJsonbP(value);
+
+				(void) JsonbToCString(out, &jb->root, VARSIZE(jb));
+			}
+			break;
+		case CDC_KIND_BYTEA:
+			append_bytea(out, value);
+			break;
+		case CDC_KIND_DATE:
+		case CDC_KIND_TIME:
+		case CDC_KIND_TIMETZ:
+		case CDC_KIND_TIMESTAMP:
+		case CDC_KIND_TIMESTAMPTZ:
+			append_datetime(out, value, ti->basetypid);
+			break;
+		case CDC_KIND_INTERVAL:
+			{
+				char		buf[MAXDATELEN + 1];
+
+				cdc_encode_interval_iso(DatumGetIntervalP(value), buf);
+				appendStringInfoCharMacro(out, '"');
+				appendStringInfoString(out, buf);
+				appendStringInfoCharMacro(out, '"');
+			}
+			break;
+		case CDC_KIND_ARRAY:
+			append_array(out, ti, value, numeric_as_number);
+			break;
+		case CDC_KIND_OTHER:
+			append_output_string(out, ti, value);
+			break;
+	}
+}
+
+/* Write dimension dim of an array (recursively), consuming elements from *pos. */
+static void
+append_array_dim(StringInfo out, const CdcTypeInfo *elem, int dim, int ndim,
+				 const int *dims, const Datum *values, const bool *nulls,
+				 int *pos, bool numeric_as_number)
+{
+	appendStringInfoCharMacro(out, '[');
+	for (int i = 0; i < dims[dim]; i++)
+	{
+		if (i > 0)
+			appendStringInfoCharMacro(out, ',');
+		if (dim + 1 < ndim)
+			append_array_dim(out, elem, dim + 1, ndim, dims, values, nulls,
+							 pos, numeric_as_number);
+		else
+		{
+			if (nulls[*pos])
+				appendBinaryStringInfo(out, "null", 4);
+			else
+				cdc_append_value(out, elem, values[*pos], numeric_as_number);
+			(*pos)++;
+		}
+	}
+	appendStringInfoCharMacro(out, ']');
+}
+
+/*
+ * Arrays become (nested) JSON arrays.  An array whose lower bounds are not
+ * all 1 (e.g. '[0:1]={a,b}') cannot be represented by a JSON array without
+ * losing the bounds, so it is written as a string in PostgreSQL's own
+ * array syntax, which keeps them.
+ */
+static void
+append_array(StringInfo out, const CdcTypeInfo *ti, Datum value,
+			 bool numeric_as_number)
+{
+	ArrayType  *arr = DatumGetArrayTypeP(value);
+	int			ndim = ARR_NDIM(arr);
+	int		   *dims = ARR_DIMS(arr);
+	int		   *lbs = ARR_LBOUND(arr);
+	const CdcTypeInfo *elem = ti->elem;
+	Datum	   *values;
+	bool	   *nulls;
+	int			nelems;
+	int			pos = 0;
+
+	if (ndim == 0)
+	{
+		appendBinaryStringInfo(out, "[]", 2);
+		return;
+	}
+	for (int d = 0; d < ndim; d++)
+	{
+		if (lbs[d] != 1)
+		{
+			append_output_string(out, ti, value);
+			return;
+		}
+	}
+	deconstruct_array(arr, ARR_ELEMTYPE(arr), elem->typlen, elem->typbyval,
+					  elem->typalign, &values, &nulls, &nelems);
+	append_array_dim(out, elem, 0, ndim, dims, values, nulls, &pos,
+					 numeric_as_number);
+	pfree(values);
+	pfree(nulls);
+}

@@ -1,0 +1,511 @@
+/*
+ * plugin.c
+ *		The cdc_relay logical decoding output plugin: the callbacks that
+ *		decide what to send, one JSON object per message (format version 1).
+ *
+ *	 begin    {"op":"begin","xid":..,"commit_lsn":..,"ts":..}
+ *	 change   {"op":"c|u|d","schema":..,"table":..,"key":{..}|null,
+ *			   "before":{..}|null,"after":{..}|null[,"unchanged_toast":[..]],
+ *			   "xid":..,"lsn":..,"commit_lsn":..,"seq":n,"ts":..}
+ *	 truncate {"op":"t","tables":[{"schema":..,"table":..}],"cascade":..,
+ *			   "restart_identity":.., <tail>}
+ *	 message  {"op":"m","prefix":..,"transactional":..,"content":..,
+ *			   "content_encoding":"text|base64", <tail>}
+ *	 commit   {"op":"commit","xid":..,"commit_lsn":..,"end_lsn":..,
+ *			   "events":n,"ts":..}
+ *
+ * How values are encoded lives in encode.c, per-relation data in
+ * relcache.c, filters in filter.c, options in options.c.
+ */
+#include "postgres.h"
+
+#include "access/detoast.h"
+#include "access/htup_details.h"
+#include "common/base64.h"
+#include "mb/pg_wchar.h"
+#include "replication/logical.h"
+#include "replication/output_plugin.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+
+#include "cdc_relay.h"
+#include "compat.h"
+
+PG_MODULE_MAGIC;
+
+extern void _PG_output_plugin_init(OutputPluginCallbacks *cb);
+
+/* Plugin state for one decoding session (ctx->output_plugin_private). */
+typedef struct CdcData
+{
+	MemoryContext change_cxt;	/* reset after every message */
+	CdcOptions	opts;
+} CdcData;
+
+/*
+ * Per-transaction state (txn->output_plugin_private), allocated at BEGIN
+ * and freed at COMMIT; its size does not grow with the transaction.  The
+ * parts shared by every event of the transaction are formatted once.
+ */
+typedef struct CdcTxn
+{
+	bool		begin_sent;
+	uint64		seq;			/* events emitted so far */
+	char		xid_json[32];	/* ,"xid":N  (or empty) */
+	char		commit_json[40];	/* ,"commit_lsn":"X/X"  (or empty) */
+	char		ts_json[MAXDATELEN + 16];	/* ,"ts":"..."  (or empty) */
+} CdcTxn;
+
+static void cdc_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt,
+						bool is_init);
+static void cdc_shutdown(LogicalDecodingContext *ctx);
+static void cdc_begin(LogicalDecodingContext *ctx, ReorderBufferTXN *txn);
+static void cdc_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
+					   XLogRecPtr commit_lsn);
+static void cdc_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
+					   Relation relation, ReorderBufferChange *change);
+static void cdc_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
+						 int nrelations, Relation relations[],
+						 ReorderBufferChange *change);
+static void cdc_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
+						XLogRecPtr lsn, bool transactional, const char *prefix,
+						Size sz, const char *message);
+
+void
+_PG_output_plugin_init(OutputPluginCallbacks *cb)
+{
+	/*
+	 * No two-phase and no streaming callbacks: a prepared transaction is
+	 * decoded once, at COMMIT PREPARED (nothing at ROLLBACK PREPARED), and
+	 * large transactions spill to disk instead of arriving in pieces.
+	 */
+	cb->startup_cb = cdc_startup;
+	cb->begin_cb = cdc_begin;
+	cb->change_cb = cdc_change;
+	cb->truncate_cb = cdc_truncate;
+	cb->commit_cb = cdc_commit;
+	cb->message_cb = cdc_message;
+	cb->shutdown_cb = cdc_shutdown;
+}
+
+static void
+cdc_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt, bool is_init)
+{
+	CdcData    *data = palloc0(sizeof(CdcData));
+
+	data->change_cxt = AllocSetContextCreate(ctx->context, "cdc_relay change",
+											 ALLOCSET_DEFAULT_SIZES);
+	cdc_parse_options(ctx->output_plugin_options, &data->opts);
+	ctx->output_plugin_private = data;
+	opt->output_type = OUTPUT_PLUGIN_TEXTUAL_OUTPUT;
+	opt->receive_rewrites = false;
+	cdc_relcache_init(&data->opts, ctx->context);
+}
+
+static void
+cdc_shutdown(LogicalDecodingContext *ctx)
+{
+	CdcData    *data = ctx->output_plugin_private;
+
+	cdc_relcache_destroy();
+	if (data != NULL)
+		MemoryContextDelete(data->change_cxt);
+}
+
+static void
+send_begin(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, CdcTxn *t)
+{
+	StringInfo	out;
+
+	OutputPluginPrepareWrite(ctx, true);
+	out = ctx->out;
+	appendStringInfoString(out, "{\"op\":\"begin\"");
+	appendStringInfoString(out, t->xid_json);
+	appendStringInfoString(out, t->commit_json);
+	appendStringInfoString(out, t->ts_json);
+	appendStringInfoCharMacro(out, '}');
+	OutputPluginWrite(ctx, true);
+	t->begin_sent = true;
+}
+
+static void
+cdc_begin(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
+{
+	CdcData    *data = ctx->output_plugin_private;
+	CdcTxn	   *t = MemoryContextAllocZero(ctx->context, sizeof(CdcTxn));
+	StringInfoData buf;
+
+	txn->output_plugin_private = t;
+
+	/* Format the per-transaction parts once (buffers are sized for them). */
+	if (data->opts.include_xids)
+		snprintf(t->xid_json, sizeof(t->xid_json), ",\"xid\":%u", txn->xid);
+	initStringInfo(&buf);
+	if (data->opts.include_lsn)
+	{
+		appendStringInfoString(&buf, ",\"commit_lsn\":");
+		cdc_append_lsn(&buf, txn->final_lsn);
+		strlcpy(t->commit_json, buf.data, sizeof(t->commit_json));
+	}
+	if (data->opts.include_timestamp)
+	{
+		resetStringInfo(&buf);
+		appendStringInfoString(&buf, ",\"ts\":");
+		cdc_append_timestamptz(&buf, CDC_TXN_COMMIT_TIME(txn));
+		strlcpy(t->ts_json, buf.data, sizeof(t->ts_json));
+	}
+	pfree(buf.data);
+
+	if (!data->opts.skip_empty_xacts)
+		send_begin(ctx, txn, t);
+}
+
+static void
+cdc_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
+		   XLogRecPtr commit_lsn)
+{
+	CdcData    *data = ctx->output_plugin_private;
+	CdcTxn	   *t = txn->output_plugin_private;
+
+	if (t->begin_sent)
+	{
+		StringInfo	out;
+
+		OutputPluginPrepareWrite(ctx, true);
+		out = ctx->out;
+		appendStringInfoString(out, "{\"op\":\"commit\"");
+		appendStringInfoString(out, t->xid_json);
+		if (data->opts.include_lsn)
+		{
+			appendStringInfoString(out, t->commit_json);
+			appendStringInfoString(out, ",\"end_lsn\":");
+			cdc_append_lsn(out, txn->end_lsn);
+		}
+		appendStringInfo(out, ",\"events\":" UINT64_FORMAT, t->seq);
+		appendStringInfoString(out, t->ts_json);
+		appendStringInfoCharMacro(out, '}');
+		OutputPluginWrite(ctx, true);
+	}
+	pfree(t);
+	txn->output_plugin_private = NULL;
+}
+
+/* Start the next event of a transaction: BEGIN if still owed, then seq. */
+static void
+start_txn_event(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, CdcTxn *t)
+{
+	if (!t->begin_sent)
+		send_begin(ctx, txn, t);
+	t->seq++;
+	OutputPluginPrepareWrite(ctx, true);
+}
+
+/* ,"xid":..,"lsn":..,"commit_lsn":..,"seq":n,"ts":..} closing an event. */
+static void
+append_txn_tail(StringInfo out, const CdcData *data, const CdcTxn *t,
+				XLogRecPtr lsn)
+{
+	char		num[MAXINT8LEN + 1];
+
+	appendStringInfoString(out, t->xid_json);
+	if (data->opts.include_lsn)
+	{
+		appendBinaryStringInfo(out, ",\"lsn\":", 7);
+		cdc_append_lsn(out, lsn);
+		appendStringInfoString(out, t->commit_json);
+	}
+	appendBinaryStringInfo(out, ",\"seq\":", 7);
+	appendBinaryStringInfo(out, num, pg_ulltoa_n(t->seq, num));
+	appendStringInfoString(out, t->ts_json);
+	appendStringInfoCharMacro(out, '}');
+}
+
+static inline bool
+is_unchanged_toast(const CdcColumn *col, Datum value)
+{
+	return col->type.typlen == -1 &&
+		VARATT_IS_EXTERNAL_ONDISK(DatumGetPointer(value));
+}
+
+/*
+ * Append a JSON object of the given columns (indexes into entry->cols,
+ * or all columns when which is NULL) of a deformed tuple.  Values stored
+ * out of line and not in the WAL (unchanged TOAST) are left out and their
+ * names appended to *unchanged; they are never read from disk.
+ */
+static void
+append_row(StringInfo out, const CdcRelEntry *entry, const Datum *values,
+		   const bool *nulls, const int *which, int n, bool numeric_as_number,
+		   List **unchanged)
+{
+	bool		first = true;
+
+	appendStringInfoCharMacro(out, '{');
+	for (int i = 0; i < n; i++)
+	{
+		const CdcColumn *col = &entry->cols[which ? which[i] : i];
+		int			a = col->attnum - 1;
+
+		if (!nulls[a] && is_unchanged_toast(col, values[a]))
+		{
+			*unchanged = list_append_unique_ptr(*unchanged, (void *) col);
+			continue;
+		}
+		if (!first)
+			appendStringInfoCharMacro(out, ',');
+		first = false;
+		appendStringInfoString(out, col->json_name);
+		if (nulls[a])
+			appendBinaryStringInfo(out, "null", 4);
+		else
+			cdc_append_value(out, &col->type, values[a], numeric_as_number);
+	}
+	appendStringInfoCharMacro(out, '}');
+}
+
+static void
+cdc_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
+		   Relation relation, ReorderBufferChange *change)
+{
+	CdcData    *data = ctx->output_plugin_private;
+	CdcTxn	   *t = txn->output_plugin_private;
+	CdcRelEntry *entry;
+	HeapTuple	newtuple;
+	HeapTuple	oldtuple;
+	TupleDesc	desc;
+	Datum	   *newvals = NULL;
+	bool	   *newnulls = NULL;
+	Datum	   *oldvals = NULL;
+	bool	   *oldnulls = NULL;
+	List	   *unchanged = NIL;
+	const char *op;
+	int			action;
+	bool		num = data->opts.numeric_as_number;
+	StringInfo	out;
+	MemoryContext old;
+
+	switch (change->action)
+	{
+		case REORDER_BUFFER_CHANGE_INSERT:
+			op = "{\"op\":\"c\"";
+			action = CDC_ACTION_INSERT;
+			break;
+		case REORDER_BUFFER_CHANGE_UPDATE:
+			op = "{\"op\":\"u\"";
+			action = CDC_ACTION_UPDATE;
+			break;
+		case REORDER_BUFFER_CHANGE_DELETE:
+			op = "{\"op\":\"d\"";
+			action = CDC_ACTION_DELETE;
+			break;
+		default:
+			elog(ERROR, "unexpected change action %d", (int) change->action);
+			return;
+	}
+
+	old = MemoryContextSwitchTo(data->change_cxt);
+	entry = cdc_relcache_get(relation);
+	if (!entry->publish || (entry->actions & action) == 0)
+	{
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(data->change_cxt);
+		return;
+	}
+
+	newtuple = CDC_CHANGE_NEWTUPLE(change);
+	oldtuple = CDC_CHANGE_OLDTUPLE(change);
+	desc = RelationGetDescr(relation);
+	if (entry->map != NULL)
+	{
+		desc = entry->map->outdesc;
+		if (newtuple)
+			newtuple = execute_attr_map_tuple(newtuple, entry->map);
+		if (oldtuple)
+			oldtuple = execute_attr_map_tuple(oldtuple, entry->map);
+	}
+	if (newtuple)
+	{
+		newvals = palloc(sizeof(Datum) * desc->natts);
+		newnulls = palloc(sizeof(bool) * desc->natts);
+		heap_deform_tuple(newtuple, desc, newvals, newnulls);
+	}
+	if (oldtuple)
+	{
+		oldvals = palloc(sizeof(Datum) * desc->natts);
+		oldnulls = palloc(sizeof(bool) * desc->natts);
+		heap_deform_tuple(oldtuple, desc, oldvals, oldnulls);
+	}
+
+	start_txn_event(ctx, txn, t);
+	out = ctx->out;
+	appendStringInfoString(out, op);
+	appendStringInfoString(out, entry->json_ident);
+
+	/* key: identity of the row before the change when the WAL has it */
+	appendBinaryStringInfo(out, ",\"key\":", 7);
+	if (entry->nkeys == 0 || (oldtuple == NULL && newtuple == NULL))
+		appendBinaryStringInfo(out, "null", 4);
+	else if (oldtuple != NULL)
+		append_row(out, entry, oldvals, oldnulls, entry->keycols, entry->nkeys,
+				   num, &unchanged);
+	else
+		append_row(out, entry, newvals, newnulls, entry->keycols, entry->nkeys,
+				   num, &unchanged);
+
+	appendBinaryStringInfo(out, ",\"before\":", 10);
+	if (oldtuple == NULL)
+		appendBinaryStringInfo(out, "null", 4);
+	else if (entry->old_has_all)
+		append_row(out, entry, oldvals, oldnulls, NULL, entry->ncols, num,
+				   &unchanged);
+	else
+		append_row(out, entry, oldvals, oldnulls, entry->keycols, entry->nkeys,
+				   num, &unchanged);
+
+	appendBinaryStringInfo(out, ",\"after\":", 9);
+	if (newtuple == NULL || change->action == REORDER_BUFFER_CHANGE_DELETE)
+		appendBinaryStringInfo(out, "null", 4);
+	else
+		append_row(out, entry, newvals, newnulls, NULL, entry->ncols, num,
+				   &unchanged);
+
+	if (unchanged != NIL)
+	{
+		ListCell   *lc;
+
+		appendStringInfoString(out, ",\"unchanged_toast\":[");
+		foreach(lc, unchanged)
+		{
+			const CdcColumn *col = lfirst(lc);
+
+			if (foreach_current_index(lc) > 0)
+				appendStringInfoCharMacro(out, ',');
+			appendStringInfoString(out, col->json_str);
+		}
+		appendStringInfoCharMacro(out, ']');
+	}
+
+	append_txn_tail(out, data, t, change->lsn);
+	OutputPluginWrite(ctx, true);
+
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(data->change_cxt);
+}
+
+static void
+cdc_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
+			 int nrelations, Relation relations[], ReorderBufferChange *change)
+{
+	CdcData    *data = ctx->output_plugin_private;
+	CdcTxn	   *t = txn->output_plugin_private;
+	List	   *targets = NIL;
+	List	   *tables = NIL;
+	MemoryContext old;
+	StringInfo	out;
+	ListCell   *lc;
+
+	old = MemoryContextSwitchTo(data->change_cxt);
+	for (int i = 0; i < nrelations; i++)
+	{
+		CdcRelEntry *entry = cdc_relcache_get(relations[i]);
+
+		if (!entry->publish || (entry->actions & CDC_ACTION_TRUNCATE) == 0)
+			continue;
+		/* with partition-root, several partitions name the same root */
+		if (list_member_oid(targets, entry->target_relid))
+			continue;
+		targets = lappend_oid(targets, entry->target_relid);
+		tables = lappend(tables, entry->json_table);
+	}
+
+	if (tables != NIL)
+	{
+		start_txn_event(ctx, txn, t);
+		out = ctx->out;
+		appendStringInfoString(out, "{\"op\":\"t\",\"tables\":[");
+		foreach(lc, tables)
+		{
+			if (foreach_current_index(lc) > 0)
+				appendStringInfoCharMacro(out, ',');
+			appendStringInfoString(out, lfirst(lc));
+		}
+		appendStringInfo(out, "],\"cascade\":%s,\"restart_identity\":%s",
+						 change->data.truncate.cascade ? "true" : "false",
+						 change->data.truncate.restart_seqs ? "true" : "false");
+		append_txn_tail(out, data, t, change->lsn);
+		OutputPluginWrite(ctx, true);
+	}
+
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(data->change_cxt);
+}
+
+/*
+ * Logical messages (pg_logical_emit_message).  The content is bytes: it is
+ * sent as a JSON string when it is valid text in the database encoding
+ * (content_encoding "text"), otherwise base64-encoded ("base64"), so that
+ * binary content survives exactly.
+ */
+static void
+cdc_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
+			XLogRecPtr lsn, bool transactional, const char *prefix,
+			Size sz, const char *message)
+{
+	CdcData    *data = ctx->output_plugin_private;
+	CdcTxn	   *t = NULL;
+	MemoryContext old;
+	StringInfo	out;
+
+	if (!cdc_message_prefix_wanted(&data->opts, prefix))
+		return;
+
+	old = MemoryContextSwitchTo(data->change_cxt);
+	if (transactional)
+	{
+		t = txn->output_plugin_private;
+		start_txn_event(ctx, txn, t);
+	}
+	else
+		OutputPluginPrepareWrite(ctx, true);
+	out = ctx->out;
+
+	appendStringInfoString(out, "{\"op\":\"m\",\"prefix\":");
+	cdc_append_json_string(out, prefix, strlen(prefix));
+	appendStringInfo(out, ",\"transactional\":%s,\"content\":",
+					 transactional ? "true" : "false");
+	if (pg_verifymbstr(message, sz, true))
+	{
+		cdc_append_json_string(out, message, sz);
+		appendStringInfoString(out, ",\"content_encoding\":\"text\"");
+	}
+	else
+	{
+		int			enclen = pg_b64_enc_len(sz);
+		char	   *enc = palloc(enclen + 1);
+		int			n = pg_b64_encode(message, sz, enc, enclen);
+
+		if (n < 0)
+			elog(ERROR, "could not encode message content as base64");
+		cdc_append_json_string(out, enc, n);
+		appendStringInfoString(out, ",\"content_encoding\":\"base64\"");
+	}
+
+	if (transactional)
+		append_txn_tail(out, data, t, lsn);
+	else
+	{
+		if (data->opts.include_xids && txn != NULL && TransactionIdIsValid(txn->xid))
+			appendStringInfo(out, ",\"xid\":%u", txn->xid);
+		if (data->opts.include_lsn)
+		{
+			appendBinaryStringInfo(out, ",\"lsn\":", 7);
+			cdc_append_lsn(out, lsn);
+		}
+		appendStringInfoCharMacro(out, '}');
+	}
+	OutputPluginWrite(ctx, true);
+
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(data->change_cxt);
+}

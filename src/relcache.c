@@ -1,0 +1,266 @@
+/*
+ * relcache.c
+ *		Per-relation cache of everything cdc_relay needs to encode a change:
+ *		pre-escaped schema, table and column names, each column's JSON kind
+ *		and output function, the key columns, the publication/filter verdict
+ *		and, with partition-root, the conversion to the root's row shape.
+ *
+ * Entries are built on first use and marked invalid by relcache and
+ * syscache invalidation callbacks (which run during decoding, as the
+ * decoded transactions' invalidation messages are replayed), so DDL is
+ * followed and no catalog lookup happens per row.  The callbacks can only
+ * be registered once per backend and outlive a decoding session, so the
+ * cache lives in file-level state that they check (as pgoutput does).
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/partition.h"
+#include "catalog/pg_class.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
+
+#include "cdc_relay.h"
+#include "compat.h"
+
+static HTAB *RelCache = NULL;
+static MemoryContext RelCacheCxt = NULL;
+static const CdcOptions *RelCacheOpts = NULL;
+static bool callbacks_registered = false;
+
+static void
+invalidate_entries(Oid relid)
+{
+	HASH_SEQ_STATUS status;
+	CdcRelEntry *entry;
+
+	if (RelCache == NULL)
+		return;
+	hash_seq_init(&status, RelCache);
+	while ((entry = hash_seq_search(&status)) != NULL)
+	{
+		if (!OidIsValid(relid) || entry->relid == relid ||
+			entry->target_relid == relid)
+			entry->valid = false;
+	}
+}
+
+static void
+relcache_callback(Datum arg, Oid relid)
+{
+	invalidate_entries(relid);
+}
+
+/* Types, schemas or publications changed: rebuild every entry. */
+static void
+syscache_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	if (cacheid != TYPEOID && cacheid != NAMESPACEOID)
+		cdc_filter_invalidate();
+	invalidate_entries(InvalidOid);
+}
+
+void
+cdc_relcache_init(const CdcOptions *opts, MemoryContext parent)
+{
+	HASHCTL		hctl;
+
+	RelCacheCxt = AllocSetContextCreate(parent, "cdc_relay relation cache",
+										ALLOCSET_DEFAULT_SIZES);
+	RelCacheOpts = opts;
+	hctl.keysize = sizeof(Oid);
+	hctl.entrysize = sizeof(CdcRelEntry);
+	hctl.hcxt = RelCacheCxt;
+	RelCache = hash_create("cdc_relay relation cache", 128, &hctl,
+						   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+
+	if (!callbacks_registered)
+	{
+		CacheRegisterRelcacheCallback(relcache_callback, (Datum) 0);
+		CacheRegisterSyscacheCallback(TYPEOID, syscache_callback, (Datum) 0);
+		CacheRegisterSyscacheCallback(NAMESPACEOID, syscache_callback, (Datum) 0);
+		CacheRegisterSyscacheCallback(PUBLICATIONOID, syscache_callback, (Datum) 0);
+		CacheRegisterSyscacheCallback(PUBLICATIONRELMAP, syscache_callback, (Datum) 0);
+#ifdef CDC_HAVE_SCHEMA_PUBLICATIONS
+		CacheRegisterSyscacheCallback(CDC_PUBLICATIONNAMESPACEMAP,
+									  syscache_callback, (Datum) 0);
+#endif
+		callbacks_registered = true;
+	}
+}
+
+void
+cdc_relcache_destroy(void)
+{
+	/* The hash table and entries live in RelCacheCxt, a child of ctx->context. */
+	if (RelCacheCxt != NULL)
+		MemoryContextDelete(RelCacheCxt);
+	RelCache = NULL;
+	RelCacheCxt = NULL;
+	RelCacheOpts = NULL;
+	cdc_filter_reset();
+}
+
+/* "\"name\"" followed by suffix, escaped once here rather than per row. */
+static char *
+quoted_with_suffix(const char *name, const char *suffix)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	cdc_append_json_string(&buf, name, strlen(name));
+	appendStringInfoString(&buf, suffix);
+	return buf.data;
+}
+
+/*
+ * The index whose columns form the event's key: the replica identity index
+ * (primary key or REPLICA IDENTITY USING INDEX), else the primary key
+ * (for FULL and NOTHING), else none.
+ */
+static Oid
+key_index(Relation rel)
+{
+	Oid			idx = InvalidOid;
+	char		ident = rel->rd_rel->relreplident;
+
+	if (ident == REPLICA_IDENTITY_DEFAULT || ident == REPLICA_IDENTITY_INDEX)
+		idx = RelationGetReplicaIndex(rel);
+	if (!OidIsValid(idx))
+	{
+		list_free(RelationGetIndexList(rel));
+		idx = rel->rd_pkindex;
+	}
+	return idx;
+}
+
+static void
+build_entry(CdcRelEntry *entry, Relation relation)
+{
+	const CdcOptions *opts = RelCacheOpts;
+	Relation	target = relation;
+	Relation	root = NULL;
+	TupleDesc	desc;
+	MemoryContext old;
+	char	   *schema;
+	char	   *table;
+	char	   *qschema;
+	char	   *qtable;
+	Oid			idx;
+
+	if (entry->cxt == NULL)
+		entry->cxt = AllocSetContextCreate(RelCacheCxt, "cdc_relay relation",
+										   ALLOCSET_SMALL_SIZES);
+	else
+		MemoryContextReset(entry->cxt);
+	old = MemoryContextSwitchTo(entry->cxt);
+
+	entry->map = NULL;
+	entry->target_relid = entry->relid;
+	if (opts->partition_root && relation->rd_rel->relispartition)
+	{
+		List	   *ancestors = get_partition_ancestors(entry->relid);
+
+		root = RelationIdGetRelation(llast_oid(ancestors));
+		if (!RelationIsValid(root))
+			elog(ERROR, "could not open partition root %u", llast_oid(ancestors));
+		target = root;
+		entry->target_relid = RelationGetRelid(root);
+		entry->map = cdc_convert_tuples_by_name(RelationGetDescr(relation),
+												RelationGetDescr(root));
+	}
+
+	schema = get_namespace_name(RelationGetNamespace(target));
+	table = pstrdup(RelationGetRelationName(target));
+	qschema = cdc_json_quote(schema);
+	qtable = cdc_json_quote(table);
+	entry->json_ident = psprintf(",\"schema\":%s,\"table\":%s", qschema, qtable);
+	entry->json_table = psprintf("{\"schema\":%s,\"table\":%s}", qschema, qtable);
+
+	entry->actions = opts->actions;
+	entry->publish = cdc_table_matches(opts, schema, table);
+	if (entry->publish && opts->publications != NIL)
+		entry->actions &= cdc_publication_actions(opts, relation);
+	if (entry->actions == 0)
+		entry->publish = false;
+
+	/* Columns, in the target's (root's, with partition-root) order. */
+	desc = RelationGetDescr(target);
+	entry->cols = palloc0(sizeof(CdcColumn) * desc->natts);
+	entry->ncols = 0;
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		CdcColumn  *col;
+
+		if (att->attisdropped)
+			continue;
+		col = &entry->cols[entry->ncols++];
+		col->attnum = att->attnum;
+		col->name = pstrdup(NameStr(att->attname));
+		col->json_name = quoted_with_suffix(col->name, ":");
+		col->json_str = quoted_with_suffix(col->name, "");
+		cdc_type_info_init(&col->type, att->atttypid, entry->cxt);
+	}
+
+	/* Key columns, in index order. */
+	entry->nkeys = 0;
+	entry->keycols = NULL;
+	idx = key_index(target);
+	if (OidIsValid(idx))
+	{
+		Relation	idxrel = RelationIdGetRelation(idx);
+
+		if (!RelationIsValid(idxrel))
+			elog(ERROR, "could not open index %u", idx);
+		entry->keycols = palloc(sizeof(int) * idxrel->rd_index->indnkeyatts);
+		for (int k = 0; k < idxrel->rd_index->indnkeyatts; k++)
+		{
+			AttrNumber	attnum = idxrel->rd_index->indkey.values[k];
+
+			for (int c = 0; c < entry->ncols; c++)
+			{
+				if (entry->cols[c].attnum == attnum)
+				{
+					entry->keycols[entry->nkeys++] = c;
+					break;
+				}
+			}
+		}
+		RelationClose(idxrel);
+	}
+
+	/* The WAL's old tuple has every column only under REPLICA IDENTITY FULL. */
+	entry->old_has_all =
+		(relation->rd_rel->relreplident == REPLICA_IDENTITY_FULL);
+
+	if (root != NULL)
+		RelationClose(root);
+	MemoryContextSwitchTo(old);
+	entry->valid = true;
+}
+
+/* The (valid) cache entry for the relation a change is on. */
+CdcRelEntry *
+cdc_relcache_get(Relation relation)
+{
+	Oid			relid = RelationGetRelid(relation);
+	CdcRelEntry *entry;
+	bool		found;
+
+	Assert(RelCache != NULL);
+	entry = hash_search(RelCache, &relid, HASH_ENTER, &found);
+	if (!found)
+	{
+		entry->valid = false;
+		entry->cxt = NULL;
+		entry->target_relid = relid;
+	}
+	if (!entry->valid)
+		build_entry(entry, relation);
+	return entry;
+}
