@@ -141,6 +141,5 @@ extern void cdc_append_value(StringInfo out, const CdcTypeInfo *ti, Datum value,
 extern void cdc_append_json_string(StringInfo out, const char *str, int len);
 extern void cdc_append_lsn(StringInfo out, XLogRecPtr lsn);
 extern void cdc_append_timestamptz(StringInfo out, TimestampTz ts);
-extern char *cdc_json_quote(const char *str);
 
 #endif							/* CDC_RELAY_H */

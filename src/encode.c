@@ -167,17 +167,6 @@ cdc_append_json_string(StringInfo out, const char *str, int len)
 	appendStringInfoCharMacro(out, '"');
 }
 
-/* A palloc'd JSON string literal for a NUL-terminated string. */
-char *
-cdc_json_quote(const char *str)
-{
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	cdc_append_json_string(&buf, str, strlen(str));
-	return buf.data;
-}
-
 /* Append an LSN as a JSON string in PostgreSQL's "X/X" notation. */
 void
 cdc_append_lsn(StringInfo out, XLogRecPtr lsn)

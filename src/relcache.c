@@ -117,6 +117,23 @@ quoted_with_suffix(const char *name, const char *suffix)
 	return buf.data;
 }
 
+/* open "schema":"...","table":"..." close, with both names escaped. */
+static char *
+json_ident(const char *open, const char *schema, const char *table,
+		   const char *close)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, open);
+	appendStringInfoString(&buf, "\"schema\":");
+	cdc_append_json_string(&buf, schema, strlen(schema));
+	appendStringInfoString(&buf, ",\"table\":");
+	cdc_append_json_string(&buf, table, strlen(table));
+	appendStringInfoString(&buf, close);
+	return buf.data;
+}
+
 /*
  * The index whose columns form the event's key: the replica identity index
  * (primary key or REPLICA IDENTITY USING INDEX), else the primary key
@@ -148,8 +165,6 @@ build_entry(CdcRelEntry *entry, Relation relation)
 	MemoryContext old;
 	char	   *schema;
 	char	   *table;
-	char	   *qschema;
-	char	   *qtable;
 	Oid			idx;
 
 	if (entry->cxt == NULL)
@@ -176,10 +191,8 @@ build_entry(CdcRelEntry *entry, Relation relation)
 
 	schema = get_namespace_name(RelationGetNamespace(target));
 	table = pstrdup(RelationGetRelationName(target));
-	qschema = cdc_json_quote(schema);
-	qtable = cdc_json_quote(table);
-	entry->json_ident = psprintf(",\"schema\":%s,\"table\":%s", qschema, qtable);
-	entry->json_table = psprintf("{\"schema\":%s,\"table\":%s}", qschema, qtable);
+	entry->json_ident = json_ident(",", schema, table, "");
+	entry->json_table = json_ident("{", schema, table, "}");
 
 	entry->actions = opts->actions;
 	entry->publish = cdc_table_matches(opts, schema, table);
