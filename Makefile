@@ -32,23 +32,34 @@ endif
 
 EXTRA_CLEAN = tmp_check results regression.diffs regression.out log
 
-PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
-ifeq ($(PGXS),)
-$(error pg_config not found: install postgresql-server-dev-15 (or run "make test"/"make demo", which install it))
-endif
-# No LLVM bitcode: JIT inlining buys nothing for an output plugin.
-with_llvm = no
-include $(PGXS)
-
 # initdb refuses to run as root.  As root, run pg_regress as an unprivileged user
-# from a scratch copy of the test inputs that user can write to.
+# from a scratch copy of the test inputs that this user can read and write.
 TEST_USER ?= postgres
 TEST_DIR  ?= /tmp/cdc_relay-regress
 ifeq ($(shell id -u),0)
+AS_ROOT      = 1
 REGRESS_PREP = regress-prep
 REGRESS_OPTS = --temp-instance=$(TEST_DIR)/tmp_check --temp-config=$(TEST_DIR)/test/logical.conf \
                --inputdir=$(TEST_DIR) --outputdir=$(TEST_DIR)
-pg_regress_installcheck := runuser -u $(TEST_USER) -- $(pg_regress_installcheck)
+endif
+
+PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
+ifeq ($(PGXS),)
+# Without pg_config only the targets that install it themselves can run.
+ifeq ($(filter test demo bench,$(MAKECMDGOALS)),)
+$(error pg_config not found: install postgresql-server-dev-15, or run "make test" or "make demo", which install it)
+endif
+else
+# No LLVM bitcode: JIT inlining buys nothing for an output plugin.
+with_llvm = no
+include $(PGXS)
+endif
+
+ifdef AS_ROOT
+pg_regress_installcheck = \
+    echo "+++ regress install-check as $(TEST_USER) in $(TEST_DIR) +++" && \
+    runuser -u $(TEST_USER) -- $(top_builddir)/src/test/regress/pg_regress \
+    --bindir='$(bindir)' $(pg_regress_locale_flags) $(EXTRA_REGRESS_OPTS)
 endif
 
 .PHONY: regress-prep test demo bench

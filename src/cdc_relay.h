@@ -108,6 +108,7 @@ typedef struct CdcRelEntry
 	int			actions;		/* CDC_ACTION_* mask this relation emits */
 	char	   *json_ident;		/* ,"schema":"...","table":"..." */
 	char	   *json_table;		/* {"schema":"...","table":"..."} for truncate */
+	char	   *json_leaf_table;	/* the same for the relation itself */
 	int			ncols;
 	CdcColumn  *cols;
 	int			nkeys;			/* 0: no key (key is null) */

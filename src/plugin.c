@@ -399,7 +399,8 @@ cdc_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 {
 	CdcData    *data = ctx->output_plugin_private;
 	CdcTxn	   *t = txn->output_plugin_private;
-	List	   *targets = NIL;
+	List	   *truncated = NIL;
+	List	   *named = NIL;
 	List	   *tables = NIL;
 	MemoryContext old;
 	StringInfo	out;
@@ -407,16 +408,32 @@ cdc_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 
 	old = MemoryContextSwitchTo(data->change_cxt);
 	for (int i = 0; i < nrelations; i++)
+		truncated = lappend_oid(truncated, RelationGetRelid(relations[i]));
+	for (int i = 0; i < nrelations; i++)
 	{
 		CdcRelEntry *entry = cdc_relcache_get(relations[i]);
+		Oid			name_relid = entry->target_relid;
+		char	   *name = entry->json_table;
 
 		if (!entry->publish || (entry->actions & CDC_ACTION_TRUNCATE) == 0)
 			continue;
-		/* with partition-root, several partitions name the same root */
-		if (list_member_oid(targets, entry->target_relid))
+
+		/*
+		 * With partition-root, a partition truncated together with its root
+		 * is covered by the root's entry; one truncated on its own is named
+		 * itself, since emptying it does not empty the root.
+		 */
+		if (entry->target_relid != entry->relid)
+		{
+			if (list_member_oid(truncated, entry->target_relid))
+				continue;
+			name_relid = entry->relid;
+			name = entry->json_leaf_table;
+		}
+		if (list_member_oid(named, name_relid))
 			continue;
-		targets = lappend_oid(targets, entry->target_relid);
-		tables = lappend(tables, entry->json_table);
+		named = lappend_oid(named, name_relid);
+		tables = lappend(tables, name);
 	}
 
 	if (tables != NIL)
@@ -495,6 +512,9 @@ cdc_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		append_txn_tail(out, data, t, lsn);
 	else
 	{
+		/* report the top-level transaction, as every other event does */
+		if (txn != NULL && txn->toptxn != NULL)
+			txn = txn->toptxn;
 		if (data->opts.include_xids && txn != NULL && TransactionIdIsValid(txn->xid))
 			appendStringInfo(out, ",\"xid\":%u", txn->xid);
 		if (data->opts.include_lsn)

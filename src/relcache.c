@@ -193,6 +193,11 @@ build_entry(CdcRelEntry *entry, Relation relation)
 	table = pstrdup(RelationGetRelationName(target));
 	entry->json_ident = json_ident(",", schema, table, "");
 	entry->json_table = json_ident("{", schema, table, "}");
+	entry->json_leaf_table = entry->json_table;
+	if (target != relation)
+		entry->json_leaf_table =
+			json_ident("{", get_namespace_name(RelationGetNamespace(relation)),
+					   RelationGetRelationName(relation), "}");
 
 	entry->actions = opts->actions;
 	entry->publish = cdc_table_matches(opts, schema, table);
@@ -220,13 +225,18 @@ build_entry(CdcRelEntry *entry, Relation relation)
 		cdc_type_info_init(&col->type, att->atttypid, entry->cxt);
 	}
 
-	/* Key columns, in index order. */
+	/*
+	 * Key columns, in index order.  The index is the one of the relation the
+	 * change is on, because its identity is what the WAL's old tuple holds;
+	 * with partition-root its columns are found in the root by name.
+	 */
 	entry->nkeys = 0;
 	entry->keycols = NULL;
-	idx = key_index(target);
+	idx = key_index(relation);
 	if (OidIsValid(idx))
 	{
 		Relation	idxrel = RelationIdGetRelation(idx);
+		TupleDesc	reldesc = RelationGetDescr(relation);
 
 		if (!RelationIsValid(idxrel))
 			elog(ERROR, "could not open index %u", idx);
@@ -234,10 +244,11 @@ build_entry(CdcRelEntry *entry, Relation relation)
 		for (int k = 0; k < idxrel->rd_index->indnkeyatts; k++)
 		{
 			AttrNumber	attnum = idxrel->rd_index->indkey.values[k];
+			const char *attname = NameStr(TupleDescAttr(reldesc, attnum - 1)->attname);
 
 			for (int c = 0; c < entry->ncols; c++)
 			{
-				if (entry->cols[c].attnum == attnum)
+				if (strcmp(entry->cols[c].name, attname) == 0)
 				{
 					entry->keycols[entry->nkeys++] = c;
 					break;
