@@ -22,7 +22,8 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    libs        text := current_setting('output_plugin_libraries', true);
+    libs        text;
+    readable    boolean := true;
     items       text[];
     slots_max   int := current_setting('max_replication_slots')::int;
     slots_used  int;
@@ -37,19 +38,38 @@ BEGIN
         'ALTER SYSTEM SET wal_level = logical; then restart the server' END;
     RETURN NEXT;
 
+    -- Reading output_plugin_libraries needs superuser or pg_read_all_settings.
+    BEGIN
+        libs := current_setting('output_plugin_libraries', true);
+    EXCEPTION WHEN insufficient_privilege THEN
+        readable := false;
+    END;
     "check" := 'output_plugin_libraries';
-    IF libs IS NULL THEN
+    IF NOT readable THEN
+        current := 'unknown: reading it needs superuser or pg_read_all_settings';
+        ok := NULL;
+        fix := format('GRANT pg_read_all_settings TO %I; (or run this check as a superuser)',
+                      current_user);
+    ELSIF libs IS NULL THEN
         current := '(not a parameter of this server: every plugin is allowed)';
         ok := true;
         fix := NULL;
     ELSE
         current := libs;
-        SELECT coalesce(array_agg(btrim(x, ' "''')) FILTER (WHERE btrim(x, ' "''') <> ''), '{}')
-          INTO items FROM unnest(string_to_array(libs, ',')) AS x;
+        -- A GUC list: items separated by commas, double-quoted when they
+        -- contain anything unusual ("" inside quotes is one quote).
+        SELECT coalesce(array_agg(item ORDER BY n) FILTER (WHERE item <> ''), '{}')
+          INTO items
+          FROM (SELECT CASE WHEN m[1] LIKE '"%'
+                            THEN replace(substr(m[1], 2, length(m[1]) - 2), '""', '"')
+                            ELSE m[1] END AS item, n
+                  FROM regexp_matches(libs, '\s*("(?:[^"]|"")*"|[^,]*?)\s*(?:,|$)', 'g')
+                       WITH ORDINALITY AS r(m, n)) AS parsed;
         ok := 'cdc_relay' = ANY (items);
         fix := CASE WHEN ok THEN NULL ELSE
             format('ALTER SYSTEM SET output_plugin_libraries = %s; SELECT pg_reload_conf();',
-                   array_to_string(items || ARRAY['cdc_relay'], ', ')) END;
+                   (SELECT string_agg(quote_literal(i), ', ' ORDER BY o)
+                      FROM unnest(items || ARRAY['cdc_relay']) WITH ORDINALITY AS u(i, o))) END;
     END IF;
     RETURN NEXT;
 
@@ -82,6 +102,8 @@ BEGIN
     RETURN NEXT;
 END
 $fn$;
+
+GRANT USAGE ON SCHEMA cdc_relay TO PUBLIC;
 
 COMMENT ON FUNCTION cdc_relay.check_setup() IS
 'prerequisites for logical decoding with cdc_relay: state and fix for each';

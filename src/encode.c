@@ -396,6 +396,16 @@ append_array_dim(StringInfo out, const CdcTypeInfo *elem, int dim, int ndim,
 		{
 			if (nulls[*pos])
 				appendBinaryStringInfo(out, "null", 4);
+			else if (elem->kind == CDC_KIND_JSON || elem->kind == CDC_KIND_JSONB ||
+					 elem->kind == CDC_KIND_ARRAY)
+			{
+				/*
+				 * An element that is itself JSON or an array is written as
+				 * a string of its text, or it could not be told from a
+				 * dimension of the array (nor a JSON null from NULL).
+				 */
+				append_output_string(out, elem, values[*pos]);
+			}
 			else
 				cdc_append_value(out, elem, values[*pos], numeric_as_number);
 			(*pos)++;

@@ -67,6 +67,8 @@ cdc_parse_table_patterns(const char *optname, const char *value)
 		{
 			if (*p == '"')
 			{
+				int			quote_start = parts[npart].len;
+
 				p++;
 				for (;;)
 				{
@@ -82,6 +84,8 @@ cdc_parse_table_patterns(const char *optname, const char *value)
 					p++;
 				}
 				p++;			/* closing quote */
+				if (parts[npart].len == quote_start)
+					pattern_error(optname, value, "A quoted name is empty.");
 				nonempty[npart] = true;
 			}
 			else if (*p == '.')
@@ -92,7 +96,14 @@ cdc_parse_table_patterns(const char *optname, const char *value)
 				p++;
 			}
 			else if (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
-				p++;
+			{
+				while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+					p++;
+				/* blanks may surround names, not split one */
+				if (nonempty[npart] && *p != '\0' && *p != ',' && *p != '.')
+					pattern_error(optname, value,
+								  "A name contains blanks; double-quote names with blanks.");
+			}
 			else
 			{
 				if (*p == '*' || *p == '?')

@@ -74,6 +74,12 @@ parse_actions(DefElem *elem)
 				 errmsg("could not parse value \"%s\" for parameter \"%s\"",
 						option_value(elem), elem->defname),
 				 errhint("%s", hint)));
+	if (items == NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("could not parse value \"%s\" for parameter \"%s\"",
+						option_value(elem), elem->defname),
+				 errhint("%s", hint)));
 	foreach(lc, items)
 	{
 		const char *a = lfirst(lc);
@@ -171,7 +177,7 @@ cdc_parse_options(List *defels, CdcOptions *opts)
 			if (!SplitIdentifierString(raw, ',', &opts->publications) ||
 				opts->publications == NIL)
 				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_NAME),
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("could not parse value \"%s\" for parameter \"%s\"",
 								option_value(elem), name),
 						 errhint("%s", hint)));

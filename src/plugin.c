@@ -25,7 +25,10 @@
 #include "mb/pg_wchar.h"
 #include "replication/logical.h"
 #include "replication/output_plugin.h"
+#include "access/xact.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 
@@ -41,7 +44,36 @@ typedef struct CdcData
 {
 	MemoryContext change_cxt;	/* reset after every message */
 	CdcOptions	opts;
+	int			guc_nestlevel;	/* > 0: output settings to restore at shutdown */
 } CdcData;
+
+/*
+ * Settings that output functions read.  Values written through a type's
+ * output function (composites, ranges, geometric types, money, ...) must
+ * not depend on the settings of whoever happens to decode, so they are
+ * fixed for the duration of decoding.
+ */
+static const char *const output_settings[][2] = {
+	{"DateStyle", "ISO, YMD"},
+	{"IntervalStyle", "iso_8601"},
+	{"TimeZone", "UTC"},
+	{"extra_float_digits", "1"},
+	{"bytea_output", "hex"},
+	{"lc_monetary", "C"},
+};
+
+/* Per-image lists of columns with special values, collected while encoding. */
+typedef struct CdcRowNotes
+{
+	List	   *unchanged;		/* CdcColumn *: unchanged TOAST, left out */
+	List	   *json_null[3];	/* CdcColumn *: json/jsonb holding JSON null */
+} CdcRowNotes;
+
+enum
+{
+	IMAGE_KEY, IMAGE_BEFORE, IMAGE_AFTER
+};
+static const char *const image_names[] = {"key", "before", "after"};
 
 /*
  * Per-transaction state (txn->output_plugin_private), allocated at BEGIN
@@ -59,6 +91,7 @@ typedef struct CdcTxn
 
 static void cdc_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt,
 						bool is_init);
+static void force_output_settings(CdcData *data);
 static void cdc_shutdown(LogicalDecodingContext *ctx);
 static void cdc_begin(LogicalDecodingContext *ctx, ReorderBufferTXN *txn);
 static void cdc_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
@@ -101,6 +134,30 @@ cdc_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt, bool is_init)
 	opt->output_type = OUTPUT_PLUGIN_TEXTUAL_OUTPUT;
 	opt->receive_rewrites = false;
 	cdc_relcache_init(&data->opts, ctx->context);
+	if (!is_init)
+		force_output_settings(data);
+}
+
+/*
+ * Fix the output settings.  Under the SQL interface (inside the caller's
+ * transaction) they are set at a new GUC nest level, undone at shutdown or
+ * by the transaction's abort, so the caller's session is left as it was; a
+ * walsender decodes outside any transaction and keeps them for its life.
+ */
+static void
+force_output_settings(CdcData *data)
+{
+	GucAction	action = GUC_ACTION_SET;
+
+	if (IsTransactionState())
+	{
+		data->guc_nestlevel = NewGUCNestLevel();
+		action = GUC_ACTION_SAVE;
+	}
+	for (int i = 0; i < lengthof(output_settings); i++)
+		(void) set_config_option(output_settings[i][0], output_settings[i][1],
+								 PGC_USERSET, PGC_S_SESSION, action, true,
+								 ERROR, false);
 }
 
 static void
@@ -110,7 +167,11 @@ cdc_shutdown(LogicalDecodingContext *ctx)
 
 	cdc_relcache_destroy();
 	if (data != NULL)
+	{
+		if (data->guc_nestlevel > 0)
+			AtEOXact_GUC(true, data->guc_nestlevel);
 		MemoryContextDelete(data->change_cxt);
+	}
 }
 
 static void
@@ -228,16 +289,48 @@ is_unchanged_toast(const CdcColumn *col, Datum value)
 		VARATT_IS_EXTERNAL_ONDISK(DatumGetPointer(value));
 }
 
+/* Is this non-null json/jsonb value the JSON literal null? */
+static bool
+is_json_null(const CdcColumn *col, Datum value)
+{
+	if (col->type.kind == CDC_KIND_JSONB)
+	{
+		Jsonb	   *jb = DatumGetJsonbP(value);
+		JsonbValue	v;
+
+		return JB_ROOT_IS_SCALAR(jb) && JsonbExtractScalar(&jb->root, &v) &&
+			v.type == jbvNull;
+	}
+	if (col->type.kind == CDC_KIND_JSON)
+	{
+		text	   *t = DatumGetTextPP(value);
+		const char *p = VARDATA_ANY(t);
+		int			len = VARSIZE_ANY_EXHDR(t);
+
+		/* short-cut: JSON null is "null" with optional whitespace around */
+		if (len > 64)
+			return false;
+		while (len > 0 && strchr(" \t\n\r", p[len - 1]))
+			len--;
+		while (len > 0 && strchr(" \t\n\r", *p))
+			p++, len--;
+		return len == 4 && memcmp(p, "null", 4) == 0;
+	}
+	return false;
+}
+
 /*
  * Append a JSON object of the given columns (indexes into entry->cols,
- * or all columns when which is NULL) of a deformed tuple.  Values stored
- * out of line and not in the WAL (unchanged TOAST) are left out and their
- * names appended to *unchanged; they are never read from disk.
+ * or all columns when which is NULL) of a deformed tuple, for one image
+ * (key, before, after).  Values stored out of line and not in the WAL
+ * (unchanged TOAST) are left out and noted; they are never read from disk.
+ * json/jsonb values that are the JSON literal null are noted, so that a
+ * consumer can tell them from SQL NULL.
  */
 static void
 append_row(StringInfo out, const CdcRelEntry *entry, const Datum *values,
 		   const bool *nulls, const int *which, int n, bool numeric_as_number,
-		   List **unchanged)
+		   int image, CdcRowNotes *notes)
 {
 	bool		first = true;
 
@@ -249,7 +342,7 @@ append_row(StringInfo out, const CdcRelEntry *entry, const Datum *values,
 
 		if (!nulls[a] && is_unchanged_toast(col, values[a]))
 		{
-			*unchanged = list_append_unique_ptr(*unchanged, (void *) col);
+			notes->unchanged = list_append_unique_ptr(notes->unchanged, (void *) col);
 			continue;
 		}
 		if (!first)
@@ -259,7 +352,54 @@ append_row(StringInfo out, const CdcRelEntry *entry, const Datum *values,
 		if (nulls[a])
 			appendBinaryStringInfo(out, "null", 4);
 		else
+		{
+			if ((col->type.kind == CDC_KIND_JSON || col->type.kind == CDC_KIND_JSONB) &&
+				is_json_null(col, values[a]))
+				notes->json_null[image] = lappend(notes->json_null[image], (void *) col);
 			cdc_append_value(out, &col->type, values[a], numeric_as_number);
+		}
+	}
+	appendStringInfoCharMacro(out, '}');
+}
+
+/* ,"name":["col",...] for a list of CdcColumn * */
+static void
+append_column_list(StringInfo out, const char *name, List *cols)
+{
+	ListCell   *lc;
+
+	appendStringInfoString(out, name);
+	appendStringInfoCharMacro(out, '[');
+	foreach(lc, cols)
+	{
+		const CdcColumn *col = lfirst(lc);
+
+		if (foreach_current_index(lc) > 0)
+			appendStringInfoCharMacro(out, ',');
+		appendStringInfoString(out, col->json_str);
+	}
+	appendStringInfoCharMacro(out, ']');
+}
+
+/* The optional "unchanged_toast" and "json_null" fields of a change. */
+static void
+append_row_notes(StringInfo out, CdcRowNotes *notes)
+{
+	bool		any_json_null = false;
+
+	if (notes->unchanged != NIL)
+		append_column_list(out, ",\"unchanged_toast\":", notes->unchanged);
+	for (int i = 0; i < lengthof(notes->json_null); i++)
+		any_json_null |= (notes->json_null[i] != NIL);
+	if (!any_json_null)
+		return;
+	appendStringInfoString(out, ",\"json_null\":{");
+	for (int i = 0, n = 0; i < lengthof(notes->json_null); i++)
+	{
+		if (notes->json_null[i] == NIL)
+			continue;
+		append_column_list(out, psprintf("%s\"%s\":", n++ > 0 ? "," : "", image_names[i]),
+						   notes->json_null[i]);
 	}
 	appendStringInfoCharMacro(out, '}');
 }
@@ -278,7 +418,7 @@ cdc_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	bool	   *newnulls = NULL;
 	Datum	   *oldvals = NULL;
 	bool	   *oldnulls = NULL;
-	List	   *unchanged = NIL;
+	CdcRowNotes notes = {0};
 	const char *op;
 	int			action;
 	bool		num = data->opts.numeric_as_number;
@@ -348,43 +488,29 @@ cdc_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		appendBinaryStringInfo(out, "null", 4);
 	else if (oldtuple != NULL)
 		append_row(out, entry, oldvals, oldnulls, entry->keycols, entry->nkeys,
-				   num, &unchanged);
+				   num, IMAGE_KEY, &notes);
 	else
 		append_row(out, entry, newvals, newnulls, entry->keycols, entry->nkeys,
-				   num, &unchanged);
+				   num, IMAGE_KEY, &notes);
 
 	appendBinaryStringInfo(out, ",\"before\":", 10);
 	if (oldtuple == NULL)
 		appendBinaryStringInfo(out, "null", 4);
 	else if (entry->old_has_all)
 		append_row(out, entry, oldvals, oldnulls, NULL, entry->ncols, num,
-				   &unchanged);
+				   IMAGE_BEFORE, &notes);
 	else
 		append_row(out, entry, oldvals, oldnulls, entry->keycols, entry->nkeys,
-				   num, &unchanged);
+				   num, IMAGE_BEFORE, &notes);
 
 	appendBinaryStringInfo(out, ",\"after\":", 9);
 	if (newtuple == NULL || change->action == REORDER_BUFFER_CHANGE_DELETE)
 		appendBinaryStringInfo(out, "null", 4);
 	else
 		append_row(out, entry, newvals, newnulls, NULL, entry->ncols, num,
-				   &unchanged);
+				   IMAGE_AFTER, &notes);
 
-	if (unchanged != NIL)
-	{
-		ListCell   *lc;
-
-		appendStringInfoString(out, ",\"unchanged_toast\":[");
-		foreach(lc, unchanged)
-		{
-			const CdcColumn *col = lfirst(lc);
-
-			if (foreach_current_index(lc) > 0)
-				appendStringInfoCharMacro(out, ',');
-			appendStringInfoString(out, col->json_str);
-		}
-		appendStringInfoCharMacro(out, ']');
-	}
+	append_row_notes(out, &notes);
 
 	append_txn_tail(out, data, t, change->lsn);
 	OutputPluginWrite(ctx, true);

@@ -64,13 +64,34 @@ syscache_callback(Datum arg, int cacheid, uint32 hashvalue)
 	invalidate_entries(InvalidOid);
 }
 
+/*
+ * The cache's memory goes away with the decoding context, also when an
+ * error ends decoding without calling the shutdown callback: forget the
+ * file-level pointers then, so that a later invalidation callback in this
+ * backend does not follow them into freed memory.
+ */
+static void
+relcache_memory_reset(void *arg)
+{
+	RelCache = NULL;
+	RelCacheCxt = NULL;
+	RelCacheOpts = NULL;
+	cdc_filter_reset();
+}
+
 void
 cdc_relcache_init(const CdcOptions *opts, MemoryContext parent)
 {
 	HASHCTL		hctl;
+	MemoryContextCallback *cb;
 
+	cdc_filter_reset();
 	RelCacheCxt = AllocSetContextCreate(parent, "cdc_relay relation cache",
 										ALLOCSET_DEFAULT_SIZES);
+	cb = MemoryContextAlloc(RelCacheCxt, sizeof(MemoryContextCallback));
+	cb->func = relcache_memory_reset;
+	cb->arg = NULL;
+	MemoryContextRegisterResetCallback(RelCacheCxt, cb);
 	RelCacheOpts = opts;
 	hctl.keysize = sizeof(Oid);
 	hctl.entrysize = sizeof(CdcRelEntry);
@@ -96,13 +117,9 @@ cdc_relcache_init(const CdcOptions *opts, MemoryContext parent)
 void
 cdc_relcache_destroy(void)
 {
-	/* The hash table and entries live in RelCacheCxt, a child of ctx->context. */
+	/* Everything lives in RelCacheCxt; its reset callback clears the rest. */
 	if (RelCacheCxt != NULL)
 		MemoryContextDelete(RelCacheCxt);
-	RelCache = NULL;
-	RelCacheCxt = NULL;
-	RelCacheOpts = NULL;
-	cdc_filter_reset();
 }
 
 /* "\"name\"" followed by suffix, escaped once here rather than per row. */
