@@ -20,6 +20,9 @@ REGRESS     = setup insert_update_delete replica_identity pk_change toast types 
               escaping truncate messages savepoints twophase ddl partitions options filters \
               publications large_txn roundtrip check_setup
 TEST_CONF   = $(CURDIR)/test/logical.conf
+# Regression databases are UTF8 with the C locale, whatever the caller's LANG.
+ENCODING    = UTF8
+NO_LOCALE   = 1
 REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(TEST_CONF)
 
 PG_CONFIG  ?= pg_config
@@ -50,8 +53,9 @@ ifeq ($(filter test demo bench,$(MAKECMDGOALS)),)
 $(error pg_config not found: install postgresql-server-dev-15, or run "make test" or "make demo", which install it)
 endif
 else
-# No LLVM bitcode: JIT inlining buys nothing for an output plugin.
-with_llvm = no
+# No LLVM bitcode: JIT inlining buys nothing for an output plugin
+# ("override", or Makefile.global would set it back).
+override with_llvm = no
 include $(PGXS)
 endif
 

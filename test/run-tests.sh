@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# test/run-tests.sh — everything `make test` (and so CI) runs, as root or not:
+#   1. install missing Debian packages (test/lib/deps.sh)
+#   2. make WERROR=1 && make install          (a failure here stops everything)
+#   3. suites, each counted once in the closing "N passed, N failed" line:
+#        installcheck    pg_regress on a temporary server (the Makefile runs it as
+#                        postgres from /tmp/cdc_relay-regress when we are root)
+#        version check   test/unit/version_check.sh, plus its --self-test
+#        one per TAP file test/tap/*.pl, run with prove as postgres from a scratch
+#                        copy (PostgreSQL::Test::Cluster refuses root)
+# Failed suites print their diagnostics (regression.diffs, TAP server logs).
+set -uo pipefail
+
+cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." || exit 1
+REPO=$PWD
+
+source test/lib/deps.sh || { echo "run-tests: installing dependencies failed" >&2; exit 1; }
+
+PG_BINDIR=$(pg_config --bindir)
+PG_PKGLIBDIR=$(pg_config --pkglibdir)
+IS_ROOT=0
+[[ $(id -u) == 0 ]] && IS_ROOT=1
+
+section() { printf '\n==== %s ====\n' "$*"; }
+
+section "build (WERROR=1)"
+make WERROR=1 || { echo "run-tests: build failed"; exit 1; }
+section "install"
+make install || { echo "run-tests: make install failed"; exit 1; }
+
+passed=0 failed=0 failed_names=()
+record() {    # record NAME RC
+    if (($2 == 0)); then
+        passed=$((passed + 1))
+        echo "---- PASS: $1"
+    else
+        failed=$((failed + 1))
+        failed_names+=("$1")
+        echo "---- FAIL: $1"
+    fi
+}
+
+# --- installcheck ------------------------------------------------------------------
+section "installcheck (pg_regress)"
+make installcheck
+rc=$?
+if ((rc != 0)); then
+    if ((IS_ROOT)); then regress_dir=/tmp/cdc_relay-regress; else regress_dir=$REPO; fi
+    if [[ -s $regress_dir/regression.diffs ]]; then
+        echo "---- $regress_dir/regression.diffs"
+        cat "$regress_dir/regression.diffs"
+    else
+        # pg_regress did not get to compare output: show why (initdb, server start)
+        echo "---- no differences recorded in $regress_dir/regression.diffs"
+        for log in "$regress_dir"/log/*.log; do
+            [[ -f $log ]] || continue
+            echo "---- tail -n 40 $log"
+            tail -n 40 "$log"
+        done
+    fi
+fi
+record installcheck $rc
+
+# --- version check -----------------------------------------------------------------
+section "version check"
+bash test/unit/version_check.sh && bash test/unit/version_check.sh --self-test
+record "version check" $?
+
+# --- TAP tests -----------------------------------------------------------------------
+# Scratch copy the postgres user can read and write; TESTDIR is where
+# PostgreSQL::Test::Utils puts tmp_check/ (logs, data directories, port locks).
+tap_dir=$(mktemp -d /tmp/cdc_relay-tap.XXXXXX)
+trap 'rm -rf "$tap_dir"' EXIT
+mkdir -p "$tap_dir/t"
+cp test/tap/*.pl "$tap_dir/t/"
+((IS_ROOT)) && chown -R postgres: "$tap_dir"
+
+as_test_user() {
+    if ((IS_ROOT)); then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+for t in test/tap/*.pl; do
+    name=$(basename "$t")
+    section "TAP $name"
+    rm -rf "$tap_dir/tmp_check"
+    (
+        cd "$tap_dir" &&
+            as_test_user env PATH="$PG_BINDIR:$PATH" \
+                TESTDIR="$tap_dir" \
+                PG_REGRESS="$PG_PKGLIBDIR/pgxs/src/test/regress/pg_regress" \
+                prove -v -I "$PG_PKGLIBDIR/pgxs/src/test/perl" "t/$name"
+    )
+    rc=$?
+    if ((rc != 0)); then
+        for log in "$tap_dir"/tmp_check/log/*; do
+            [[ -f $log ]] || continue
+            echo "---- tail -n 80 $log"
+            tail -n 80 "$log"
+        done
+    fi
+    record "TAP $name" $rc
+done
+
+section "summary"
+((failed)) && printf 'failed: %s\n' "${failed_names[@]}"
+echo "$passed passed, $failed failed"
+((failed == 0))
