@@ -137,7 +137,7 @@ extern CdcRelEntry *cdc_relcache_get(Relation relation);
 
 /* encode.c */
 extern void cdc_type_info_init(CdcTypeInfo *ti, Oid typid, MemoryContext cxt);
-extern void cdc_append_value(StringInfo out, const CdcTypeInfo *ti, Datum value,
+extern bool cdc_append_value(StringInfo out, const CdcTypeInfo *ti, Datum value,
 							 bool numeric_as_number);
 extern void cdc_append_json_string(StringInfo out, const char *str, int len);
 extern void cdc_append_lsn(StringInfo out, XLogRecPtr lsn);

@@ -242,13 +242,24 @@ append_output_string(StringInfo out, const CdcTypeInfo *ti, Datum value)
 	pfree(s);
 }
 
-/* json text: embedded as is, but line breaks between tokens become spaces. */
-static void
+static inline bool
+is_json_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/*
+ * json text: embedded as is, but line breaks between tokens become spaces.
+ * Returns whether the value is the JSON literal null.
+ */
+static bool
 append_json_text(StringInfo out, Datum value)
 {
 	text	   *t = DatumGetTextPP(value);
 	const char *p = VARDATA_ANY(t);
 	int			len = VARSIZE_ANY_EXHDR(t);
+	int			start = 0;
+	int			end = len;
 	char	   *dst;
 
 	enlargeStringInfo(out, len);
@@ -258,6 +269,12 @@ append_json_text(StringInfo out, Datum value)
 		dst[i] = (p[i] == '\n' || p[i] == '\r') ? ' ' : p[i];
 	out->len += len;
 	out->data[out->len] = '\0';
+
+	while (start < end && is_json_space(p[start]))
+		start++;
+	while (end > start && is_json_space(p[end - 1]))
+		end--;
+	return end - start == 4 && memcmp(p + start, "null", 4) == 0;
 }
 
 static void
@@ -275,8 +292,12 @@ append_bytea(StringInfo out, Datum value)
 static void append_array(StringInfo out, const CdcTypeInfo *ti, Datum value,
 						 bool numeric_as_number);
 
-/* Append one non-null value of the type described by ti. */
-void
+/*
+ * Append one non-null value of the type described by ti.  Returns true
+ * when the value is a json or jsonb holding the JSON literal null, which is
+ * written as null just like SQL NULL (the caller notes it).
+ */
+bool
 cdc_append_value(StringInfo out, const CdcTypeInfo *ti, Datum value,
 				 bool numeric_as_number)
 {
@@ -340,15 +361,16 @@ cdc_append_value(StringInfo out, const CdcTypeInfo *ti, Datum value,
 			}
 			break;
 		case CDC_KIND_JSON:
-			append_json_text(out, value);
-			break;
+			return append_json_text(out, value);
 		case CDC_KIND_JSONB:
 			{
 				Jsonb	   *jb = DatumGetJsonbP(value);
+				JsonbValue	v;
 
 				(void) JsonbToCString(out, &jb->root, VARSIZE(jb));
+				return JB_ROOT_IS_SCALAR(jb) &&
+					JsonbExtractScalar(&jb->root, &v) && v.type == jbvNull;
 			}
-			break;
 		case CDC_KIND_BYTEA:
 			append_bytea(out, value);
 			break;
@@ -376,6 +398,7 @@ cdc_append_value(StringInfo out, const CdcTypeInfo *ti, Datum value,
 			append_output_string(out, ti, value);
 			break;
 	}
+	return false;
 }
 
 /* Write dimension dim of an array (recursively), consuming elements from *pos. */
@@ -407,7 +430,7 @@ append_array_dim(StringInfo out, const CdcTypeInfo *elem, int dim, int ndim,
 				append_output_string(out, elem, values[*pos]);
 			}
 			else
-				cdc_append_value(out, elem, values[*pos], numeric_as_number);
+				(void) cdc_append_value(out, elem, values[*pos], numeric_as_number);
 			(*pos)++;
 		}
 	}

@@ -28,7 +28,6 @@
 #include "access/xact.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
-#include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 
@@ -73,7 +72,7 @@ enum
 {
 	IMAGE_KEY, IMAGE_BEFORE, IMAGE_AFTER
 };
-static const char *const image_names[] = {"key", "before", "after"};
+static const char *const image_names[] = {"\"key\":", "\"before\":", "\"after\":"};
 
 /*
  * Per-transaction state (txn->output_plugin_private), allocated at BEGIN
@@ -289,36 +288,6 @@ is_unchanged_toast(const CdcColumn *col, Datum value)
 		VARATT_IS_EXTERNAL_ONDISK(DatumGetPointer(value));
 }
 
-/* Is this non-null json/jsonb value the JSON literal null? */
-static bool
-is_json_null(const CdcColumn *col, Datum value)
-{
-	if (col->type.kind == CDC_KIND_JSONB)
-	{
-		Jsonb	   *jb = DatumGetJsonbP(value);
-		JsonbValue	v;
-
-		return JB_ROOT_IS_SCALAR(jb) && JsonbExtractScalar(&jb->root, &v) &&
-			v.type == jbvNull;
-	}
-	if (col->type.kind == CDC_KIND_JSON)
-	{
-		text	   *t = DatumGetTextPP(value);
-		const char *p = VARDATA_ANY(t);
-		int			len = VARSIZE_ANY_EXHDR(t);
-
-		/* short-cut: JSON null is "null" with optional whitespace around */
-		if (len > 64)
-			return false;
-		while (len > 0 && strchr(" \t\n\r", p[len - 1]))
-			len--;
-		while (len > 0 && strchr(" \t\n\r", *p))
-			p++, len--;
-		return len == 4 && memcmp(p, "null", 4) == 0;
-	}
-	return false;
-}
-
 /*
  * Append a JSON object of the given columns (indexes into entry->cols,
  * or all columns when which is NULL) of a deformed tuple, for one image
@@ -351,13 +320,8 @@ append_row(StringInfo out, const CdcRelEntry *entry, const Datum *values,
 		appendStringInfoString(out, col->json_name);
 		if (nulls[a])
 			appendBinaryStringInfo(out, "null", 4);
-		else
-		{
-			if ((col->type.kind == CDC_KIND_JSON || col->type.kind == CDC_KIND_JSONB) &&
-				is_json_null(col, values[a]))
-				notes->json_null[image] = lappend(notes->json_null[image], (void *) col);
-			cdc_append_value(out, &col->type, values[a], numeric_as_number);
-		}
+		else if (cdc_append_value(out, &col->type, values[a], numeric_as_number))
+			notes->json_null[image] = lappend(notes->json_null[image], (void *) col);
 	}
 	appendStringInfoCharMacro(out, '}');
 }
@@ -398,8 +362,9 @@ append_row_notes(StringInfo out, CdcRowNotes *notes)
 	{
 		if (notes->json_null[i] == NIL)
 			continue;
-		append_column_list(out, psprintf("%s\"%s\":", n++ > 0 ? "," : "", image_names[i]),
-						   notes->json_null[i]);
+		if (n++ > 0)
+			appendStringInfoCharMacro(out, ',');
+		append_column_list(out, image_names[i], notes->json_null[i]);
 	}
 	appendStringInfoCharMacro(out, '}');
 }
