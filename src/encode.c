@@ -292,6 +292,105 @@ append_bytea(StringInfo out, Datum value)
 static void append_array(StringInfo out, const CdcTypeInfo *ti, Datum value,
 						 bool numeric_as_number);
 
+static void
+append_jsonb_scalar(StringInfo out, const JsonbValue *v)
+{
+	switch (v->type)
+	{
+		case jbvNull:
+			appendBinaryStringInfo(out, "null", 4);
+			break;
+		case jbvString:
+			cdc_append_json_string(out, v->val.string.val, v->val.string.len);
+			break;
+		case jbvNumeric:
+			{
+				char	   *s = DatumGetCString(DirectFunctionCall1(numeric_out,
+																	NumericGetDatum(v->val.numeric)));
+
+				appendStringInfoString(out, s);
+				pfree(s);
+			}
+			break;
+		case jbvBool:
+			if (v->val.boolean)
+				appendBinaryStringInfo(out, "true", 4);
+			else
+				appendBinaryStringInfo(out, "false", 5);
+			break;
+		default:
+			elog(ERROR, "unexpected jsonb value type %d", (int) v->type);
+	}
+}
+
+/*
+ * jsonb as compact JSON, written straight from the jsonb iterator: strings
+ * are escaped from the jsonb's own storage without copies, and there are no
+ * blanks between tokens.  (jsonb_out would copy and escape every string
+ * character by character; this is the hot path for jsonb-heavy tables.)
+ * Returns whether the value is the JSON literal null.
+ */
+static bool
+append_jsonb(StringInfo out, Datum value)
+{
+	Jsonb	   *jb = DatumGetJsonbP(value);
+	JsonbIterator *it = JsonbIteratorInit(&jb->root);
+	JsonbIteratorToken tok;
+	JsonbValue	v;
+	bool		need_comma = false;
+	bool		raw_scalar = false;
+	bool		is_null = false;
+
+	while ((tok = JsonbIteratorNext(&it, &v, false)) != WJB_DONE)
+	{
+		switch (tok)
+		{
+			case WJB_BEGIN_ARRAY:
+				/* a scalar document is stored as a one-element "raw" array */
+				if (v.val.array.rawScalar)
+				{
+					raw_scalar = true;
+					break;
+				}
+				/* FALLTHROUGH */
+			case WJB_BEGIN_OBJECT:
+				if (need_comma)
+					appendStringInfoCharMacro(out, ',');
+				appendStringInfoCharMacro(out, tok == WJB_BEGIN_ARRAY ? '[' : '{');
+				need_comma = false;
+				break;
+			case WJB_END_ARRAY:
+				if (!raw_scalar)
+					appendStringInfoCharMacro(out, ']');
+				need_comma = true;
+				break;
+			case WJB_END_OBJECT:
+				appendStringInfoCharMacro(out, '}');
+				need_comma = true;
+				break;
+			case WJB_KEY:
+				if (need_comma)
+					appendStringInfoCharMacro(out, ',');
+				cdc_append_json_string(out, v.val.string.val, v.val.string.len);
+				appendStringInfoCharMacro(out, ':');
+				need_comma = false;
+				break;
+			case WJB_VALUE:
+			case WJB_ELEM:
+				if (need_comma)
+					appendStringInfoCharMacro(out, ',');
+				append_jsonb_scalar(out, &v);
+				need_comma = true;
+				if (raw_scalar && v.type == jbvNull)
+					is_null = true;
+				break;
+			case WJB_DONE:
+				break;
+		}
+	}
+	return is_null;
+}
+
 /*
  * Append one non-null value of the type described by ti.  Returns true
  * when the value is a json or jsonb holding the JSON literal null, which is
@@ -363,14 +462,7 @@ cdc_append_value(StringInfo out, const CdcTypeInfo *ti, Datum value,
 		case CDC_KIND_JSON:
 			return append_json_text(out, value);
 		case CDC_KIND_JSONB:
-			{
-				Jsonb	   *jb = DatumGetJsonbP(value);
-				JsonbValue	v;
-
-				(void) JsonbToCString(out, &jb->root, VARSIZE(jb));
-				return JB_ROOT_IS_SCALAR(jb) &&
-					JsonbExtractScalar(&jb->root, &v) && v.type == jbvNull;
-			}
+			return append_jsonb(out, value);
 		case CDC_KIND_BYTEA:
 			append_bytea(out, value);
 			break;
