@@ -152,7 +152,7 @@ cat <<'EOF'
     in commit order.
   * Events carry xid, lsn, commit_lsn and the commit timestamp; plugin options
     (pg_recvlogical -o name=value) can drop them, filter tables and actions, and
-    more: see test/docs/format-v1.md.
+    more: see README.md (Output format, Plugin options).
   * Coming in a later version: the cdc-relay process reads this same stream and
     produces the events to Kafka.
 EOF
