@@ -108,20 +108,18 @@ for p in $BENCH_PLUGINS; do
 done
 
 # ---------------------------------------------------------------- scratch server
+# test/lib/pg.sh starts it (as the unprivileged postgres user when we are root).
+# shellcheck source=test/lib/pg.sh
+source "$HERE/../lib/pg.sh"
 if ((EUID == 0)); then
     id postgres >/dev/null 2>&1 || die "user 'postgres' does not exist (install postgresql-15)"
-    as_server() { runuser -u postgres -- "$@"; }
-    export PGUSER=postgres
-else
-    as_server() { "$@"; }
-    PGUSER=$(id -un); export PGUSER
 fi
+as_server() { pg_as_user "$@"; }
+export PGUSER=$PG_SUPERUSER
 
-SCRATCH=$(mktemp -d /tmp/cdc_relay-bench.XXXXXX)
-((EUID == 0)) && chown postgres: "$SCRATCH"
-DATA=$SCRATCH/data
-SERVER_STARTED=0
+SCRATCH=$(pg_scratch_dir bench) || die "could not create a scratch directory"
 RECV_PID=
+PERF_PID=
 
 cleanup() {
     local rc=$?
@@ -134,32 +132,20 @@ cleanup() {
         kill "$RECV_PID" 2>/dev/null || true
         wait "$RECV_PID" 2>/dev/null || true
     fi
-    if ((SERVER_STARTED)); then
-        if ((rc != 0)) && [[ -f "$SCRATCH/server.log" ]]; then
-            echo "bench: last lines of the server log:" >&2
-            tail -n 20 "$SCRATCH/server.log" >&2 || true
-        fi
-        as_server "$BINDIR/pg_ctl" -D "$DATA" -m immediate -w stop >/dev/null 2>&1 || true
+    if ((rc != 0)) && [[ -f "$SCRATCH/server.log" ]]; then
+        echo "bench: last lines of the server log:" >&2
+        tail -n 20 "$SCRATCH/server.log" >&2 || true
     fi
     if [[ "$BENCH_KEEP" == 1 ]]; then
+        as_server "$BINDIR/pg_ctl" -D "$SCRATCH/data" -m immediate -w stop >/dev/null 2>&1 || true
         echo "bench: kept $SCRATCH" >&2
     else
-        rm -rf "$SCRATCH"
+        pg_stop || true     # stops the server and removes the scratch directory
     fi
     exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
-free_port() {
-    local p
-    for p in $(seq 55432 55632); do
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
-    done
-    die "no free TCP port in 55432-55632"
-}
-PORT=$(free_port)
+PORT=$(pg_free_port) || die "no free TCP port"
 
 # Slots needed at once: per repeat one per plugin (two with BENCH_SQL=1) plus the floor.
 NPLUGINS=$(wc -w <<<"$BENCH_PLUGINS")
@@ -167,29 +153,21 @@ MAX_SLOTS=$(( (NPLUGINS * (BENCH_SQL == 1 ? 2 : 1) + 1) * BENCH_REPEAT + 4 ))
 ((MAX_SLOTS < 10)) && MAX_SLOTS=10
 
 log "initdb in $SCRATCH (port $PORT)"
-as_server "$BINDIR/initdb" -D "$DATA" --no-locale -E UTF8 --auth=trust -U "$PGUSER" >"$SCRATCH/initdb.log" 2>&1 ||
-    { cat "$SCRATCH/initdb.log" >&2; die "initdb failed"; }
-cat >>"$DATA/postgresql.conf" <<EOF
-
-# ---- cdc_relay decoding benchmark ----
-listen_addresses = '127.0.0.1'
-port = $PORT
-unix_socket_directories = '$SCRATCH'
-wal_level = logical
-fsync = off
-synchronous_commit = off
-max_wal_senders = $MAX_SLOTS
-max_replication_slots = $MAX_SLOTS
-output_plugin_libraries = 'pgoutput, test_decoding, cdc_relay, wal2json'
-shared_buffers = 512MB
-max_wal_size = 20GB
-checkpoint_timeout = 1h
-autovacuum = off
-logical_decoding_work_mem = '$BENCH_DECODING_WORK_MEM'
-EOF
-as_server "$BINDIR/pg_ctl" -D "$DATA" -l "$SCRATCH/server.log" -w -t 60 start >/dev/null ||
-    { tail -n 30 "$SCRATCH/server.log" >&2; die "server did not start"; }
-SERVER_STARTED=1
+pg_start "$SCRATCH" "$PORT" \
+    "# ---- cdc_relay decoding benchmark ----" \
+    "synchronous_commit = off" \
+    "max_wal_senders = $MAX_SLOTS" \
+    "max_replication_slots = $MAX_SLOTS" \
+    "shared_buffers = 512MB" \
+    "max_wal_size = 20GB" \
+    "checkpoint_timeout = 1h" \
+    "autovacuum = off" \
+    "logical_decoding_work_mem = '$BENCH_DECODING_WORK_MEM'" ||
+    die "server did not start"
+# pg_start sets its own EXIT trap; the benchmark's cleanup does more and calls pg_stop.
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 export PGHOST=$SCRATCH PGPORT=$PORT PGDATABASE=bench PGAPPNAME=cdc_relay-bench
 
 psql_q() { "$BINDIR/psql" -X -q -A -t -v ON_ERROR_STOP=1 "$@"; }
