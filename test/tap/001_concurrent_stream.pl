@@ -5,7 +5,7 @@
 # transactions add a two-phase commit, a rolled-back prepared transaction, a
 # truncate and logical messages.  Then pg_recvlogical -P cdc_relay streams the slot
 # up to the WAL position recorded after the workload, and every output line is
-# parsed with JSON::PP and checked against format-v1 (test/docs/format-v1.md):
+# parsed with JSON::PP and checked against the event format (README.md, "Output format"):
 #   - per-op event counts equal what was committed (and what the tables hold);
 #   - every begin has a matching commit whose "events" is the number of events in
 #     between, seq runs 1..n inside each transaction, xid/commit_lsn agree;
