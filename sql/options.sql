@@ -1,4 +1,4 @@
--- options: every plugin option of event format v1 (test/docs/format-v1.md)
+-- options: every plugin option of event format v1 (README.md, "Plugin options")
 -- with a valid value and its effect (include-xids, include-lsn,
 -- include-timestamp, skip-empty-xacts, numeric-as, partition-root,
 -- format-version, message-prefixes, actions, include-tables, exclude-tables,
