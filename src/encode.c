@@ -193,6 +193,15 @@ cdc_append_lsn(StringInfo out, XLogRecPtr lsn)
 	appendBinaryStringInfo(out, p, buf + sizeof(buf) - p);
 }
 
+/* Append a C string that needs no escaping (digits, dates) in quotes. */
+static void
+append_quoted_plain(StringInfo out, const char *s)
+{
+	appendStringInfoCharMacro(out, '"');
+	appendStringInfoString(out, s);
+	appendStringInfoCharMacro(out, '"');
+}
+
 /* Append a date/time value as a quoted ISO 8601 string (timestamptz in UTC). */
 static void
 append_datetime(StringInfo out, Datum value, Oid typid)
@@ -202,9 +211,7 @@ append_datetime(StringInfo out, Datum value, Oid typid)
 
 	JsonEncodeDateTime(buf, value, typid,
 					   typid == TIMESTAMPTZOID ? &utc : NULL);
-	appendStringInfoCharMacro(out, '"');
-	appendStringInfoString(out, buf);
-	appendStringInfoCharMacro(out, '"');
+	append_quoted_plain(out, buf);
 }
 
 void
@@ -438,11 +445,7 @@ cdc_append_value(StringInfo out, const CdcTypeInfo *ti, Datum value,
 					!numeric_is_inf(num))
 					appendStringInfoString(out, s);
 				else
-				{
-					appendStringInfoCharMacro(out, '"');
-					appendStringInfoString(out, s);
-					appendStringInfoCharMacro(out, '"');
-				}
+					append_quoted_plain(out, s);
 				pfree(s);
 			}
 			break;
@@ -478,9 +481,7 @@ cdc_append_value(StringInfo out, const CdcTypeInfo *ti, Datum value,
 				char		buf[MAXDATELEN + 1];
 
 				cdc_encode_interval_iso(DatumGetIntervalP(value), buf);
-				appendStringInfoCharMacro(out, '"');
-				appendStringInfoString(out, buf);
-				appendStringInfoCharMacro(out, '"');
+				append_quoted_plain(out, buf);
 			}
 			break;
 		case CDC_KIND_ARRAY:

@@ -369,6 +369,19 @@ append_row_notes(StringInfo out, CdcRowNotes *notes)
 	appendStringInfoCharMacro(out, '}');
 }
 
+/* Deform tuple (if any) into freshly palloc'd arrays; NULLs when absent. */
+static void
+deform(HeapTuple tuple, TupleDesc desc, Datum **values, bool **nulls)
+{
+	*values = NULL;
+	*nulls = NULL;
+	if (tuple == NULL)
+		return;
+	*values = palloc(sizeof(Datum) * desc->natts);
+	*nulls = palloc(sizeof(bool) * desc->natts);
+	heap_deform_tuple(tuple, desc, *values, *nulls);
+}
+
 static void
 cdc_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		   Relation relation, ReorderBufferChange *change)
@@ -379,10 +392,10 @@ cdc_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	HeapTuple	newtuple;
 	HeapTuple	oldtuple;
 	TupleDesc	desc;
-	Datum	   *newvals = NULL;
-	bool	   *newnulls = NULL;
-	Datum	   *oldvals = NULL;
-	bool	   *oldnulls = NULL;
+	Datum	   *newvals;
+	bool	   *newnulls;
+	Datum	   *oldvals;
+	bool	   *oldnulls;
 	CdcRowNotes notes = {0};
 	const char *op;
 	int			action;
@@ -429,18 +442,8 @@ cdc_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		if (oldtuple)
 			oldtuple = execute_attr_map_tuple(oldtuple, entry->map);
 	}
-	if (newtuple)
-	{
-		newvals = palloc(sizeof(Datum) * desc->natts);
-		newnulls = palloc(sizeof(bool) * desc->natts);
-		heap_deform_tuple(newtuple, desc, newvals, newnulls);
-	}
-	if (oldtuple)
-	{
-		oldvals = palloc(sizeof(Datum) * desc->natts);
-		oldnulls = palloc(sizeof(bool) * desc->natts);
-		heap_deform_tuple(oldtuple, desc, oldvals, oldnulls);
-	}
+	deform(newtuple, desc, &newvals, &newnulls);
+	deform(oldtuple, desc, &oldvals, &oldnulls);
 
 	start_txn_event(ctx, txn, t);
 	out = ctx->out;
@@ -451,11 +454,9 @@ cdc_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	appendBinaryStringInfo(out, ",\"key\":", 7);
 	if (entry->nkeys == 0 || (oldtuple == NULL && newtuple == NULL))
 		appendBinaryStringInfo(out, "null", 4);
-	else if (oldtuple != NULL)
-		append_row(out, entry, oldvals, oldnulls, entry->keycols, entry->nkeys,
-				   num, IMAGE_KEY, &notes);
 	else
-		append_row(out, entry, newvals, newnulls, entry->keycols, entry->nkeys,
+		append_row(out, entry, oldtuple ? oldvals : newvals,
+				   oldtuple ? oldnulls : newnulls, entry->keycols, entry->nkeys,
 				   num, IMAGE_KEY, &notes);
 
 	appendBinaryStringInfo(out, ",\"before\":", 10);
