@@ -17,7 +17,7 @@ DATA        = sql/cdc_relay--$(EXTVERSION).sql
 PGFILEDESC  = "cdc_relay - lossless JSON change events from logical decoding"
 
 REGRESS     = setup insert_update_delete replica_identity pk_change toast types special_values \
-              escaping truncate messages savepoints twophase ddl partitions options filters \
+              escaping truncate messages savepoints twophase ddl partitions options key_prefix filters \
               publications large_txn roundtrip check_setup
 TEST_CONF   = $(CURDIR)/test/logical.conf
 # Regression databases are UTF8 with the C locale, whatever the caller's LANG.
@@ -65,6 +65,9 @@ pg_regress_installcheck = \
     runuser -u $(TEST_USER) -- $(top_builddir)/src/test/regress/pg_regress \
     --bindir='$(bindir)' $(pg_regress_locale_flags) $(EXTRA_REGRESS_OPTS)
 endif
+
+# The objects depend on the shared headers, and on the Makefile for EXTVERSION.
+$(OBJS): src/cdc_relay.h src/compat.h Makefile
 
 .PHONY: regress-prep test demo bench
 regress-prep:

@@ -13,6 +13,8 @@
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
+#include "utils/array.h"
+#include "utils/guc.h"
 #include "replication/logical.h"
 #include "utils/relcache.h"
 
@@ -43,6 +45,7 @@ typedef struct CdcOptions
 	bool		skip_empty_xacts;
 	bool		partition_root;
 	bool		numeric_as_number;
+	bool		key_prefix;		/* <key JSON> TAB before insert/update/delete */
 	int			actions;		/* CDC_ACTION_* mask */
 	List	   *include_tables; /* of CdcTablePattern *; NIL = all */
 	List	   *exclude_tables; /* of CdcTablePattern * */
@@ -81,6 +84,9 @@ typedef struct CdcTypeInfo
 	Oid			typid;			/* the column's type (domains resolved below) */
 	Oid			basetypid;		/* base type after resolving domains */
 	CdcValueKind kind;
+	bool		needs_output_settings;	/* may go through a settings-dependent
+										 * output function (see
+										 * cdc_output_settings_in_effect) */
 	int16		typlen;
 	bool		typbyval;
 	char		typalign;
@@ -94,6 +100,7 @@ typedef struct CdcColumn
 	AttrNumber	attnum;			/* 1-based attribute number in the tuple */
 	char	   *name;			/* plain name, for unchanged_toast */
 	char	   *json_name;		/* pre-escaped "\"name\":" */
+	int			json_name_len;
 	char	   *json_str;		/* pre-escaped "\"name\"" */
 	CdcTypeInfo type;
 } CdcColumn;
@@ -106,6 +113,8 @@ typedef struct CdcRelEntry
 	MemoryContext cxt;			/* owns everything below */
 	bool		publish;		/* passes table filters and publications */
 	int			actions;		/* CDC_ACTION_* mask this relation emits */
+	char	   *schema;			/* names the events carry (the target's) */
+	char	   *table;
 	char	   *json_ident;		/* ,"schema":"...","table":"..." */
 	char	   *json_table;		/* {"schema":"...","table":"..."} for truncate */
 	char	   *json_leaf_table;	/* the same for the relation itself */
@@ -116,15 +125,37 @@ typedef struct CdcRelEntry
 	bool		old_has_all;	/* old tuple carries every column (FULL) */
 	Oid			target_relid;	/* the relation the event names */
 	TupleConversionMap *map;	/* leaf -> root conversion, or NULL */
+	bool		needs_output_settings;	/* some column's type does */
 } CdcRelEntry;
+
+/* Images of a change event, and the column lists noted while encoding them. */
+typedef enum CdcImage
+{
+	CDC_IMAGE_KEY,
+	CDC_IMAGE_BEFORE,
+	CDC_IMAGE_AFTER
+} CdcImage;
+
+#define CDC_NUM_IMAGES 3
+
+typedef struct CdcRowNotes
+{
+	List	   *unchanged;		/* CdcColumn *: unchanged TOAST, left out */
+	List	   *json_null[CDC_NUM_IMAGES];	/* CdcColumn *: json/jsonb holding
+											 * the JSON literal null */
+} CdcRowNotes;
 
 /* options.c */
 extern void cdc_parse_options(List *defels, CdcOptions *opts);
+extern List *cdc_options_from_array(ArrayType *arr);
 
 /* filter.c */
 extern bool cdc_table_matches(const CdcOptions *opts, const char *schema,
 							  const char *table);
-extern int	cdc_publication_actions(const CdcOptions *opts, Relation rel);
+extern List *cdc_load_publications(const CdcOptions *opts);
+extern int	cdc_publication_actions(List *pubs, Relation rel);
+extern int	cdc_relation_actions(const CdcOptions *opts, List *pubs, Relation rel,
+								 const char *schema, const char *table);
 extern bool cdc_message_prefix_wanted(const CdcOptions *opts, const char *prefix);
 extern void cdc_filter_invalidate(void);
 extern void cdc_filter_reset(void);
@@ -134,6 +165,11 @@ extern List *cdc_parse_table_patterns(const char *optname, const char *value);
 extern void cdc_relcache_init(const CdcOptions *opts, MemoryContext parent);
 extern void cdc_relcache_destroy(void);
 extern CdcRelEntry *cdc_relcache_get(Relation relation);
+extern Oid	cdc_event_relid(Oid relid, bool relispartition, const CdcOptions *opts);
+extern void cdc_relentry_build(CdcRelEntry *entry, Relation relation,
+							   const CdcOptions *opts, MemoryContext parent);
+extern void cdc_inval_callbacks_register(void);
+extern uint64 cdc_inval_count;
 
 /* encode.c */
 extern void cdc_type_info_init(CdcTypeInfo *ti, Oid typid, MemoryContext cxt);
@@ -142,5 +178,16 @@ extern bool cdc_append_value(StringInfo out, const CdcTypeInfo *ti, Datum value,
 extern void cdc_append_json_string(StringInfo out, const char *str, int len);
 extern void cdc_append_lsn(StringInfo out, XLogRecPtr lsn);
 extern void cdc_append_timestamptz(StringInfo out, TimestampTz ts);
+extern void cdc_append_row(StringInfo out, const CdcRelEntry *entry,
+						   const Datum *values, const bool *nulls,
+						   const int *which, int n, bool numeric_as_number,
+						   CdcImage image, CdcRowNotes *notes);
+extern void cdc_append_row_notes(StringInfo out, const CdcRowNotes *notes);
+extern void cdc_append_event_head(StringInfo out, const char *op,
+								  const CdcRelEntry *entry, const Datum *keyvals,
+								  const bool *keynulls, bool key_prefix,
+								  bool numeric_as_number, CdcRowNotes *notes);
+extern bool cdc_output_settings_in_effect(void);
+extern void cdc_output_settings_set(GucAction action);
 
 #endif							/* CDC_RELAY_H */

@@ -10,6 +10,9 @@
  *
  * The type of each column is classified once (cdc_type_info_init, called
  * from the relation cache); cdc_append_value then needs no catalog access.
+ * Rows (cdc_append_row) and the start of a change event
+ * (cdc_append_event_head) are written here too, for the output plugin and
+ * for cdc_relay.snapshot_row() alike.
  */
 #include "postgres.h"
 
@@ -17,14 +20,20 @@
 
 #include "catalog/pg_type.h"
 #include "common/shortest_dec.h"
+#include "miscadmin.h"
+#include "pgtime.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/bytea.h"
 #include "utils/date.h"
 #include "utils/datetime.h"
+#include "utils/float.h"
+#include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/numeric.h"
+#include "utils/pg_locale.h"
 #include "utils/timestamp.h"
 
 #include "cdc_relay.h"
@@ -81,6 +90,66 @@ classify_type(Oid basetypid)
 }
 
 /*
+ * Whether writing a value described by ti may call an output function whose
+ * result depends on the output settings (see output_settings below).  The
+ * kinds written by this file's own code do not depend on them, nor do the
+ * output functions of the types listed here; composites, ranges, money,
+ * geometric types and the like may.  An array is written by array_out, and
+ * so by its element's output function, when its lower bound is not 1.
+ */
+static bool
+needs_output_settings(const CdcTypeInfo *ti)
+{
+	switch (ti->kind)
+	{
+		case CDC_KIND_ARRAY:
+			switch (ti->elem->kind)
+			{
+				case CDC_KIND_INT2:
+				case CDC_KIND_INT4:
+				case CDC_KIND_INT8:
+				case CDC_KIND_OID:
+				case CDC_KIND_NUMERIC:
+				case CDC_KIND_BOOL:
+				case CDC_KIND_TEXT:
+				case CDC_KIND_JSON:
+				case CDC_KIND_JSONB:
+					return false;
+				case CDC_KIND_ARRAY:
+				case CDC_KIND_OTHER:
+					return ti->elem->needs_output_settings;
+				default:
+					return true;	/* floats, bytea, dates and times */
+			}
+		case CDC_KIND_OTHER:
+			switch (ti->basetypid)
+			{
+				case UUIDOID:
+				case NAMEOID:
+				case CHAROID:
+				case INETOID:
+				case CIDROID:
+				case MACADDROID:
+				case MACADDR8OID:
+				case BITOID:
+				case VARBITOID:
+				case XIDOID:
+				case XID8OID:
+				case CIDOID:
+				case TIDOID:
+				case PG_LSNOID:
+				case TSVECTOROID:
+				case TSQUERYOID:
+					return false;
+				default:
+					return get_typtype(ti->basetypid) != TYPTYPE_ENUM;
+			}
+		default:
+			return false;
+	}
+}
+
+/*
  * Fill *ti for values of type typid.  Allocations (the element type of an
  * array, the output function's cache) go into cxt, which must live as long
  * as ti.
@@ -104,6 +173,7 @@ cdc_type_info_init(CdcTypeInfo *ti, Oid typid, MemoryContext cxt)
 		ti->elem = MemoryContextAllocZero(cxt, sizeof(CdcTypeInfo));
 		cdc_type_info_init(ti->elem, get_element_type(ti->basetypid), cxt);
 	}
+	ti->needs_output_settings = needs_output_settings(ti);
 }
 
 /*
@@ -569,4 +639,192 @@ append_array(StringInfo out, const CdcTypeInfo *ti, Datum value,
 					 numeric_as_number);
 	pfree(values);
 	pfree(nulls);
+}
+
+/*
+ * Append a JSON object of the given columns (indexes into entry->cols, or
+ * all columns when which is NULL) of a deformed row in entry's column order
+ * (values[attnum - 1]), for one image of a change event.  Values stored out
+ * of line and not in the WAL (unchanged TOAST) are left out and noted in
+ * notes->unchanged; they are never read from disk.  json/jsonb values that
+ * are the JSON literal null are noted in notes->json_null[image], so that a
+ * consumer can tell them from SQL NULL.
+ */
+void
+cdc_append_row(StringInfo out, const CdcRelEntry *entry, const Datum *values,
+			   const bool *nulls, const int *which, int n,
+			   bool numeric_as_number, CdcImage image, CdcRowNotes *notes)
+{
+	bool		first = true;
+
+	appendStringInfoCharMacro(out, '{');
+	for (int i = 0; i < n; i++)
+	{
+		const CdcColumn *col = &entry->cols[which ? which[i] : i];
+		int			a = col->attnum - 1;
+
+		if (!nulls[a] && col->type.typlen == -1 &&
+			VARATT_IS_EXTERNAL_ONDISK(DatumGetPointer(values[a])))
+		{
+			notes->unchanged = list_append_unique_ptr(notes->unchanged, (void *) col);
+			continue;
+		}
+		if (!first)
+			appendStringInfoCharMacro(out, ',');
+		first = false;
+		appendBinaryStringInfo(out, col->json_name, col->json_name_len);
+		if (nulls[a])
+			appendBinaryStringInfo(out, "null", 4);
+		else if (cdc_append_value(out, &col->type, values[a], numeric_as_number))
+			notes->json_null[image] = lappend(notes->json_null[image], (void *) col);
+	}
+	appendStringInfoCharMacro(out, '}');
+}
+
+/* ,"name":["col",...] for a list of CdcColumn * */
+static void
+append_column_list(StringInfo out, const char *name, List *cols)
+{
+	ListCell   *lc;
+
+	appendStringInfoString(out, name);
+	appendStringInfoCharMacro(out, '[');
+	foreach(lc, cols)
+	{
+		const CdcColumn *col = lfirst(lc);
+
+		if (foreach_current_index(lc) > 0)
+			appendStringInfoCharMacro(out, ',');
+		appendStringInfoString(out, col->json_str);
+	}
+	appendStringInfoCharMacro(out, ']');
+}
+
+/* The optional "unchanged_toast" and "json_null" fields of a change event. */
+void
+cdc_append_row_notes(StringInfo out, const CdcRowNotes *notes)
+{
+	static const char *const image_names[CDC_NUM_IMAGES] = {
+		"\"key\":", "\"before\":", "\"after\":"
+	};
+	bool		any_json_null = false;
+
+	if (notes->unchanged != NIL)
+		append_column_list(out, ",\"unchanged_toast\":", notes->unchanged);
+	for (int i = 0; i < CDC_NUM_IMAGES; i++)
+		any_json_null |= (notes->json_null[i] != NIL);
+	if (!any_json_null)
+		return;
+	appendStringInfoString(out, ",\"json_null\":{");
+	for (int i = 0, n = 0; i < CDC_NUM_IMAGES; i++)
+	{
+		if (notes->json_null[i] == NIL)
+			continue;
+		if (n++ > 0)
+			appendStringInfoCharMacro(out, ',');
+		append_column_list(out, image_names[i], notes->json_null[i]);
+	}
+	appendStringInfoCharMacro(out, '}');
+}
+
+/*
+ * Append the start of a change event on entry's relation, up to and
+ * including its key:
+ *
+ *		{"op":"c","schema":"s","table":"t","key":{...}
+ *
+ * op is the opening through the op field ({"op":"c").  The key is made of
+ * entry's key columns of the deformed row keyvals/keynulls, or null when
+ * keyvals is NULL or the relation has no key.  With key_prefix the key JSON
+ * and a tab come first (<key> TAB {"op":...); the event's key field is then
+ * a copy of those bytes, not a second encoding.
+ */
+void
+cdc_append_event_head(StringInfo out, const char *op, const CdcRelEntry *entry,
+					  const Datum *keyvals, const bool *keynulls,
+					  bool key_prefix, bool numeric_as_number,
+					  CdcRowNotes *notes)
+{
+	bool		has_key = (keyvals != NULL && entry->nkeys > 0);
+	int			key_start;
+	int			key_len;
+
+	if (!key_prefix)
+	{
+		appendStringInfoString(out, op);
+		appendStringInfoString(out, entry->json_ident);
+		appendBinaryStringInfo(out, ",\"key\":", 7);
+		if (has_key)
+			cdc_append_row(out, entry, keyvals, keynulls, entry->keycols,
+						   entry->nkeys, numeric_as_number, CDC_IMAGE_KEY, notes);
+		else
+			appendBinaryStringInfo(out, "null", 4);
+		return;
+	}
+
+	key_start = out->len;
+	if (has_key)
+		cdc_append_row(out, entry, keyvals, keynulls, entry->keycols,
+					   entry->nkeys, numeric_as_number, CDC_IMAGE_KEY, notes);
+	else
+		appendBinaryStringInfo(out, "null", 4);
+	key_len = out->len - key_start;
+	appendStringInfoCharMacro(out, '\t');
+	appendStringInfoString(out, op);
+	appendStringInfoString(out, entry->json_ident);
+	appendBinaryStringInfo(out, ",\"key\":", 7);
+	/* copy within the buffer: enlarge first, the data may move */
+	enlargeStringInfo(out, key_len);
+	memcpy(out->data + out->len, out->data + key_start, key_len);
+	out->len += key_len;
+	out->data[out->len] = '\0';
+}
+
+/*
+ * Settings that output functions read.  Values written through a type's
+ * output function (composites, ranges, geometric types, money, ...) must
+ * not depend on the settings of whoever happens to decode or call
+ * snapshot_row, so they are fixed while encoding.
+ */
+static const char *const output_settings[][2] = {
+	{"DateStyle", "ISO, YMD"},
+	{"IntervalStyle", "iso_8601"},
+	{"TimeZone", "UTC"},
+	{"extra_float_digits", "1"},
+	{"bytea_output", "hex"},
+	{"lc_monetary", "C"},
+};
+
+/*
+ * Whether the current settings already make every output function write
+ * what it writes under output_settings (cheap: no GUC machinery).  The date
+ * order and the exact positive extra_float_digits do not change any output.
+ */
+bool
+cdc_output_settings_in_effect(void)
+{
+	static pg_tz *utc = NULL;
+
+	if (utc == NULL)
+		utc = pg_tzset("UTC");
+	return DateStyle == USE_ISO_DATES &&
+		IntervalStyle == INTSTYLE_ISO_8601 &&
+		session_timezone == utc && utc != NULL &&
+		extra_float_digits > 0 &&
+		bytea_output == BYTEA_OUTPUT_HEX &&
+		strcmp(locale_monetary, "C") == 0;
+}
+
+/*
+ * Set output_settings with the given action: GUC_ACTION_SAVE at a GUC nest
+ * level the caller opened (NewGUCNestLevel) and closes (AtEOXact_GUC), or
+ * GUC_ACTION_SET outside a transaction.
+ */
+void
+cdc_output_settings_set(GucAction action)
+{
+	for (int i = 0; i < lengthof(output_settings); i++)
+		(void) set_config_option(output_settings[i][0], output_settings[i][1],
+								 PGC_USERSET, PGC_S_SESSION, action, true,
+								 ERROR, false);
 }

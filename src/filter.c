@@ -213,34 +213,51 @@ cdc_table_matches(const CdcOptions *opts, const char *schema, const char *table)
 	return true;
 }
 
-static void
-load_publications(const CdcOptions *opts)
+/*
+ * The publications named by the "publication" option, in option order, as
+ * Publication structs allocated in the current memory context.  An unknown
+ * name is an ERROR (publication "p" does not exist).
+ */
+List *
+cdc_load_publications(const CdcOptions *opts)
 {
-	MemoryContext old;
+	List	   *pubs = NIL;
 	ListCell   *lc;
 
+	foreach(lc, opts->publications)
+		pubs = lappend(pubs, GetPublicationByName(lfirst(lc), false));
+	return pubs;
+}
+
+/* The decoding session's publications: loaded on first use, until invalidated. */
+static List *
+session_publications(const CdcOptions *opts)
+{
+	MemoryContext old;
+
+	if (PubValid)
+		return PubList;
 	if (PubCxt == NULL)
 		PubCxt = AllocSetContextCreate(CacheMemoryContext,
 									   "cdc_relay publications",
 									   ALLOCSET_SMALL_SIZES);
 	else
 		MemoryContextReset(PubCxt);
-	PubList = NIL;
 	old = MemoryContextSwitchTo(PubCxt);
-	foreach(lc, opts->publications)
-		PubList = lappend(PubList, GetPublicationByName(lfirst(lc), false));
+	PubList = cdc_load_publications(opts);
 	MemoryContextSwitchTo(old);
 	PubValid = true;
+	return PubList;
 }
 
 /*
- * The CDC_ACTION_* mask that the "publication" option allows for rel: the
- * union of the published actions of every named publication that contains
- * rel, directly, through one of its partition ancestors, through its
- * schema (FOR TABLES IN SCHEMA) or as FOR ALL TABLES.  0 when none does.
+ * The CDC_ACTION_* mask that the publications pubs (Publication *) allow
+ * for rel: the union of the published actions of every one of them that
+ * contains rel, directly, through one of its partition ancestors, through
+ * its schema (FOR TABLES IN SCHEMA) or as FOR ALL TABLES.  0 when none does.
  */
 int
-cdc_publication_actions(const CdcOptions *opts, Relation rel)
+cdc_publication_actions(List *pubs, Relation rel)
 {
 	Oid			relid = RelationGetRelid(rel);
 	List	   *relpubs;
@@ -248,9 +265,6 @@ cdc_publication_actions(const CdcOptions *opts, Relation rel)
 	List	   *ancestors = NIL;
 	ListCell   *lc;
 	int			actions = 0;
-
-	if (!PubValid)
-		load_publications(opts);
 
 	relpubs = GetRelationPublications(relid);
 #ifdef CDC_HAVE_SCHEMA_PUBLICATIONS
@@ -269,7 +283,7 @@ cdc_publication_actions(const CdcOptions *opts, Relation rel)
 #endif
 	}
 
-	foreach(lc, PubList)
+	foreach(lc, pubs)
 	{
 		Publication *pub = lfirst(lc);
 		bool		member;
@@ -290,6 +304,30 @@ cdc_publication_actions(const CdcOptions *opts, Relation rel)
 		if (pub->pubactions.pubtruncate)
 			actions |= CDC_ACTION_TRUNCATE;
 	}
+	return actions;
+}
+
+/*
+ * The CDC_ACTION_* mask of changes on rel that the plugin emits under opts;
+ * 0 when it emits none.  schema and table are the names the events carry
+ * (the partition root's with partition-root): include-tables and
+ * exclude-tables match those.  pubs are the publications of opts
+ * (cdc_load_publications), or NULL inside a decoding session, which loads
+ * them when first needed and keeps them until a publication changes.  rel
+ * is only looked at when opts names publications (it may be NULL if not).
+ */
+int
+cdc_relation_actions(const CdcOptions *opts, List *pubs, Relation rel,
+					 const char *schema, const char *table)
+{
+	int			actions = opts->actions;
+
+	if (!cdc_table_matches(opts, schema, table))
+		return 0;
+	if (opts->publications != NIL)
+		actions &= cdc_publication_actions(pubs != NULL ? pubs :
+										   session_publications(opts),
+										   rel);
 	return actions;
 }
 

@@ -8,7 +8,9 @@
  */
 #include "postgres.h"
 
+#include "catalog/pg_type.h"
 #include "nodes/makefuncs.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/varlena.h"
 
@@ -17,7 +19,7 @@
 #define VALID_OPTIONS \
 	"format-version, include-xids, include-lsn, include-timestamp, " \
 	"include-tables, exclude-tables, publication, actions, skip-empty-xacts, " \
-	"message-prefixes, numeric-as, partition-root"
+	"message-prefixes, numeric-as, partition-root, key-prefix"
 
 static const char *
 option_value(DefElem *elem)
@@ -161,6 +163,8 @@ cdc_parse_options(List *defels, CdcOptions *opts)
 			opts->skip_empty_xacts = parse_bool_option(elem);
 		else if (strcmp(name, "partition-root") == 0)
 			opts->partition_root = parse_bool_option(elem);
+		else if (strcmp(name, "key-prefix") == 0)
+			opts->key_prefix = parse_bool_option(elem);
 		else if (strcmp(name, "include-tables") == 0)
 			opts->include_tables =
 				cdc_parse_table_patterns(name,
@@ -209,4 +213,43 @@ cdc_parse_options(List *defels, CdcOptions *opts)
 					 errmsg("option \"%s\" is not recognized by cdc_relay", name),
 					 errhint("Valid options are: %s.", VALID_OPTIONS)));
 	}
+}
+
+/*
+ * Options given to a SQL function as a text[] of name/value pairs, the way
+ * pg_logical_slot_get_changes() takes them, as the DefElem list that
+ * cdc_parse_options() reads.  Same errors as pg_logical_slot_get_changes()
+ * for a malformed array.
+ */
+List *
+cdc_options_from_array(ArrayType *arr)
+{
+	Datum	   *elems;
+	int			nelems;
+	List	   *defels = NIL;
+
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("array must be one-dimensional")));
+	if (array_contains_nulls(arr))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("array must not contain nulls")));
+	if (ARR_NDIM(arr) == 0)
+		return NIL;
+	Assert(ARR_ELEMTYPE(arr) == TEXTOID);
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, NULL, &nelems);
+	if (nelems % 2 != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("array must have even number of elements")));
+	for (int i = 0; i < nelems; i += 2)
+		defels = lappend(defels,
+						 makeDefElem(TextDatumGetCString(elems[i]),
+									 (Node *) makeString(TextDatumGetCString(elems[i + 1])),
+									 -1));
+	pfree(elems);
+	return defels;
 }

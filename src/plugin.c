@@ -4,9 +4,10 @@
  *		decide what to send, one JSON object per message (format version 1).
  *
  *	 begin    {"op":"begin","xid":..,"commit_lsn":..,"ts":..}
- *	 change   {"op":"c|u|d","schema":..,"table":..,"key":{..}|null,
+ *	 change   [<key> TAB]{"op":"c|u|d","schema":..,"table":..,"key":{..}|null,
  *			   "before":{..}|null,"after":{..}|null[,"unchanged_toast":[..]],
- *			   "xid":..,"lsn":..,"commit_lsn":..,"seq":n,"ts":..}
+ *			   [,"json_null":{..}],"xid":..,"lsn":..,"commit_lsn":..,"seq":n,"ts":..}
+ *			  (the key prefix with the key-prefix option)
  *	 truncate {"op":"t","tables":[{"schema":..,"table":..}],"cascade":..,
  *			   "restart_identity":.., <tail>}
  *	 message  {"op":"m","prefix":..,"transactional":..,"content":..,
@@ -45,34 +46,6 @@ typedef struct CdcData
 	CdcOptions	opts;
 	int			guc_nestlevel;	/* > 0: output settings to restore at shutdown */
 } CdcData;
-
-/*
- * Settings that output functions read.  Values written through a type's
- * output function (composites, ranges, geometric types, money, ...) must
- * not depend on the settings of whoever happens to decode, so they are
- * fixed for the duration of decoding.
- */
-static const char *const output_settings[][2] = {
-	{"DateStyle", "ISO, YMD"},
-	{"IntervalStyle", "iso_8601"},
-	{"TimeZone", "UTC"},
-	{"extra_float_digits", "1"},
-	{"bytea_output", "hex"},
-	{"lc_monetary", "C"},
-};
-
-/* Per-image lists of columns with special values, collected while encoding. */
-typedef struct CdcRowNotes
-{
-	List	   *unchanged;		/* CdcColumn *: unchanged TOAST, left out */
-	List	   *json_null[3];	/* CdcColumn *: json/jsonb holding JSON null */
-} CdcRowNotes;
-
-enum
-{
-	IMAGE_KEY, IMAGE_BEFORE, IMAGE_AFTER
-};
-static const char *const image_names[] = {"\"key\":", "\"before\":", "\"after\":"};
 
 /*
  * Per-transaction state (txn->output_plugin_private), allocated at BEGIN
@@ -138,7 +111,8 @@ cdc_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt, bool is_init)
 }
 
 /*
- * Fix the output settings.  Under the SQL interface (inside the caller's
+ * Fix the output settings (encode.c: values written through output
+ * functions must not depend on the decoding session's settings).  Under the SQL interface (inside the caller's
  * transaction) they are set at a new GUC nest level, undone at shutdown or
  * by the transaction's abort, so the caller's session is left as it was; a
  * walsender decodes outside any transaction and keeps them for its life.
@@ -153,10 +127,7 @@ force_output_settings(CdcData *data)
 		data->guc_nestlevel = NewGUCNestLevel();
 		action = GUC_ACTION_SAVE;
 	}
-	for (int i = 0; i < lengthof(output_settings); i++)
-		(void) set_config_option(output_settings[i][0], output_settings[i][1],
-								 PGC_USERSET, PGC_S_SESSION, action, true,
-								 ERROR, false);
+	cdc_output_settings_set(action);
 }
 
 static void
@@ -281,94 +252,6 @@ append_txn_tail(StringInfo out, const CdcData *data, const CdcTxn *t,
 	appendStringInfoCharMacro(out, '}');
 }
 
-static inline bool
-is_unchanged_toast(const CdcColumn *col, Datum value)
-{
-	return col->type.typlen == -1 &&
-		VARATT_IS_EXTERNAL_ONDISK(DatumGetPointer(value));
-}
-
-/*
- * Append a JSON object of the given columns (indexes into entry->cols,
- * or all columns when which is NULL) of a deformed tuple, for one image
- * (key, before, after).  Values stored out of line and not in the WAL
- * (unchanged TOAST) are left out and noted; they are never read from disk.
- * json/jsonb values that are the JSON literal null are noted, so that a
- * consumer can tell them from SQL NULL.
- */
-static void
-append_row(StringInfo out, const CdcRelEntry *entry, const Datum *values,
-		   const bool *nulls, const int *which, int n, bool numeric_as_number,
-		   int image, CdcRowNotes *notes)
-{
-	bool		first = true;
-
-	appendStringInfoCharMacro(out, '{');
-	for (int i = 0; i < n; i++)
-	{
-		const CdcColumn *col = &entry->cols[which ? which[i] : i];
-		int			a = col->attnum - 1;
-
-		if (!nulls[a] && is_unchanged_toast(col, values[a]))
-		{
-			notes->unchanged = list_append_unique_ptr(notes->unchanged, (void *) col);
-			continue;
-		}
-		if (!first)
-			appendStringInfoCharMacro(out, ',');
-		first = false;
-		appendStringInfoString(out, col->json_name);
-		if (nulls[a])
-			appendBinaryStringInfo(out, "null", 4);
-		else if (cdc_append_value(out, &col->type, values[a], numeric_as_number))
-			notes->json_null[image] = lappend(notes->json_null[image], (void *) col);
-	}
-	appendStringInfoCharMacro(out, '}');
-}
-
-/* ,"name":["col",...] for a list of CdcColumn * */
-static void
-append_column_list(StringInfo out, const char *name, List *cols)
-{
-	ListCell   *lc;
-
-	appendStringInfoString(out, name);
-	appendStringInfoCharMacro(out, '[');
-	foreach(lc, cols)
-	{
-		const CdcColumn *col = lfirst(lc);
-
-		if (foreach_current_index(lc) > 0)
-			appendStringInfoCharMacro(out, ',');
-		appendStringInfoString(out, col->json_str);
-	}
-	appendStringInfoCharMacro(out, ']');
-}
-
-/* The optional "unchanged_toast" and "json_null" fields of a change. */
-static void
-append_row_notes(StringInfo out, CdcRowNotes *notes)
-{
-	bool		any_json_null = false;
-
-	if (notes->unchanged != NIL)
-		append_column_list(out, ",\"unchanged_toast\":", notes->unchanged);
-	for (int i = 0; i < lengthof(notes->json_null); i++)
-		any_json_null |= (notes->json_null[i] != NIL);
-	if (!any_json_null)
-		return;
-	appendStringInfoString(out, ",\"json_null\":{");
-	for (int i = 0, n = 0; i < lengthof(notes->json_null); i++)
-	{
-		if (notes->json_null[i] == NIL)
-			continue;
-		if (n++ > 0)
-			appendStringInfoCharMacro(out, ',');
-		append_column_list(out, image_names[i], notes->json_null[i]);
-	}
-	appendStringInfoCharMacro(out, '}');
-}
-
 /* Deform tuple (if any) into freshly palloc'd arrays; NULLs when absent. */
 static void
 deform(HeapTuple tuple, TupleDesc desc, Datum **values, bool **nulls)
@@ -447,36 +330,31 @@ cdc_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 
 	start_txn_event(ctx, txn, t);
 	out = ctx->out;
-	appendStringInfoString(out, op);
-	appendStringInfoString(out, entry->json_ident);
 
 	/* key: identity of the row before the change when the WAL has it */
-	appendBinaryStringInfo(out, ",\"key\":", 7);
-	if (entry->nkeys == 0 || (oldtuple == NULL && newtuple == NULL))
-		appendBinaryStringInfo(out, "null", 4);
-	else
-		append_row(out, entry, oldtuple ? oldvals : newvals,
-				   oldtuple ? oldnulls : newnulls, entry->keycols, entry->nkeys,
-				   num, IMAGE_KEY, &notes);
+	cdc_append_event_head(out, op, entry,
+						  oldtuple ? oldvals : newvals,
+						  oldtuple ? oldnulls : newnulls,
+						  data->opts.key_prefix, num, &notes);
 
 	appendBinaryStringInfo(out, ",\"before\":", 10);
 	if (oldtuple == NULL)
 		appendBinaryStringInfo(out, "null", 4);
 	else if (entry->old_has_all)
-		append_row(out, entry, oldvals, oldnulls, NULL, entry->ncols, num,
-				   IMAGE_BEFORE, &notes);
+		cdc_append_row(out, entry, oldvals, oldnulls, NULL, entry->ncols, num,
+					   CDC_IMAGE_BEFORE, &notes);
 	else
-		append_row(out, entry, oldvals, oldnulls, entry->keycols, entry->nkeys,
-				   num, IMAGE_BEFORE, &notes);
+		cdc_append_row(out, entry, oldvals, oldnulls, entry->keycols,
+					   entry->nkeys, num, CDC_IMAGE_BEFORE, &notes);
 
 	appendBinaryStringInfo(out, ",\"after\":", 9);
 	if (newtuple == NULL || change->action == REORDER_BUFFER_CHANGE_DELETE)
 		appendBinaryStringInfo(out, "null", 4);
 	else
-		append_row(out, entry, newvals, newnulls, NULL, entry->ncols, num,
-				   IMAGE_AFTER, &notes);
+		cdc_append_row(out, entry, newvals, newnulls, NULL, entry->ncols, num,
+					   CDC_IMAGE_AFTER, &notes);
 
-	append_row_notes(out, &notes);
+	cdc_append_row_notes(out, &notes);
 
 	append_txn_tail(out, data, t, change->lsn);
 	OutputPluginWrite(ctx, true);

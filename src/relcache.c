@@ -32,6 +32,12 @@ static MemoryContext RelCacheCxt = NULL;
 static const CdcOptions *RelCacheOpts = NULL;
 static bool callbacks_registered = false;
 
+/*
+ * Bumped by every invalidation callback.  Caches outside a decoding
+ * session (snapshot_row's) remember it and rebuild when it moved.
+ */
+uint64		cdc_inval_count = 0;
+
 static void
 invalidate_entries(Oid relid)
 {
@@ -52,6 +58,7 @@ invalidate_entries(Oid relid)
 static void
 relcache_callback(Datum arg, Oid relid)
 {
+	cdc_inval_count++;
 	invalidate_entries(relid);
 }
 
@@ -59,6 +66,7 @@ relcache_callback(Datum arg, Oid relid)
 static void
 syscache_callback(Datum arg, int cacheid, uint32 hashvalue)
 {
+	cdc_inval_count++;
 	if (cacheid != TYPEOID && cacheid != NAMESPACEOID)
 		cdc_filter_invalidate();
 	invalidate_entries(InvalidOid);
@@ -98,7 +106,17 @@ cdc_relcache_init(const CdcOptions *opts, MemoryContext parent)
 	hctl.hcxt = RelCacheCxt;
 	RelCache = hash_create("cdc_relay relation cache", 128, &hctl,
 						   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	cdc_inval_callbacks_register();
+}
 
+/*
+ * Register the invalidation callbacks, once per backend (they cannot be
+ * unregistered): at the first decoding session, or at the first use of a
+ * cache that follows cdc_inval_count.
+ */
+void
+cdc_inval_callbacks_register(void)
+{
 	if (!callbacks_registered)
 	{
 		CacheRegisterRelcacheCallback(relcache_callback, (Datum) 0);
@@ -172,61 +190,72 @@ key_index(Relation rel)
 	return idx;
 }
 
-static void
-build_entry(CdcRelEntry *entry, Relation relation)
+/*
+ * The relation whose names a change on relid carries: its partition root
+ * with partition-root, else itself.
+ */
+Oid
+cdc_event_relid(Oid relid, bool relispartition, const CdcOptions *opts)
 {
-	const CdcOptions *opts = RelCacheOpts;
+	if (opts->partition_root && relispartition)
+		return llast_oid(get_partition_ancestors(relid));
+	return relid;
+}
+
+/*
+ * Fill entry with what encoding a change on relation takes under opts:
+ * names, columns (in the root's order with partition-root), key columns,
+ * the leaf-to-root conversion.  Everything is allocated in entry->cxt,
+ * created under parent when NULL, else reset.  The filter verdict
+ * (publish, actions) is left to the caller.  entry->relid must be set.
+ */
+void
+cdc_relentry_build(CdcRelEntry *entry, Relation relation,
+				   const CdcOptions *opts, MemoryContext parent)
+{
 	Relation	target = relation;
 	Relation	root = NULL;
 	TupleDesc	desc;
 	MemoryContext old;
-	char	   *schema;
-	char	   *table;
+	Oid			target_relid;
 	Oid			idx;
 
 	if (entry->cxt == NULL)
-		entry->cxt = AllocSetContextCreate(RelCacheCxt, "cdc_relay relation",
+		entry->cxt = AllocSetContextCreate(parent, "cdc_relay relation",
 										   ALLOCSET_SMALL_SIZES);
 	else
 		MemoryContextReset(entry->cxt);
 	old = MemoryContextSwitchTo(entry->cxt);
 
 	entry->map = NULL;
-	entry->target_relid = entry->relid;
-	if (opts->partition_root && relation->rd_rel->relispartition)
+	target_relid = cdc_event_relid(entry->relid,
+								   relation->rd_rel->relispartition, opts);
+	if (target_relid != entry->relid)
 	{
-		List	   *ancestors = get_partition_ancestors(entry->relid);
-
-		root = RelationIdGetRelation(llast_oid(ancestors));
+		root = RelationIdGetRelation(target_relid);
 		if (!RelationIsValid(root))
-			elog(ERROR, "could not open partition root %u", llast_oid(ancestors));
+			elog(ERROR, "could not open partition root %u", target_relid);
 		target = root;
-		entry->target_relid = RelationGetRelid(root);
 		entry->map = cdc_convert_tuples_by_name(RelationGetDescr(relation),
 												RelationGetDescr(root));
 	}
+	entry->target_relid = target_relid;
 
-	schema = get_namespace_name(RelationGetNamespace(target));
-	table = pstrdup(RelationGetRelationName(target));
-	entry->json_ident = json_ident(",", schema, table, "");
-	entry->json_table = json_ident("{", schema, table, "}");
+	entry->schema = get_namespace_name(RelationGetNamespace(target));
+	entry->table = pstrdup(RelationGetRelationName(target));
+	entry->json_ident = json_ident(",", entry->schema, entry->table, "");
+	entry->json_table = json_ident("{", entry->schema, entry->table, "}");
 	entry->json_leaf_table = entry->json_table;
 	if (target != relation)
 		entry->json_leaf_table =
 			json_ident("{", get_namespace_name(RelationGetNamespace(relation)),
 					   RelationGetRelationName(relation), "}");
 
-	entry->actions = opts->actions;
-	entry->publish = cdc_table_matches(opts, schema, table);
-	if (entry->publish && opts->publications != NIL)
-		entry->actions &= cdc_publication_actions(opts, relation);
-	if (entry->actions == 0)
-		entry->publish = false;
-
 	/* Columns, in the target's (root's, with partition-root) order. */
 	desc = RelationGetDescr(target);
 	entry->cols = palloc0(sizeof(CdcColumn) * desc->natts);
 	entry->ncols = 0;
+	entry->needs_output_settings = false;
 	for (int i = 0; i < desc->natts; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, i);
@@ -238,8 +267,10 @@ build_entry(CdcRelEntry *entry, Relation relation)
 		col->attnum = att->attnum;
 		col->name = pstrdup(NameStr(att->attname));
 		col->json_name = quoted_with_suffix(col->name, ":");
+		col->json_name_len = strlen(col->json_name);
 		col->json_str = quoted_with_suffix(col->name, "");
 		cdc_type_info_init(&col->type, att->atttypid, entry->cxt);
+		entry->needs_output_settings |= col->type.needs_output_settings;
 	}
 
 	/*
@@ -282,7 +313,6 @@ build_entry(CdcRelEntry *entry, Relation relation)
 	if (root != NULL)
 		RelationClose(root);
 	MemoryContextSwitchTo(old);
-	entry->valid = true;
 }
 
 /* The (valid) cache entry for the relation a change is on. */
@@ -302,6 +332,12 @@ cdc_relcache_get(Relation relation)
 		entry->target_relid = relid;
 	}
 	if (!entry->valid)
-		build_entry(entry, relation);
+	{
+		cdc_relentry_build(entry, relation, RelCacheOpts, RelCacheCxt);
+		entry->actions = cdc_relation_actions(RelCacheOpts, NULL, relation,
+											  entry->schema, entry->table);
+		entry->publish = (entry->actions != 0);
+		entry->valid = true;
+	}
 	return entry;
 }
