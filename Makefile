@@ -10,15 +10,16 @@
 # verifies that cdc_relay.control and META.json agree with it.
 
 EXTENSION   = cdc_relay
-EXTVERSION  = 0.1.0
+EXTVERSION  = 0.2.0
 MODULE_big  = cdc_relay
 OBJS        = src/plugin.o src/options.o src/encode.o src/relcache.o src/filter.o src/functions.o
-DATA        = sql/cdc_relay--$(EXTVERSION).sql
+DATA        = sql/cdc_relay--0.1.0.sql sql/cdc_relay--0.1.0--0.2.0.sql \
+              sql/cdc_relay--$(EXTVERSION).sql
 PGFILEDESC  = "cdc_relay - lossless JSON change events from logical decoding"
 
-REGRESS     = setup insert_update_delete replica_identity pk_change toast types special_values \
+REGRESS     = setup upgrade insert_update_delete replica_identity pk_change toast types special_values \
               escaping truncate messages savepoints twophase ddl partitions options key_prefix filters \
-              publications large_txn roundtrip check_setup
+              publications snapshot large_txn roundtrip check_setup
 TEST_CONF   = $(CURDIR)/test/logical.conf
 # Regression databases are UTF8 with the C locale, whatever the caller's LANG.
 ENCODING    = UTF8

@@ -17,6 +17,7 @@
 #endif
 
 #include "access/tupconvert.h"
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "replication/reorderbuffer.h"
 #include "utils/datetime.h"
@@ -70,6 +71,36 @@ cdc_convert_tuples_by_name(TupleDesc indesc, TupleDesc outdesc)
 #if PG_VERSION_NUM >= 150000
 #define CDC_HAVE_SCHEMA_PUBLICATIONS 1
 #define CDC_PUBLICATIONNAMESPACEMAP PUBLICATIONNAMESPACEMAP
+#endif
+
+/*
+ * Set up a set-returning function's result as a tuplestore with the
+ * function's declared row type (InitMaterializedSRF from 15 on).
+ */
+#if PG_VERSION_NUM >= 150000
+#define cdc_init_materialized_srf(fcinfo) InitMaterializedSRF((fcinfo), 0)
+#else
+#include "utils/tuplestore.h"
+static inline void
+cdc_init_materialized_srf(FunctionCallInfo fcinfo)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	MemoryContext old;
+	TupleDesc	tupdesc;
+
+	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
+		(rsinfo->allowedModes & SFRM_Materialize) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("materialize mode required, but it is not allowed in this context")));
+	old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	rsinfo->setDesc = CreateTupleDescCopy(tupdesc);
+	rsinfo->setResult = tuplestore_begin_heap(true, false, work_mem);
+	rsinfo->returnMode = SFRM_Materialize;
+	MemoryContextSwitchTo(old);
+}
 #endif
 
 #endif							/* CDC_RELAY_COMPAT_H */
