@@ -218,6 +218,29 @@ SELECT count(*) AS lines,
                           AND (substr(s, strpos(s, E'\t') + 1)::jsonb)->'snapshot' = 'true') AS read_events
   FROM (SELECT snap_rows(relid) AS s FROM cdc_relay.snapshot_tables('{include-tables,"snap.*,\"Snap Odd\".*"}')) x;
 
+-- dates and timestamps have their own fast path for the years 1 to 9999:
+-- the same text as PostgreSQL's JSON, over a spread of values and edges
+SET TimeZone = 'UTC';
+CREATE TEMP TABLE snap_dt (id int PRIMARY KEY, d date, ts timestamp, tz timestamptz);  -- not decoded
+INSERT INTO snap_dt
+SELECT g, '0001-01-01'::date + g * 183,
+       '0001-01-01'::timestamp + g * interval '182 days 07:13:01.234567',
+       '0001-01-01 00:00:00+00'::timestamptz + g * interval '182 days 23:59:59.99999'
+  FROM generate_series(0, 21000) g;
+INSERT INTO snap_dt VALUES
+  (-1, '0001-12-31 BC', '0001-12-31 23:59:59.999999 BC', '0001-12-31 23:59:59.999999+00 BC'),
+  (-2, '9999-12-31', '9999-12-31 23:59:59.999999', '9999-12-31 23:59:59.999999+00'),
+  (-3, 'infinity', '-infinity', 'infinity'),
+  (-4, '2000-01-01', '1999-12-31 23:59:59.9', '2000-01-01 00:00:00.000001+00'),
+  (-5, '1999-12-31', '2000-01-01 00:00:00', '1999-12-31 23:59:59+00');
+SELECT count(*) AS values_compared,
+       count(*) FILTER (WHERE a->>'d' = to_json(d)#>>'{}' AND a->>'ts' = to_json(ts)#>>'{}'
+                          AND a->>'tz' = to_json(tz)#>>'{}') AS same_as_to_json,
+       max(d) > '10000-01-01' AS beyond_9999
+  FROM (SELECT x.*, (split_part(cdc_relay.snapshot_row('snap_dt'::regclass, x.*, '0/1'), E'\t', 2)::json)->'after' AS a
+          FROM snap_dt x) y;
+RESET TimeZone;
+
 -- a column added with a default after rows were written: the row has it
 ALTER TABLE snap.t_pk ADD COLUMN added int DEFAULT 42;
 SELECT replace(s, E'\t', '<TAB>') AS s FROM snap_rows('snap.t_pk') s ORDER BY 1;

@@ -116,6 +116,7 @@ typedef struct CdcRelEntry
 	char	   *schema;			/* names the events carry (the target's) */
 	char	   *table;
 	char	   *json_ident;		/* ,"schema":"...","table":"..." */
+	int			json_ident_len;
 	char	   *json_table;		/* {"schema":"...","table":"..."} for truncate */
 	char	   *json_leaf_table;	/* the same for the relation itself */
 	int			ncols;
@@ -144,6 +145,22 @@ typedef struct CdcRowNotes
 	List	   *json_null[CDC_NUM_IMAGES];	/* CdcColumn *: json/jsonb holding
 											 * the JSON literal null */
 } CdcRowNotes;
+
+/*
+ * appendBinaryStringInfo, inlined: an event is made of many short pieces,
+ * and the call (plus the one to enlargeStringInfo) costs more than the copy.
+ */
+static inline void
+cdc_append_bytes(StringInfo out, const char *s, int n)
+{
+	if (unlikely(out->len + n >= out->maxlen))
+		enlargeStringInfo(out, n);
+	memcpy(out->data + out->len, s, n);
+	out->len += n;
+	out->data[out->len] = '\0';
+}
+
+#define cdc_append_literal(out, lit) cdc_append_bytes((out), "" lit, sizeof(lit) - 1)
 
 /* options.c */
 extern void cdc_parse_options(List *defels, CdcOptions *opts);
@@ -188,6 +205,6 @@ extern void cdc_append_event_head(StringInfo out, const char *op,
 								  const bool *keynulls, bool key_prefix,
 								  bool numeric_as_number, CdcRowNotes *notes);
 extern bool cdc_output_settings_in_effect(void);
-extern void cdc_output_settings_set(GucAction action);
+extern void cdc_output_settings_set(GucAction action, bool only_missing);
 
 #endif							/* CDC_RELAY_H */

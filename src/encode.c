@@ -176,11 +176,40 @@ cdc_type_info_init(CdcTypeInfo *ti, Oid typid, MemoryContext cxt)
 	ti->needs_output_settings = needs_output_settings(ti);
 }
 
+/* Does the byte need escaping in a JSON string? */
+static inline bool
+byte_needs_escape(unsigned char c)
+{
+	return c < 0x20 || c == '"' || c == '\\';
+}
+
+/*
+ * Does any of the 8 bytes at p need escaping?  Word-at-a-time tests for a
+ * byte below 0x20, a quote or a backslash (exact: no byte is missed).
+ */
+static inline bool
+word_needs_escape(const char *p)
+{
+	const uint64 ones = UINT64CONST(0x0101010101010101);
+	const uint64 highs = UINT64CONST(0x8080808080808080);
+	uint64		w;
+	uint64		q;
+	uint64		b;
+
+	memcpy(&w, p, sizeof(w));
+	q = w ^ (ones * '"');
+	b = w ^ (ones * '\\');
+	return (((w - ones * 0x20) & ~w) |
+			((q - ones) & ~q) |
+			((b - ones) & ~b)) & highs;
+}
+
 /*
  * Append str[0..len) as a JSON string literal.  Works on length-delimited
  * input so that text values are escaped straight from the varlena, without
- * a NUL-terminated copy; runs of bytes that need no escaping are copied in
- * one go.  Bytes >= 0x80 pass through: output is in the database encoding.
+ * a NUL-terminated copy; runs of bytes that need no escaping are found 8
+ * bytes at a time and copied in one go.  Bytes >= 0x80 pass through: output
+ * is in the database encoding.
  */
 void
 cdc_append_json_string(StringInfo out, const char *str, int len)
@@ -188,52 +217,63 @@ cdc_append_json_string(StringInfo out, const char *str, int len)
 	static const char hexdig[] = "0123456789abcdef";
 	const char *end = str + len;
 	const char *run = str;
+	const char *p = str;
 
-	appendStringInfoCharMacro(out, '"');
-	for (const char *p = str; p < end; p++)
+	enlargeStringInfo(out, len + 2);
+	out->data[out->len++] = '"';
+	while (p < end)
 	{
-		unsigned char c = (unsigned char) *p;
+		unsigned char c;
 
-		if (c >= 0x20 && c != '"' && c != '\\')
+		if (end - p >= 8 && !word_needs_escape(p))
+		{
+			p += 8;
 			continue;
+		}
+		c = (unsigned char) *p;
+		if (!byte_needs_escape(c))
+		{
+			p++;
+			continue;
+		}
 		if (p > run)
-			appendBinaryStringInfo(out, run, p - run);
-		run = p + 1;
+			cdc_append_bytes(out, run, p - run);
+		run = ++p;
 		switch (c)
 		{
 			case '"':
-				appendBinaryStringInfo(out, "\\\"", 2);
+				cdc_append_literal(out, "\\\"");
 				break;
 			case '\\':
-				appendBinaryStringInfo(out, "\\\\", 2);
+				cdc_append_literal(out, "\\\\");
 				break;
 			case '\n':
-				appendBinaryStringInfo(out, "\\n", 2);
+				cdc_append_literal(out, "\\n");
 				break;
 			case '\r':
-				appendBinaryStringInfo(out, "\\r", 2);
+				cdc_append_literal(out, "\\r");
 				break;
 			case '\t':
-				appendBinaryStringInfo(out, "\\t", 2);
+				cdc_append_literal(out, "\\t");
 				break;
 			case '\b':
-				appendBinaryStringInfo(out, "\\b", 2);
+				cdc_append_literal(out, "\\b");
 				break;
 			case '\f':
-				appendBinaryStringInfo(out, "\\f", 2);
+				cdc_append_literal(out, "\\f");
 				break;
 			default:
 				{
 					char		esc[6] = {'\\', 'u', '0', '0',
 						hexdig[c >> 4], hexdig[c & 0xF]};
 
-					appendBinaryStringInfo(out, esc, 6);
+					cdc_append_bytes(out, esc, 6);
 				}
 				break;
 		}
 	}
 	if (end > run)
-		appendBinaryStringInfo(out, run, end - run);
+		cdc_append_bytes(out, run, end - run);
 	appendStringInfoCharMacro(out, '"');
 }
 
@@ -260,16 +300,116 @@ cdc_append_lsn(StringInfo out, XLogRecPtr lsn)
 		hi >>= 4;
 	} while (hi);
 	*--p = '"';
-	appendBinaryStringInfo(out, p, buf + sizeof(buf) - p);
+	cdc_append_bytes(out, p, buf + sizeof(buf) - p);
 }
 
-/* Append a C string that needs no escaping (digits, dates) in quotes. */
+/* Append len bytes that need no escaping (digits, dates) in quotes. */
 static void
-append_quoted_plain(StringInfo out, const char *s)
+append_quoted_plain(StringInfo out, const char *s, int len)
 {
-	appendStringInfoCharMacro(out, '"');
-	appendStringInfoString(out, s);
-	appendStringInfoCharMacro(out, '"');
+	enlargeStringInfo(out, len + 2);
+	out->data[out->len++] = '"';
+	memcpy(out->data + out->len, s, len);
+	out->len += len;
+	out->data[out->len++] = '"';
+	out->data[out->len] = '\0';
+}
+
+/* Write n (0 <= n < 10^width) as width digits with leading zeros. */
+static inline char *
+put_digits(char *p, int n, int width)
+{
+	for (int i = width - 1; i >= 0; i--)
+	{
+		p[i] = '0' + n % 10;
+		n /= 10;
+	}
+	return p + width;
+}
+
+/*
+ * Write a date or timestamp of the years 1 to 9999 exactly as
+ * JsonEncodeDateTime does ("2024-01-02", "2024-01-02T03:04:05.5", with
+ * "+00:00" for timestamptz in UTC), without the generic date formatter.
+ * Returns the length, or 0 for anything else (infinite, BC, far future),
+ * which the caller leaves to JsonEncodeDateTime.
+ */
+static int
+encode_datetime_fast(char *buf, int64 value, Oid typid)
+{
+	int64		date = value;
+	int64		time = 0;
+	int			year;
+	int			mon;
+	int			mday;
+	char	   *p = buf;
+
+	if (typid == DATEOID)
+	{
+		if (DATE_NOT_FINITE((DateADT) value))
+			return 0;
+	}
+	else
+	{
+		if (TIMESTAMP_NOT_FINITE(value))
+			return 0;
+		time = value;
+		TMODULO(time, date, USECS_PER_DAY);
+		if (time < 0)
+		{
+			time += USECS_PER_DAY;
+			date -= 1;
+		}
+	}
+	date += POSTGRES_EPOCH_JDATE;
+	if (date < 0 || date > (int64) INT_MAX)
+		return 0;
+	j2date((int) date, &year, &mon, &mday);
+	if (year < 1 || year > 9999)
+		return 0;
+	p = put_digits(p, year, 4);
+	*p++ = '-';
+	p = put_digits(p, mon, 2);
+	*p++ = '-';
+	p = put_digits(p, mday, 2);
+	if (typid != DATEOID)
+	{
+		int			hour = time / USECS_PER_HOUR;
+		int			min;
+		int			sec;
+		int			fsec;
+
+		time -= hour * USECS_PER_HOUR;
+		min = time / USECS_PER_MINUTE;
+		time -= min * USECS_PER_MINUTE;
+		sec = time / USECS_PER_SEC;
+		fsec = time - sec * USECS_PER_SEC;
+		*p++ = 'T';
+		p = put_digits(p, hour, 2);
+		*p++ = ':';
+		p = put_digits(p, min, 2);
+		*p++ = ':';
+		p = put_digits(p, sec, 2);
+		if (fsec != 0)
+		{
+			int			ndigits = 6;
+
+			/* fractional seconds without trailing zeros */
+			while (fsec % 10 == 0)
+			{
+				fsec /= 10;
+				ndigits--;
+			}
+			*p++ = '.';
+			p = put_digits(p, fsec, ndigits);
+		}
+		if (typid == TIMESTAMPTZOID)
+		{
+			memcpy(p, "+00:00", 6);
+			p += 6;
+		}
+	}
+	return p - buf;
 }
 
 /* Append a date/time value as a quoted ISO 8601 string (timestamptz in UTC). */
@@ -278,10 +418,19 @@ append_datetime(StringInfo out, Datum value, Oid typid)
 {
 	static const int utc = 0;
 	char		buf[MAXDATELEN + 1];
+	int			len = 0;
 
-	JsonEncodeDateTime(buf, value, typid,
-					   typid == TIMESTAMPTZOID ? &utc : NULL);
-	append_quoted_plain(out, buf);
+	if (typid == DATEOID)
+		len = encode_datetime_fast(buf, DatumGetDateADT(value), typid);
+	else if (typid == TIMESTAMPOID || typid == TIMESTAMPTZOID)
+		len = encode_datetime_fast(buf, DatumGetInt64(value), typid);
+	if (len == 0)
+	{
+		JsonEncodeDateTime(buf, value, typid,
+						   typid == TIMESTAMPTZOID ? &utc : NULL);
+		len = strlen(buf);
+	}
+	append_quoted_plain(out, buf, len);
 }
 
 void
@@ -296,16 +445,21 @@ append_double(StringInfo out, double d, bool is_float4)
 	char		buf[32];
 
 	if (isnan(d))
-		appendStringInfoString(out, "\"NaN\"");
+		cdc_append_literal(out, "\"NaN\"");
 	else if (isinf(d))
-		appendStringInfoString(out, d > 0 ? "\"Infinity\"" : "\"-Infinity\"");
+	{
+		if (d > 0)
+			cdc_append_literal(out, "\"Infinity\"");
+		else
+			cdc_append_literal(out, "\"-Infinity\"");
+	}
 	else
 	{
 		int			n = is_float4 ?
 			float_to_shortest_decimal_buf((float) d, buf) :
 			double_to_shortest_decimal_buf(d, buf);
 
-		appendBinaryStringInfo(out, buf, n);
+		cdc_append_bytes(out, buf, n);
 	}
 }
 
@@ -361,7 +515,7 @@ append_bytea(StringInfo out, Datum value)
 	size_t		len = VARSIZE_ANY_EXHDR(b);
 
 	enlargeStringInfo(out, 2 * len + 6);
-	appendBinaryStringInfo(out, "\"\\\\x", 4);
+	cdc_append_bytes(out, "\"\\\\x", 4);
 	out->len += hex_encode(VARDATA_ANY(b), len, out->data + out->len);
 	appendStringInfoCharMacro(out, '"');
 }
@@ -375,7 +529,7 @@ append_jsonb_scalar(StringInfo out, const JsonbValue *v)
 	switch (v->type)
 	{
 		case jbvNull:
-			appendBinaryStringInfo(out, "null", 4);
+			cdc_append_bytes(out, "null", 4);
 			break;
 		case jbvString:
 			cdc_append_json_string(out, v->val.string.val, v->val.string.len);
@@ -391,9 +545,9 @@ append_jsonb_scalar(StringInfo out, const JsonbValue *v)
 			break;
 		case jbvBool:
 			if (v->val.boolean)
-				appendBinaryStringInfo(out, "true", 4);
+				cdc_append_bytes(out, "true", 4);
 			else
-				appendBinaryStringInfo(out, "false", 5);
+				cdc_append_bytes(out, "false", 5);
 			break;
 		default:
 			elog(ERROR, "unexpected jsonb value type %d", (int) v->type);
@@ -513,17 +667,17 @@ cdc_append_value(StringInfo out, const CdcTypeInfo *ti, Datum value,
 
 				if (numeric_as_number && !numeric_is_nan(num) &&
 					!numeric_is_inf(num))
-					appendStringInfoString(out, s);
+					cdc_append_bytes(out, s, strlen(s));
 				else
-					append_quoted_plain(out, s);
+					append_quoted_plain(out, s, strlen(s));
 				pfree(s);
 			}
 			break;
 		case CDC_KIND_BOOL:
 			if (DatumGetBool(value))
-				appendBinaryStringInfo(out, "true", 4);
+				cdc_append_bytes(out, "true", 4);
 			else
-				appendBinaryStringInfo(out, "false", 5);
+				cdc_append_bytes(out, "false", 5);
 			break;
 		case CDC_KIND_TEXT:
 			{
@@ -551,7 +705,7 @@ cdc_append_value(StringInfo out, const CdcTypeInfo *ti, Datum value,
 				char		buf[MAXDATELEN + 1];
 
 				cdc_encode_interval_iso(DatumGetIntervalP(value), buf);
-				append_quoted_plain(out, buf);
+				append_quoted_plain(out, buf, strlen(buf));
 			}
 			break;
 		case CDC_KIND_ARRAY:
@@ -581,7 +735,7 @@ append_array_dim(StringInfo out, const CdcTypeInfo *elem, int dim, int ndim,
 		else
 		{
 			if (nulls[*pos])
-				appendBinaryStringInfo(out, "null", 4);
+				cdc_append_bytes(out, "null", 4);
 			else if (elem->kind == CDC_KIND_JSON || elem->kind == CDC_KIND_JSONB ||
 					 elem->kind == CDC_KIND_ARRAY)
 			{
@@ -622,7 +776,7 @@ append_array(StringInfo out, const CdcTypeInfo *ti, Datum value,
 
 	if (ndim == 0)
 	{
-		appendBinaryStringInfo(out, "[]", 2);
+		cdc_append_bytes(out, "[]", 2);
 		return;
 	}
 	for (int d = 0; d < ndim; d++)
@@ -672,9 +826,9 @@ cdc_append_row(StringInfo out, const CdcRelEntry *entry, const Datum *values,
 		if (!first)
 			appendStringInfoCharMacro(out, ',');
 		first = false;
-		appendBinaryStringInfo(out, col->json_name, col->json_name_len);
+		cdc_append_bytes(out, col->json_name, col->json_name_len);
 		if (nulls[a])
-			appendBinaryStringInfo(out, "null", 4);
+			cdc_append_bytes(out, "null", 4);
 		else if (cdc_append_value(out, &col->type, values[a], numeric_as_number))
 			notes->json_null[image] = lappend(notes->json_null[image], (void *) col);
 	}
@@ -751,14 +905,14 @@ cdc_append_event_head(StringInfo out, const char *op, const CdcRelEntry *entry,
 
 	if (!key_prefix)
 	{
-		appendStringInfoString(out, op);
-		appendStringInfoString(out, entry->json_ident);
-		appendBinaryStringInfo(out, ",\"key\":", 7);
+		cdc_append_bytes(out, op, strlen(op));
+		cdc_append_bytes(out, entry->json_ident, entry->json_ident_len);
+		cdc_append_bytes(out, ",\"key\":", 7);
 		if (has_key)
 			cdc_append_row(out, entry, keyvals, keynulls, entry->keycols,
 						   entry->nkeys, numeric_as_number, CDC_IMAGE_KEY, notes);
 		else
-			appendBinaryStringInfo(out, "null", 4);
+			cdc_append_bytes(out, "null", 4);
 		return;
 	}
 
@@ -767,12 +921,12 @@ cdc_append_event_head(StringInfo out, const char *op, const CdcRelEntry *entry,
 		cdc_append_row(out, entry, keyvals, keynulls, entry->keycols,
 					   entry->nkeys, numeric_as_number, CDC_IMAGE_KEY, notes);
 	else
-		appendBinaryStringInfo(out, "null", 4);
+		cdc_append_bytes(out, "null", 4);
 	key_len = out->len - key_start;
 	appendStringInfoCharMacro(out, '\t');
-	appendStringInfoString(out, op);
-	appendStringInfoString(out, entry->json_ident);
-	appendBinaryStringInfo(out, ",\"key\":", 7);
+	cdc_append_bytes(out, op, strlen(op));
+	cdc_append_bytes(out, entry->json_ident, entry->json_ident_len);
+	cdc_append_bytes(out, ",\"key\":", 7);
 	/* copy within the buffer: enlarge first, the data may move */
 	enlargeStringInfo(out, key_len);
 	memcpy(out->data + out->len, out->data + key_start, key_len);
@@ -781,50 +935,99 @@ cdc_append_event_head(StringInfo out, const char *op, const CdcRelEntry *entry,
 }
 
 /*
- * Settings that output functions read.  Values written through a type's
- * output function (composites, ranges, geometric types, money, ...) must
- * not depend on the settings of whoever happens to decode or call
- * snapshot_row, so they are fixed while encoding.
+ * Whether each of the settings below is in effect, cheaply (no GUC
+ * machinery): what the output functions read has the forced value, or one
+ * that gives the same output (the date order does not change ISO output;
+ * every positive extra_float_digits gives shortest-exact floats).
  */
-static const char *const output_settings[][2] = {
-	{"DateStyle", "ISO, YMD"},
-	{"IntervalStyle", "iso_8601"},
-	{"TimeZone", "UTC"},
-	{"extra_float_digits", "1"},
-	{"bytea_output", "hex"},
-	{"lc_monetary", "C"},
-};
+static bool
+datestyle_in_effect(void)
+{
+	return DateStyle == USE_ISO_DATES;
+}
 
-/*
- * Whether the current settings already make every output function write
- * what it writes under output_settings (cheap: no GUC machinery).  The date
- * order and the exact positive extra_float_digits do not change any output.
- */
-bool
-cdc_output_settings_in_effect(void)
+static bool
+intervalstyle_in_effect(void)
+{
+	return IntervalStyle == INTSTYLE_ISO_8601;
+}
+
+static bool
+timezone_in_effect(void)
 {
 	static pg_tz *utc = NULL;
 
 	if (utc == NULL)
 		utc = pg_tzset("UTC");
-	return DateStyle == USE_ISO_DATES &&
-		IntervalStyle == INTSTYLE_ISO_8601 &&
-		session_timezone == utc && utc != NULL &&
-		extra_float_digits > 0 &&
-		bytea_output == BYTEA_OUTPUT_HEX &&
-		strcmp(locale_monetary, "C") == 0;
+	return utc != NULL && session_timezone == utc;
+}
+
+static bool
+float_digits_in_effect(void)
+{
+	return extra_float_digits > 0;
+}
+
+static bool
+bytea_output_in_effect(void)
+{
+	return bytea_output == BYTEA_OUTPUT_HEX;
+}
+
+static bool
+lc_monetary_in_effect(void)
+{
+	return strcmp(locale_monetary, "C") == 0;
+}
+
+/*
+ * Settings that output functions read.  Values written through a type's
+ * output function (composites, ranges, geometric types, money, ...) must
+ * not depend on the settings of whoever happens to decode or call
+ * snapshot_row, so they are fixed while encoding.
+ */
+static const struct
+{
+	const char *name;
+	const char *value;
+	bool		(*in_effect) (void);
+}			output_settings[] = {
+	{"DateStyle", "ISO, YMD", datestyle_in_effect},
+	{"IntervalStyle", "iso_8601", intervalstyle_in_effect},
+	{"TimeZone", "UTC", timezone_in_effect},
+	{"extra_float_digits", "1", float_digits_in_effect},
+	{"bytea_output", "hex", bytea_output_in_effect},
+	{"lc_monetary", "C", lc_monetary_in_effect},
+};
+
+/* Whether the current settings already give every output what the forced ones give. */
+bool
+cdc_output_settings_in_effect(void)
+{
+	for (int i = 0; i < lengthof(output_settings); i++)
+	{
+		if (!output_settings[i].in_effect())
+			return false;
+	}
+	return true;
 }
 
 /*
  * Set output_settings with the given action: GUC_ACTION_SAVE at a GUC nest
  * level the caller opened (NewGUCNestLevel) and closes (AtEOXact_GUC), or
- * GUC_ACTION_SET outside a transaction.
+ * GUC_ACTION_SET outside a transaction.  With only_missing, only those not
+ * in effect already (each set costs a parse of its value).
  */
 void
-cdc_output_settings_set(GucAction action)
+cdc_output_settings_set(GucAction action, bool only_missing)
 {
 	for (int i = 0; i < lengthof(output_settings); i++)
-		(void) set_config_option(output_settings[i][0], output_settings[i][1],
+	{
+		if (only_missing && output_settings[i].in_effect())
+			continue;
+		(void) set_config_option(output_settings[i].name,
+								 output_settings[i].value,
 								 PGC_USERSET, PGC_S_SESSION, action, true,
 								 ERROR, false);
+	}
 }

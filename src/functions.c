@@ -218,7 +218,7 @@ typedef struct SnapshotRowCache
 	char	   *optbytes;		/* the options argument it was built for */
 	int			optlen;
 	MemoryContext cxt;			/* owns everything below; reset to rebuild */
-	MemoryContext row_cxt;		/* one call's temporary allocations */
+	MemoryContext row_cxt;		/* the calls' temporary allocations */
 	CdcOptions	opts;
 	CdcRelEntry entry;			/* entry.cxt is a child of cxt */
 	Oid			rowtype;		/* the table's row type */
@@ -230,8 +230,12 @@ typedef struct SnapshotRowCache
 	int			rootnatts;
 	Datum	   *rvalues;		/* the row in the root's order */
 	bool	   *rnulls;
-	StringInfoData buf;			/* the output, reused */
+	int			outsize;		/* output buffer to start with: the last
+								 * row's size and some, at most 8 kB */
 } SnapshotRowCache;
+
+/* Reset the temporaries' context once it holds more than this. */
+#define SNAPSHOT_ROW_CXT_MAX (256 * 1024)
 
 static void
 build_snapshot_row_cache(SnapshotRowCache *cache, Oid relid, ArrayType *optarr,
@@ -281,7 +285,7 @@ build_snapshot_row_cache(SnapshotRowCache *cache, Oid relid, ArrayType *optarr,
 		cache->rvalues = palloc(sizeof(Datum) * cache->rootnatts);
 		cache->rnulls = palloc(sizeof(bool) * cache->rootnatts);
 	}
-	initStringInfo(&cache->buf);
+	cache->outsize = 1024;
 	relation_close(rel, NoLock);
 
 	MemoryContextSwitchTo(old);
@@ -318,9 +322,9 @@ cdc_relay_snapshot_row(PG_FUNCTION_ARGS)
 	CdcRowNotes notes = {0};
 	bool		num;
 	int			gucnest = 0;
-	StringInfo	out;
+	StringInfoData out;
+	MemoryContext callcxt = CurrentMemoryContext;
 	MemoryContext old;
-	text	   *result;
 
 	if (cache == NULL)
 	{
@@ -334,7 +338,15 @@ cdc_relay_snapshot_row(PG_FUNCTION_ARGS)
 											   ALLOCSET_DEFAULT_SIZES);
 		fcinfo->flinfo->fn_extra = cache;
 	}
-	MemoryContextReset(cache->row_cxt);
+
+	/*
+	 * Temporaries of earlier calls are dead.  Resetting their context at
+	 * every call would cost more than most rows' encoding allocates (a
+	 * numeric's digits), so it is reset once it holds more than
+	 * SNAPSHOT_ROW_CXT_MAX: memory stays bounded, the reset is amortized.
+	 */
+	if (MemoryContextMemAllocated(cache->row_cxt, false) > SNAPSHOT_ROW_CXT_MAX)
+		MemoryContextReset(cache->row_cxt);
 
 	if (cache->relid != relid || cache->inval_count != cdc_inval_count ||
 		cache->optlen != VARSIZE_ANY_EXHDR(optarg) ||
@@ -380,31 +392,37 @@ cdc_relay_snapshot_row(PG_FUNCTION_ARGS)
 	if (entry->needs_output_settings && !cdc_output_settings_in_effect())
 	{
 		gucnest = NewGUCNestLevel();
-		cdc_output_settings_set(GUC_ACTION_SAVE);
+		cdc_output_settings_set(GUC_ACTION_SAVE, true);
 	}
 
-	out = &cache->buf;
-	resetStringInfo(out);
+	/*
+	 * The output is written straight into the result, a text allocated in
+	 * the caller's context: the buffer starts with room for the varlena
+	 * header, and as large as the last row needed (it grows as needed).
+	 */
+	out.data = MemoryContextAlloc(callcxt, cache->outsize);
+	out.maxlen = cache->outsize;
+	out.len = VARHDRSZ;
+	out.cursor = 0;
 	num = cache->opts.numeric_as_number;
-	cdc_append_event_head(out, "{\"op\":\"r\"", entry, values, nulls, true,
+	cdc_append_event_head(&out, "{\"op\":\"r\"", entry, values, nulls, true,
 						  num, &notes);
-	appendBinaryStringInfo(out, ",\"before\":null,\"after\":", 23);
-	cdc_append_row(out, entry, values, nulls, NULL, entry->ncols, num,
+	cdc_append_literal(&out, ",\"before\":null,\"after\":");
+	cdc_append_row(&out, entry, values, nulls, NULL, entry->ncols, num,
 				   CDC_IMAGE_AFTER, &notes);
-	cdc_append_row_notes(out, &notes);
+	cdc_append_row_notes(&out, &notes);
 	if (cache->opts.include_lsn)
 	{
-		appendBinaryStringInfo(out, ",\"lsn\":", 7);
-		cdc_append_lsn(out, lsn);
+		cdc_append_literal(&out, ",\"lsn\":");
+		cdc_append_lsn(&out, lsn);
 	}
-	appendBinaryStringInfo(out, ",\"snapshot\":true}", 17);
+	cdc_append_literal(&out, ",\"snapshot\":true}");
 
 	if (gucnest > 0)
 		AtEOXact_GUC(true, gucnest);
 	MemoryContextSwitchTo(old);
 
-	result = (text *) palloc(VARHDRSZ + out->len);
-	SET_VARSIZE(result, VARHDRSZ + out->len);
-	memcpy(VARDATA(result), out->data, out->len);
-	PG_RETURN_TEXT_P(result);
+	cache->outsize = Min(out.len + out.len / 4 + 64, 8192);
+	SET_VARSIZE(out.data, out.len);
+	PG_RETURN_TEXT_P((text *) out.data);
 }

@@ -127,7 +127,7 @@ force_output_settings(CdcData *data)
 		data->guc_nestlevel = NewGUCNestLevel();
 		action = GUC_ACTION_SAVE;
 	}
-	cdc_output_settings_set(action);
+	cdc_output_settings_set(action, false);
 }
 
 static void

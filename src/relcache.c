@@ -244,6 +244,7 @@ cdc_relentry_build(CdcRelEntry *entry, Relation relation,
 	entry->schema = get_namespace_name(RelationGetNamespace(target));
 	entry->table = pstrdup(RelationGetRelationName(target));
 	entry->json_ident = json_ident(",", entry->schema, entry->table, "");
+	entry->json_ident_len = strlen(entry->json_ident);
 	entry->json_table = json_ident("{", entry->schema, entry->table, "}");
 	entry->json_leaf_table = entry->json_table;
 	if (target != relation)
