@@ -303,9 +303,9 @@ build_snapshot_row_cache(SnapshotRowCache *cache, Oid relid, ArrayType *optarr,
  * encoded exactly as the output plugin, run with the same options, encodes
  * an insert of that row (names, key, column order and values; with
  * partition-root the root's).  r must be a row of rel's own row type, as
- * the whole-row reference t in ... FROM ONLY s.t t gives it.  Options are
- * parsed and rel is looked up once per call site; a call does no catalog
- * access and frees its temporaries at the next call.
+ * the whole-row reference t.* in ... FROM ONLY s.t t gives it.  Options
+ * are parsed and rel is looked up once per call site; a call does no
+ * catalog access, and its temporaries are freed in bulk (see below).
  */
 Datum
 cdc_relay_snapshot_row(PG_FUNCTION_ARGS)
@@ -363,7 +363,7 @@ cdc_relay_snapshot_row(PG_FUNCTION_ARGS)
 				 errdetail("Its type is %s, not %s.",
 						   format_type_be(HeapTupleHeaderGetTypeId(rec)),
 						   format_type_be(cache->rowtype)),
-				 errhint("Pass the whole row of the table itself, as in SELECT cdc_relay.snapshot_row('s.t'::regclass, t, ...) FROM ONLY s.t t.")));
+				 errhint("Pass the whole row of the table itself, as in SELECT cdc_relay.snapshot_row('s.t'::regclass, t.*, ...) FROM ONLY s.t t.")));
 
 	old = MemoryContextSwitchTo(cache->row_cxt);
 
