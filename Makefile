@@ -1,10 +1,11 @@
 # cdc_relay: PostgreSQL logical decoding output plugin + extension (PGXS build).
 #
-#   make              build cdc_relay.so
-#   make install      install the library, control file and SQL scripts
+#   make              build cdc_relay.so and the relay daemon relay/cdc-relay
+#   make install      install the library, control file, SQL scripts and cdc-relay
 #   make installcheck pg_regress suite on its own temporary server (test/logical.conf)
 #   make test         install missing Debian packages, build, install, run every test
-#   make demo         throwaway server + live workload + pg_recvlogical -P cdc_relay
+#   make demo         throwaway server + embedded broker + relay + live workload
+#   make bench        benchmarks (test/bench/), not part of make test
 #
 # The version is written here and nowhere else by hand; test/unit/version_check.sh
 # verifies that cdc_relay.control and META.json agree with it.
@@ -70,7 +71,27 @@ endif
 # The objects depend on the shared headers, and on the Makefile for EXTVERSION.
 $(OBJS): src/cdc_relay.h src/compat.h Makefile
 
-.PHONY: regress-prep test demo bench
+# The relay daemon (relay/, plain make): built, installed and cleaned with the extension.
+ifneq ($(PGXS),)
+all: relay
+install: relay-install
+clean: relay-clean
+endif
+RELAY_MAKE = $(MAKE) -C relay PG_CONFIG=$(PG_CONFIG) $(if $(WERROR),WERROR=1)
+
+relay:
+	$(RELAY_MAKE)
+
+relay-install:
+	$(RELAY_MAKE) install
+
+relay-clean:
+	$(RELAY_MAKE) clean
+
+relay-check:
+	$(RELAY_MAKE) check
+
+.PHONY: regress-prep test demo bench relay relay-install relay-clean relay-check
 regress-prep:
 	rm -rf $(TEST_DIR) && mkdir -p $(TEST_DIR)/test
 	cp -r sql expected $(TEST_DIR)/ && cp test/logical.conf $(TEST_DIR)/test/

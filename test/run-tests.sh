@@ -6,6 +6,8 @@
 #        installcheck    pg_regress on a temporary server (the Makefile runs it as
 #                        postgres from /tmp/cdc_relay-regress when we are root)
 #        version check   test/unit/version_check.sh, plus its --self-test
+#        relay           unit tests (make relay-check), the test broker's own test,
+#                        the AddressSanitizer build used by a TAP test
 #        one per TAP file test/tap/*.pl, run with prove as postgres from a scratch
 #                        copy (PostgreSQL::Test::Cluster refuses root)
 # Failed suites print their diagnostics (regression.diffs, TAP server logs).
@@ -66,6 +68,19 @@ section "version check"
 bash test/unit/version_check.sh && bash test/unit/version_check.sh --self-test
 record "version check" $?
 
+# --- relay unit tests and test broker ------------------------------------------------
+section "relay unit tests (ring, topic names)"
+make relay-check
+record "relay unit tests" $?
+
+section "relay test broker"
+bash test/relay/broker_test.sh relay/cdc-relay
+record "relay broker" $?
+
+section "relay ASan build"
+make -C relay asan WERROR=1
+record "relay ASan build" $?
+
 # --- TAP tests -----------------------------------------------------------------------
 # Scratch copy the postgres user can read and write; TESTDIR is where
 # PostgreSQL::Test::Utils puts tmp_check/ (logs, data directories, port locks).
@@ -73,6 +88,9 @@ tap_dir=$(mktemp -d /tmp/cdc_relay-tap.XXXXXX)
 trap 'rm -rf "$tap_dir"' EXIT
 mkdir -p "$tap_dir/t"
 cp test/tap/*.pl "$tap_dir/t/"
+cp test/tap/*.pm "$tap_dir/" 2>/dev/null || true
+# the relay under AddressSanitizer, for the test that runs it so
+[[ -x relay/cdc-relay-asan ]] && cp relay/cdc-relay-asan "$tap_dir/"
 ((IS_ROOT)) && chown -R postgres: "$tap_dir"
 
 as_test_user() {
@@ -87,8 +105,9 @@ for t in test/tap/*.pl; do
         cd "$tap_dir" &&
             as_test_user env PATH="$PG_BINDIR:$PATH" \
                 TESTDIR="$tap_dir" \
+                CDC_RELAY_ASAN="$tap_dir/cdc-relay-asan" \
                 PG_REGRESS="$PG_PKGLIBDIR/pgxs/src/test/regress/pg_regress" \
-                prove -v -I "$PG_PKGLIBDIR/pgxs/src/test/perl" "t/$name"
+                prove -v -I "$PG_PKGLIBDIR/pgxs/src/test/perl" -I "$tap_dir" "t/$name"
     )
     rc=$?
     if ((rc != 0)); then

@@ -1,0 +1,522 @@
+/*
+ * config.c: command line and config file of `cdc-relay run`.
+ *
+ * The config file holds "key = value" lines with the long option names
+ * ("slot = orders", "snapshot-jobs = 4") and librdkafka properties with a
+ * "kafka." prefix ("kafka.compression.type = lz4"); "#" starts a comment.
+ * Options on the command line win over the file.  Any error is one line in
+ * err and exit code 2; values of secret keys are never repeated in it.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "topic.h"
+
+enum
+{
+	OPT_TOPIC_PREFIX = 256,
+	OPT_TABLES,
+	OPT_EXCLUDE_TABLES,
+	OPT_PUBLICATION,
+	OPT_SNAPSHOT,
+	OPT_SNAPSHOT_JOBS,
+	OPT_NO_TOMBSTONES,
+	OPT_PARTITION_ROOT,
+	OPT_ENDPOS,
+	OPT_STATUS_INTERVAL,
+	OPT_HEARTBEAT_INTERVAL,
+	OPT_STATE_TOPIC,
+	OPT_EMBEDDED_BROKERS
+};
+
+static const struct option long_options[] = {
+	{"dbname", required_argument, NULL, 'd'},
+	{"brokers", required_argument, NULL, 'b'},
+	{"slot", required_argument, NULL, 'S'},
+	{"config", required_argument, NULL, 'c'},
+	{"topic-prefix", required_argument, NULL, OPT_TOPIC_PREFIX},
+	{"tables", required_argument, NULL, OPT_TABLES},
+	{"exclude-tables", required_argument, NULL, OPT_EXCLUDE_TABLES},
+	{"publication", required_argument, NULL, OPT_PUBLICATION},
+	{"snapshot", required_argument, NULL, OPT_SNAPSHOT},
+	{"snapshot-jobs", required_argument, NULL, OPT_SNAPSHOT_JOBS},
+	{"no-tombstones", no_argument, NULL, OPT_NO_TOMBSTONES},
+	{"partition-root", no_argument, NULL, OPT_PARTITION_ROOT},
+	{"endpos", required_argument, NULL, OPT_ENDPOS},
+	{"status-interval", required_argument, NULL, OPT_STATUS_INTERVAL},
+	{"heartbeat-interval", required_argument, NULL, OPT_HEARTBEAT_INTERVAL},
+	{"state-topic", required_argument, NULL, OPT_STATE_TOPIC},
+	{"embedded-brokers", required_argument, NULL, OPT_EMBEDDED_BROKERS},
+	{"verbose", no_argument, NULL, 'v'},
+	{"quiet", no_argument, NULL, 'q'},
+	{"help", no_argument, NULL, 'h'},
+	{NULL, 0, NULL, 0}
+};
+
+void
+config_usage(FILE *out)
+{
+	fputs(
+		  "cdc-relay streams PostgreSQL changes into Kafka: a consistent initial snapshot,\n"
+		  "then every committed change, in order, from a logical replication slot.\n"
+		  "\n"
+		  "Usage:\n"
+		  "  cdc-relay run -d CONNINFO -b BROKERS [OPTION]...\n"
+		  "  cdc-relay broker [--brokers N] [--partitions N] [--topic NAME]...\n"
+		  "  cdc-relay --help | --version\n"
+		  "\n"
+		  "Options of run:\n"
+		  "  -d, --dbname=CONNINFO      database to capture (libpq connection string or URI)\n"
+		  "  -b, --brokers=LIST         Kafka bootstrap servers (host:port,...), or \"embedded\"\n"
+		  "                             for a Kafka-protocol test broker inside the relay\n"
+		  "  -S, --slot=NAME            replication slot (default: cdc_relay)\n"
+		  "      --topic-prefix=PREFIX  topics are PREFIX.<schema>.<table> (default: cdc)\n"
+		  "      --tables=PATTERNS      capture only these tables (schema.table patterns, * and ?)\n"
+		  "      --exclude-tables=PATTERNS  do not capture these tables\n"
+		  "      --publication=NAMES    capture only the tables of these publications\n"
+		  "      --partition-root       name a partition's rows after its partitioned table\n"
+		  "      --snapshot=MODE        initial (default: when the slot is new or the last\n"
+		  "                             snapshot did not finish), never, always, initial-only\n"
+		  "      --snapshot-jobs=N      parallel connections reading the snapshot (default: 2)\n"
+		  "      --no-tombstones        do not follow a delete with a tombstone\n"
+		  "  -X, KEY=VALUE              librdkafka producer property (repeatable)\n"
+		  "  -c, --config=FILE          \"key = value\" lines: long option names, and\n"
+		  "                             kafka.<property> for librdkafka properties\n"
+		  "      --state-topic=TOPIC    where snapshot completion is recorded\n"
+		  "                             (default: PREFIX.__state)\n"
+		  "      --endpos=LSN           stop once the stream reaches LSN (X/X)\n"
+		  "      --status-interval=SECS status updates to the server (default: 10)\n"
+		  "      --heartbeat-interval=SECS  heartbeat logical message when idle, 0 = off\n"
+		  "                             (default: 10)\n"
+		  "  -v, --verbose              more log output (repeat for more)\n"
+		  "  -q, --quiet                warnings and errors only\n"
+		  "  -h, --help                 this help, then exit\n"
+		  "\n"
+		  "Exit status: 0 on a clean stop (SIGTERM, SIGINT, --endpos reached), 1 on a\n"
+		  "fatal error, 2 on bad usage.\n", out);
+}
+
+static char *
+xstrdup(const char *s)
+{
+	char	   *d = strdup(s);
+
+	if (d == NULL)
+	{
+		fputs("cdc-relay: out of memory\n", stderr);
+		exit(1);
+	}
+	return d;
+}
+
+static void
+set_str(char **field, const char *value)
+{
+	free(*field);
+	*field = xstrdup(value);
+}
+
+bool
+config_key_is_secret(const char *key)
+{
+	return strstr(key, "password") != NULL || strstr(key, "secret") != NULL ||
+		strstr(key, "sasl.oauthbearer.config") != NULL ||
+		strstr(key, "ssl.key.pem") != NULL;
+}
+
+bool
+parse_lsn(const char *s, uint64_t *lsn)
+{
+	unsigned int hi,
+				lo;
+	int			n = 0;
+
+	if (sscanf(s, "%X/%X%n", &hi, &lo, &n) != 2 || s[n] != '\0')
+		return false;
+	*lsn = ((uint64_t) hi << 32) | lo;
+	return true;
+}
+
+static bool
+parse_int(const char *s, long min, long max, int *out)
+{
+	char	   *end;
+	long		v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
+		return false;
+	*out = (int) v;
+	return true;
+}
+
+/* seconds, possibly fractional, to milliseconds */
+static bool
+parse_seconds(const char *s, double min, double max, int *ms)
+{
+	char	   *end;
+	double		v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno != 0 || end == s || *end != '\0' || !(v >= min && v <= max))
+		return false;
+	*ms = (int) (v * 1000.0 + 0.5);
+	return true;
+}
+
+static int
+fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list		ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return 2;
+}
+
+static void
+add_kafka(RelayConfig *cfg, const char *key, const char *value)
+{
+	KafkaProp  *n = realloc(cfg->kafka, sizeof(KafkaProp) * (size_t) (cfg->nkafka + 1));
+
+	if (n == NULL)
+	{
+		fputs("cdc-relay: out of memory\n", stderr);
+		exit(1);
+	}
+	cfg->kafka = n;
+	cfg->kafka[cfg->nkafka].key = xstrdup(key);
+	cfg->kafka[cfg->nkafka].value = xstrdup(value);
+	cfg->nkafka++;
+}
+
+/* "key=value" of -X */
+static int
+apply_kafka_pair(RelayConfig *cfg, const char *pair, char *err, size_t errlen)
+{
+	const char *eq = strchr(pair, '=');
+	char		key[256];
+
+	if (eq == NULL || eq == pair || (size_t) (eq - pair) >= sizeof(key))
+		return fail(err, errlen, "-X expects KEY=VALUE (a librdkafka property), got \"%.60s\"",
+					config_key_is_secret(pair) ? "..." : pair);
+	memcpy(key, pair, (size_t) (eq - pair));
+	key[eq - pair] = '\0';
+	add_kafka(cfg, key, eq + 1);
+	return 0;
+}
+
+/*
+ * Apply one setting by its option code.  Used for the command line and for
+ * config file keys alike, so both accept exactly the same values.
+ */
+static int
+apply(RelayConfig *cfg, int code, const char *name, const char *value,
+	  char *err, size_t errlen)
+{
+	switch (code)
+	{
+		case 'd':
+			set_str(&cfg->conninfo, value);
+			break;
+		case 'b':
+			if (value[0] == '\0')
+				return fail(err, errlen, "--brokers must not be empty");
+			set_str(&cfg->brokers, value);
+			break;
+		case 'S':
+			if (value[0] == '\0' || strlen(value) > 63)
+				return fail(err, errlen, "--slot must be 1 to 63 characters");
+			for (const char *p = value; *p; p++)
+				if (!(islower((unsigned char) *p) || isdigit((unsigned char) *p) || *p == '_'))
+					return fail(err, errlen,
+								"--slot \"%s\": slot names may contain only lower case letters, digits and underscores",
+								value);
+			set_str(&cfg->slot, value);
+			break;
+		case OPT_TOPIC_PREFIX:
+			if (!topic_prefix_valid(value))
+				return fail(err, errlen,
+							"--topic-prefix \"%s\": use 1 to 100 characters of a-z, A-Z, 0-9, '.', '_' and '-'",
+							value);
+			set_str(&cfg->topic_prefix, value);
+			break;
+		case OPT_TABLES:
+			set_str(&cfg->tables, value);
+			break;
+		case OPT_EXCLUDE_TABLES:
+			set_str(&cfg->exclude_tables, value);
+			break;
+		case OPT_PUBLICATION:
+			set_str(&cfg->publication, value);
+			break;
+		case OPT_STATE_TOPIC:
+			if (value[0] == '\0' || strlen(value) > TOPIC_MAX_LEN ||
+				strspn(value, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != strlen(value))
+				return fail(err, errlen, "--state-topic \"%s\" is not a valid Kafka topic name", value);
+			set_str(&cfg->state_topic, value);
+			break;
+		case OPT_SNAPSHOT:
+			if (strcmp(value, "initial") == 0)
+				cfg->snapshot = SNAPSHOT_INITIAL;
+			else if (strcmp(value, "never") == 0)
+				cfg->snapshot = SNAPSHOT_NEVER;
+			else if (strcmp(value, "always") == 0)
+				cfg->snapshot = SNAPSHOT_ALWAYS;
+			else if (strcmp(value, "initial-only") == 0)
+				cfg->snapshot = SNAPSHOT_INITIAL_ONLY;
+			else
+				return fail(err, errlen,
+							"--snapshot \"%s\": valid values are initial, never, always, initial-only",
+							value);
+			break;
+		case OPT_SNAPSHOT_JOBS:
+			if (!parse_int(value, 1, 64, &cfg->snapshot_jobs))
+				return fail(err, errlen, "--snapshot-jobs \"%s\": expected an integer from 1 to 64", value);
+			break;
+		case OPT_EMBEDDED_BROKERS:
+			if (!parse_int(value, 1, 16, &cfg->embedded_brokers))
+				return fail(err, errlen, "--embedded-brokers \"%s\": expected an integer from 1 to 16", value);
+			break;
+		case OPT_NO_TOMBSTONES:
+		case OPT_PARTITION_ROOT:
+			{
+				bool		b;
+
+				if (value == NULL || strcmp(value, "true") == 0 || strcmp(value, "on") == 0 ||
+					strcmp(value, "1") == 0)
+					b = true;
+				else if (strcmp(value, "false") == 0 || strcmp(value, "off") == 0 ||
+						 strcmp(value, "0") == 0)
+					b = false;
+				else
+					return fail(err, errlen, "%s \"%s\": expected true or false", name, value);
+				if (code == OPT_NO_TOMBSTONES)
+					cfg->tombstones = !b;
+				else
+					cfg->partition_root = b;
+			}
+			break;
+		case OPT_ENDPOS:
+			if (!parse_lsn(value, &cfg->endpos) || cfg->endpos == 0)
+				return fail(err, errlen, "--endpos \"%s\": expected a WAL position like 0/16B3748", value);
+			break;
+		case OPT_STATUS_INTERVAL:
+			if (!parse_seconds(value, 0.1, 3600, &cfg->status_interval_ms))
+				return fail(err, errlen, "--status-interval \"%s\": expected seconds from 0.1 to 3600", value);
+			break;
+		case OPT_HEARTBEAT_INTERVAL:
+			if (!parse_seconds(value, 0, 86400, &cfg->heartbeat_interval_ms) ||
+				(cfg->heartbeat_interval_ms > 0 && cfg->heartbeat_interval_ms < 100))
+				return fail(err, errlen,
+							"--heartbeat-interval \"%s\": expected 0 (off) or seconds from 0.1 to 86400", value);
+			break;
+		case 'v':
+			cfg->verbosity++;
+			break;
+		case 'q':
+			cfg->verbosity = 1;
+			break;
+		default:
+			return fail(err, errlen, "unknown option %s", name);
+	}
+	return 0;
+}
+
+static void
+trim(char **s)
+{
+	char	   *p = *s;
+	size_t		n;
+
+	while (isspace((unsigned char) *p))
+		p++;
+	n = strlen(p);
+	while (n > 0 && isspace((unsigned char) p[n - 1]))
+		p[--n] = '\0';
+	*s = p;
+}
+
+static int
+load_config_file(RelayConfig *cfg, const char *path, char *err, size_t errlen)
+{
+	FILE	   *f = fopen(path, "r");
+	char	   *line = NULL;
+	size_t		cap = 0;
+	int			lineno = 0;
+	int			rc = 0;
+
+	if (f == NULL)
+		return fail(err, errlen, "could not open config file \"%s\": %s", path, strerror(errno));
+	while (rc == 0 && getline(&line, &cap, f) >= 0)
+	{
+		char	   *p = line,
+				   *key,
+				   *value,
+				   *eq;
+		const struct option *o;
+		char		sub[1024];
+
+		lineno++;
+		trim(&p);
+		if (*p == '\0' || *p == '#')
+			continue;
+		eq = strchr(p, '=');
+		if (eq == NULL)
+		{
+			rc = fail(err, errlen, "%s:%d: expected \"key = value\"", path, lineno);
+			break;
+		}
+		*eq = '\0';
+		key = p;
+		value = eq + 1;
+		trim(&key);
+		trim(&value);
+		/* optional quotes around the value */
+		if (strlen(value) >= 2 && (value[0] == '"' || value[0] == '\'') &&
+			value[strlen(value) - 1] == value[0])
+		{
+			value[strlen(value) - 1] = '\0';
+			value++;
+		}
+		if (strncmp(key, "kafka.", 6) == 0)
+		{
+			if (key[6] == '\0')
+				rc = fail(err, errlen, "%s:%d: \"kafka.\" needs a librdkafka property name", path, lineno);
+			else
+				add_kafka(cfg, key + 6, value);
+			continue;
+		}
+		for (o = long_options; o->name != NULL; o++)
+			if (strcmp(o->name, key) == 0)
+				break;
+		if (o->name == NULL || strcmp(key, "config") == 0 || strcmp(key, "help") == 0)
+		{
+			rc = fail(err, errlen, "%s:%d: unknown setting \"%s\" (use the long option names of cdc-relay run, or kafka.<property>)",
+					  path, lineno, key);
+			break;
+		}
+		if (o->has_arg == required_argument && value[0] == '\0')
+		{
+			rc = fail(err, errlen, "%s:%d: \"%s\" needs a value", path, lineno, key);
+			break;
+		}
+		rc = apply(cfg, o->val, key, o->has_arg == no_argument && value[0] == '\0' ? NULL : value,
+				   sub, sizeof(sub));
+		if (rc != 0)
+			fail(err, errlen, "%s:%d: %s", path, lineno, sub);
+	}
+	free(line);
+	fclose(f);
+	return rc;
+}
+
+static void
+set_defaults(RelayConfig *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->slot = xstrdup("cdc_relay");
+	cfg->topic_prefix = xstrdup("cdc");
+	cfg->snapshot = SNAPSHOT_INITIAL;
+	cfg->snapshot_jobs = 2;
+	cfg->tombstones = true;
+	cfg->status_interval_ms = 10000;
+	cfg->heartbeat_interval_ms = 10000;
+	cfg->verbosity = 2;
+	cfg->embedded_brokers = 1;
+}
+
+int
+config_parse_run(int argc, char **argv, RelayConfig *cfg, char *err, size_t errlen)
+{
+	int			c,
+				rc;
+	const char *config_file = NULL;
+
+	set_defaults(cfg);
+
+	/* first pass: only find -c, so that the command line wins over the file */
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+d:b:S:c:X:vqh", long_options, NULL)) != -1)
+		if (c == 'c')
+			config_file = optarg;
+	if (config_file != NULL && (rc = load_config_file(cfg, config_file, err, errlen)) != 0)
+		return rc;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+d:b:S:c:X:vqh", long_options, NULL)) != -1)
+	{
+		const char *name = argv[optind - 1];
+
+		switch (c)
+		{
+			case 'h':
+				config_usage(stdout);
+				return 1;
+			case 'c':
+				break;
+			case 'X':
+				if ((rc = apply_kafka_pair(cfg, optarg, err, errlen)) != 0)
+					return rc;
+				break;
+			case '?':
+				if (optopt != 0 && optopt < 256)
+					return fail(err, errlen, "option -%c %s", optopt,
+								strchr("dbScX", optopt) ? "requires a value" : "is not an option of run");
+				if (optopt != 0)
+					return fail(err, errlen, "option %s requires a value", name);
+				return fail(err, errlen, "unknown option %s", name);
+			default:
+				if ((rc = apply(cfg, c, name, optarg, err, errlen)) != 0)
+					return rc;
+		}
+	}
+	if (optind < argc)
+		return fail(err, errlen, "unexpected argument \"%s\"", argv[optind]);
+	if (cfg->conninfo == NULL)
+		return fail(err, errlen, "no database given: use -d CONNINFO (or \"dbname = ...\" in the config file)");
+	if (cfg->brokers == NULL)
+		return fail(err, errlen, "no Kafka brokers given: use -b HOST:PORT[,...] or -b embedded");
+	if (cfg->state_topic == NULL)
+	{
+		size_t		n = strlen(cfg->topic_prefix) + sizeof(".__state");
+
+		cfg->state_topic = malloc(n);
+		if (cfg->state_topic == NULL)
+			return fail(err, errlen, "out of memory");
+		snprintf(cfg->state_topic, n, "%s.__state", cfg->topic_prefix);
+	}
+	return 0;
+}
+
+void
+config_free(RelayConfig *cfg)
+{
+	free(cfg->conninfo);
+	free(cfg->brokers);
+	free(cfg->slot);
+	free(cfg->topic_prefix);
+	free(cfg->tables);
+	free(cfg->exclude_tables);
+	free(cfg->publication);
+	free(cfg->state_topic);
+	for (int i = 0; i < cfg->nkafka; i++)
+	{
+		free(cfg->kafka[i].key);
+		free(cfg->kafka[i].value);
+	}
+	free(cfg->kafka);
+	memset(cfg, 0, sizeof(*cfg));
+}

@@ -1,0 +1,65 @@
+/*
+ * config.h: the relay's settings, from the command line and a config file.
+ */
+#ifndef RELAY_CONFIG_H
+#define RELAY_CONFIG_H
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum SnapshotMode
+{
+	SNAPSHOT_INITIAL,			/* when the slot is new or the last one did not finish */
+	SNAPSHOT_NEVER,
+	SNAPSHOT_ALWAYS,
+	SNAPSHOT_INITIAL_ONLY		/* as initial, then exit instead of streaming */
+} SnapshotMode;
+
+typedef struct KafkaProp
+{
+	char	   *key;
+	char	   *value;
+} KafkaProp;
+
+typedef struct RelayConfig
+{
+	char	   *conninfo;		/* -d: libpq connection string or URI */
+	char	   *brokers;		/* -b: bootstrap list, or "embedded" */
+	char	   *slot;
+	char	   *topic_prefix;
+	char	   *tables;			/* plugin include-tables, or NULL */
+	char	   *exclude_tables;
+	char	   *publication;
+	char	   *state_topic;	/* NULL: <prefix>.__state */
+	SnapshotMode snapshot;
+	int			snapshot_jobs;
+	bool		tombstones;
+	bool		partition_root;
+	KafkaProp  *kafka;			/* -X and kafka.* settings, in order */
+	int			nkafka;
+	uint64_t	endpos;			/* 0: none */
+	int			status_interval_ms;
+	int			heartbeat_interval_ms;	/* 0: off */
+	int			verbosity;		/* log.h levels: 2 = info */
+	int			embedded_brokers;	/* -b embedded: broker count */
+} RelayConfig;
+
+/*
+ * Parse "run" arguments (argv[0] is "run").  Returns 0 when the relay should
+ * run, 1 when --help was printed (exit 0), 2 on bad usage (the reason is in
+ * err, one line).
+ */
+int			config_parse_run(int argc, char **argv, RelayConfig *cfg,
+							 char *err, size_t errlen);
+void		config_free(RelayConfig *cfg);
+void		config_usage(FILE *out);
+
+/* "X/Y" hex LSN; false if malformed. */
+bool		parse_lsn(const char *s, uint64_t *lsn);
+
+/* True for librdkafka/relay keys whose values must never be logged. */
+bool		config_key_is_secret(const char *key);
+
+#endif

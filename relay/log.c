@@ -1,0 +1,44 @@
+/*
+ * log.c: timestamped log lines on stderr, one write per line.
+ */
+#include "log.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *const level_names[] = {"ERROR", "WARNING", "INFO", "DEBUG"};
+
+void
+rlog(int verbosity, enum log_level level, const char *fmt, ...)
+{
+	char		line[4096];
+	struct timeval tv;
+	struct tm	tm;
+	size_t		n;
+	va_list		ap;
+
+	if ((int) level > verbosity)
+		return;
+	gettimeofday(&tv, NULL);
+	gmtime_r(&tv.tv_sec, &tm);
+	n = strftime(line, sizeof(line), "%Y-%m-%d %H:%M:%S", &tm);
+	n += (size_t) snprintf(line + n, sizeof(line) - n, ".%03d UTC %s ",
+						   (int) (tv.tv_usec / 1000), level_names[level]);
+	va_start(ap, fmt);
+	vsnprintf(line + n, sizeof(line) - n, fmt, ap);
+	va_end(ap);
+	n = strlen(line);
+	/* one line per message: trailing newlines of libpq errors are dropped */
+	while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+		n--;
+	if (n > sizeof(line) - 2)
+		n = sizeof(line) - 2;
+	line[n++] = '\n';
+	if (write(STDERR_FILENO, line, n) < 0)
+	{
+		/* nowhere left to report it */
+	}
+}

@@ -1,0 +1,24 @@
+/*
+ * log.h: the relay's log lines on stderr.
+ *
+ * Every line: "2026-11-21 23:30:00.123 UTC LEVEL message".  The verbosity is a
+ * plain int passed in, so there is no global logger state.
+ */
+#ifndef RELAY_LOG_H
+#define RELAY_LOG_H
+
+#include <stdarg.h>
+
+enum log_level
+{
+	LOG_ERROR = 0,
+	LOG_WARNING = 1,
+	LOG_INFO = 2,
+	LOG_DEBUG = 3
+};
+
+/* Log if level <= verbosity. */
+void		rlog(int verbosity, enum log_level level, const char *fmt, ...)
+			__attribute__((format(printf, 3, 4)));
+
+#endif

@@ -1,0 +1,228 @@
+/*
+ * main.c: `cdc-relay run` (snapshot, then stream a slot into Kafka) and
+ * `cdc-relay broker` (a Kafka-protocol test broker).
+ */
+#include <jansson.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker.h"
+#include "relay.h"
+
+#define TRY_HELP "Try \"cdc-relay --help\" for more information.\n"
+
+static volatile sig_atomic_t stop_requested;
+
+static void
+on_signal(int sig)
+{
+	(void) sig;
+	stop_requested = 1;
+}
+
+static void
+install_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+/* Decide about the snapshot, create the slot, take the snapshot if needed. */
+static int
+setup(Relay *r, PGconn *conn, PGconn *repl, bool *stream_after)
+{
+	const RelayConfig *cfg = r->cfg;
+	bool		exists,
+				need = false,
+				complete = false;
+	uint64_t	cp = 0;
+	char		snapname[128] = "";
+	int			problems;
+
+	*stream_after = cfg->snapshot != SNAPSHOT_INITIAL_ONLY;
+	if (pg_identify(r, repl) != 0 || pg_slot_lookup(r, conn, &exists) != 0)
+		return 1;
+	switch (cfg->snapshot)
+	{
+		case SNAPSHOT_NEVER:
+			need = false;
+			break;
+		case SNAPSHOT_ALWAYS:
+			need = true;
+			break;
+		case SNAPSHOT_INITIAL:
+		case SNAPSHOT_INITIAL_ONLY:
+			if (!exists)
+				need = true;
+			else
+			{
+				if (state_read_complete(r, &cp, &complete) != 0)
+					return 1;
+				need = !complete;
+				if (need)
+					rlog(r->v, LOG_WARNING, "slot \"%s\" exists but no completed snapshot is recorded for it "
+						 "in %s: taking the snapshot again", cfg->slot, cfg->state_topic);
+			}
+			break;
+	}
+	problems = pg_check_prereqs(r, conn, need);
+	if (problems != 0)
+	{
+		if (problems > 0)
+			rlog(r->v, LOG_ERROR, "%d prerequisite%s missing (see above); nothing was changed",
+				 problems, problems > 1 ? "s" : "");
+		return 1;
+	}
+	if (!need && cfg->snapshot == SNAPSHOT_INITIAL_ONLY)
+	{
+		rlog(r->v, LOG_INFO, "the snapshot of slot \"%s\" is complete already; nothing to do", cfg->slot);
+		*stream_after = false;
+		return 0;
+	}
+	if (need && exists)
+	{
+		rlog(r->v, LOG_INFO, "dropping slot \"%s\" to take a new snapshot from a new slot", cfg->slot);
+		if (pg_drop_slot(r, repl) != 0)
+			return 1;
+		exists = false;
+	}
+	if (!exists && pg_create_slot(r, repl, need, &cp, snapname, sizeof(snapname)) != 0)
+		return 1;
+	if (need)
+	{
+		uint64_t	rows = 0;
+		int			tables = 0;
+
+		if (state_write(r, "started", cp, 0, 0) != 0)
+			return 1;
+		if (snapshot_run(r, snapname, cp, &rows, &tables) != 0)
+			return *r->stop && !r->fatal_set ? 0 : 1;
+		if (state_write(r, "complete", cp, rows, tables) != 0)
+			return *r->stop && !r->fatal_set ? 0 : 1;
+		rlog(r->v, LOG_INFO, "snapshot recorded as complete in %s", cfg->state_topic);
+	}
+	if (!*stream_after)
+		rlog(r->v, LOG_INFO, "--snapshot initial-only: done; slot \"%s\" stays, a later run streams from it",
+			 cfg->slot);
+	return 0;
+}
+
+static int
+run_relay(int argc, char **argv)
+{
+	RelayConfig cfg;
+	char		err[1024];
+	int			rc;
+	Relay		r;
+	PGconn	   *conn = NULL,
+			   *repl = NULL;
+	bool		stream_after = false;
+
+	rc = config_parse_run(argc, argv, &cfg, err, sizeof(err));
+	if (rc != 0)
+	{
+		if (rc == 2)
+			fprintf(stderr, "cdc-relay: %s\n" TRY_HELP, err);
+		config_free(&cfg);
+		return rc == 1 ? 0 : 2;
+	}
+	install_signals();
+	json_object_seed(0);
+
+	memset(&r, 0, sizeof(r));
+	r.cfg = &cfg;
+	r.v = cfg.verbosity;
+	r.stop = &stop_requested;
+	r.brokers = cfg.brokers;
+	r.ring = ring_new();
+	if (r.ring == NULL)
+		return 1;
+	rlog(r.v, LOG_INFO, "cdc-relay %s starting (slot \"%s\", topics %s.<schema>.<table>)",
+		 CDC_RELAY_VERSION, cfg.slot, cfg.topic_prefix);
+
+	if (strcmp(cfg.brokers, "embedded") == 0)
+	{
+		r.broker = relay_broker_start(cfg.embedded_brokers, 1, err, sizeof(err));
+		if (r.broker == NULL)
+		{
+			rlog(r.v, LOG_ERROR, "could not start the embedded broker: %s", err);
+			rc = 1;
+			goto out;
+		}
+		r.brokers = relay_broker_bootstraps(r.broker);
+		rlog(r.v, LOG_INFO, "embedded Kafka-protocol broker (test only, data in memory) at %s", r.brokers);
+	}
+	if (producer_open(&r) != 0)
+	{
+		rc = 1;
+		goto out;
+	}
+	conn = pg_connect(&r, false);
+	repl = conn ? pg_connect(&r, true) : NULL;
+	if (repl == NULL)
+	{
+		rc = 1;
+		goto out;
+	}
+	r.server_version = PQserverVersion(repl);
+	rc = setup(&r, conn, repl, &stream_after);
+	PQfinish(conn);
+	conn = NULL;
+	if (rc == 0 && stream_after && !stop_requested)
+	{
+		rc = stream_run(&r, repl);
+		repl = NULL;			/* stream_run owns and closes it */
+	}
+
+out:
+	if (r.rk)
+	{
+		rd_kafka_flush(r.rk, 10000);
+		producer_close(&r);
+	}
+	if (conn)
+		PQfinish(conn);
+	if (repl)
+		PQfinish(repl);
+	relay_broker_stop(r.broker);
+	ring_free(r.ring);
+	rlog(r.v, LOG_INFO, "cdc-relay exiting with status %d", rc);
+	config_free(&cfg);
+	return rc;
+}
+
+int
+main(int argc, char **argv)
+{
+	if (argc < 2)
+	{
+		fprintf(stderr, "cdc-relay: no command given\n" TRY_HELP);
+		return 2;
+	}
+	if (strcmp(argv[1], "run") == 0)
+		return run_relay(argc - 1, argv + 1);
+	if (strcmp(argv[1], "broker") == 0)
+		return relay_broker_main(argc - 1, argv + 1, "cdc-relay");
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0)
+	{
+		config_usage(stdout);
+		fputs("\n", stdout);
+		relay_broker_usage(stdout, "cdc-relay");
+		return 0;
+	}
+	if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0)
+	{
+		printf("cdc-relay %s (librdkafka %s, libpq %d, jansson %s)\n", CDC_RELAY_VERSION,
+			   rd_kafka_version_str(), PQlibVersion(), JANSSON_VERSION);
+		return 0;
+	}
+	fprintf(stderr, "cdc-relay: unknown command \"%s\" (commands: run, broker)\n" TRY_HELP, argv[1]);
+	return 2;
+}

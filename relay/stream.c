@@ -1,0 +1,841 @@
+/*
+ * stream.c: from the replication slot into Kafka.
+ *
+ * START_REPLICATION with the plugin option key-prefix, so that every row
+ * event arrives as <key JSON> TAB <event JSON> and the hot path parses no
+ * JSON: the op is at a fixed offset, the relation's identity is the bytes
+ * up to ,"key": (looked up in a cache of topic handles), and the Kafka key is
+ * the plugin's own key bytes.  begin / commit / truncate / message events
+ * (one per transaction or rarer) are parsed with jansson.
+ *
+ * Each transaction gets a ring entry at begin; every message produced for it
+ * counts as pending until its delivery report; the commit closes the entry
+ * with the commit's end LSN.  The flush position sent to PostgreSQL is the
+ * end LSN of the last transaction fully delivered, in commit order; with
+ * nothing in flight, the last position received.  When librdkafka's bounded
+ * queue is full, the relay stops reading the socket (the server keeps the WAL)
+ * and only serves delivery reports and status updates until there is room.
+ */
+#include "relay.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <jansson.h>
+#include <poll.h>
+#include <search.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "topic.h"
+
+typedef struct TopicEntry
+{
+	char	   *ident;			/* raw bytes: "schema":S,"table":T */
+	size_t		identlen;
+	rd_kafka_topic_t *rkt;
+	char	   *header_table;	/* schema.table, quoted where needed */
+} TopicEntry;
+
+typedef enum SessionEnd
+{
+	SESSION_STOP,				/* signal or endpos: clean exit */
+	SESSION_RETRY,				/* connection lost / delivery failed: reconnect */
+	SESSION_FATAL
+} SessionEnd;
+
+typedef struct Stream
+{
+	Relay	   *r;
+	PGconn	   *repl;
+	txn_id		cur;			/* open transaction, 0 = none */
+	char		commit_lsn[24];
+	char		xid[24];
+	uint64_t	seq;
+	uint64_t	received;		/* everything up to here was received */
+	uint64_t	flushable;		/* everything up to here was delivered */
+	uint64_t	reported;		/* last flush position sent */
+	int64_t		last_status_ms;
+	int64_t		last_data_ms;
+	int64_t		last_heartbeat_ms;
+	PGconn	   *hb;				/* heartbeat connection, opened lazily */
+	bool		hb_disabled;
+	bool		endpos_reached;
+	bool		retry_delivery; /* the session ended on a failed delivery */
+	uint64_t	events;
+	uint64_t	txns;
+} Stream;
+
+/* ---- topic cache ---------------------------------------------------------- */
+
+static int
+topic_cmp(const void *a, const void *b)
+{
+	const TopicEntry *x = a,
+			   *y = b;
+
+	if (x->identlen != y->identlen)
+		return x->identlen < y->identlen ? -1 : 1;
+	return memcmp(x->ident, y->ident, x->identlen);
+}
+
+static void
+topic_entry_free(void *p)
+{
+	TopicEntry *e = p;
+
+	rd_kafka_topic_destroy(e->rkt);
+	free(e->ident);
+	free(e->header_table);
+	free(e);
+}
+
+void
+topic_cache_free(Relay *r)
+{
+	if (r->topics)
+		tdestroy(r->topics, topic_entry_free);
+	r->topics = NULL;
+}
+
+static char *
+display_table(const char *schema, const char *table)
+{
+	size_t		cap = 2 * (strlen(schema) + strlen(table)) + 8;
+	char	   *out = malloc(cap);
+	char	   *p = out;
+	const char *parts[2] = {schema, table};
+
+	if (out == NULL)
+		exit(1);
+	for (int i = 0; i < 2; i++)
+	{
+		const char *s = parts[i];
+		bool		plain = s[0] != '\0' && !(s[0] >= '0' && s[0] <= '9');
+
+		for (const char *c = s; *c && plain; c++)
+			if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_'))
+				plain = false;
+		if (i == 1)
+			*p++ = '.';
+		if (!plain)
+			*p++ = '"';
+		for (const char *c = s; *c; c++)
+		{
+			if (*c == '"')
+				*p++ = '"';
+			*p++ = *c;
+		}
+		if (!plain)
+			*p++ = '"';
+	}
+	*p = '\0';
+	return out;
+}
+
+/* The topic entry for schema/table names (decoded). */
+static TopicEntry *
+topic_new_entry(Relay *r, const char *ident, size_t identlen, const char *schema, size_t slen,
+				const char *table, size_t tlen)
+{
+	TopicEntry *e = calloc(1, sizeof(TopicEntry));
+	char		topic[TOPIC_MAX_LEN + 1];
+	char	   *s0 = strndup(schema, slen),
+			   *t0 = strndup(table, tlen);
+
+	if (e == NULL || s0 == NULL || t0 == NULL)
+		exit(1);
+	e->ident = malloc(identlen + 1);
+	if (e->ident == NULL)
+		exit(1);
+	memcpy(e->ident, ident, identlen);
+	e->identlen = identlen;
+	topic_for_table(r->cfg->topic_prefix, schema, slen, table, tlen, topic);
+	e->rkt = rd_kafka_topic_new(r->rk, topic, NULL);
+	e->header_table = display_table(s0, t0);
+	free(s0);
+	free(t0);
+	rlog(r->v, LOG_DEBUG, "table %s -> topic %s", e->header_table, topic);
+	return e;
+}
+
+/*
+ * Find (or create) the topic for the relation whose identity bytes are
+ * ident: "schema":S,"table":T as the plugin wrote them.
+ */
+static TopicEntry *
+topic_lookup(Relay *r, const char *ident, size_t identlen)
+{
+	TopicEntry	probe = {.ident = (char *) ident, .identlen = identlen};
+	TopicEntry **found = tfind(&probe, &r->topics, topic_cmp);
+	TopicEntry *e;
+	char	   *obj;
+	json_t	   *j;
+	json_error_t jerr;
+	json_t	   *js,
+			   *jt;
+
+	if (found)
+		return *found;
+	/* first event of this relation: decode the names with jansson */
+	obj = malloc(identlen + 3);
+	if (obj == NULL)
+		exit(1);
+	obj[0] = '{';
+	memcpy(obj + 1, ident, identlen);
+	obj[identlen + 1] = '}';
+	j = json_loadb(obj, identlen + 2, JSON_ALLOW_NUL, &jerr);
+	free(obj);
+	js = json_object_get(j, "schema");
+	jt = json_object_get(j, "table");
+	if (!json_is_string(js) || !json_is_string(jt))
+	{
+		rlog(r->v, LOG_ERROR, "unexpected event from the plugin: no schema/table (%s)", jerr.text);
+		json_decref(j);
+		return NULL;
+	}
+	e = topic_new_entry(r, ident, identlen, json_string_value(js), json_string_length(js),
+						json_string_value(jt), json_string_length(jt));
+	json_decref(j);
+	if (tsearch(e, &r->topics, topic_cmp) == NULL)
+		exit(1);
+	return e;
+}
+
+/* ---- producing -------------------------------------------------------------- */
+
+static void
+maybe_send_status(Stream *s, bool force);
+
+/*
+ * Produce one message for the open transaction (or ring entry id), waiting
+ * while librdkafka's queue is full.  Returns 0, or -1 to end the session
+ * (stop requested, fatal error, or a produce error).
+ */
+static int
+produce(Stream *s, txn_id id, rd_kafka_topic_t *rkt, const char *key, size_t keylen,
+		const char *value, size_t vallen, rd_kafka_headers_t *h)
+{
+	Relay	   *r = s->r;
+	rd_kafka_resp_err_t e;
+
+	for (;;)
+	{
+		e = rd_kafka_producev(r->rk,
+							  RD_KAFKA_V_RKT(rkt),
+							  RD_KAFKA_V_KEY((char *) key, key ? keylen : 0),
+							  RD_KAFKA_V_VALUE((char *) value, value ? vallen : 0),
+							  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+							  RD_KAFKA_V_HEADERS(h),
+							  RD_KAFKA_V_OPAQUE((void *) (uintptr_t) id),
+							  RD_KAFKA_V_END);
+		if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+		{
+			ring_add(r->ring, id);
+			return 0;
+		}
+		if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+			break;
+		/* backpressure: stop reading; serve delivery reports; keep the server's timeout at bay */
+		rd_kafka_poll(r->rk, 50);
+		maybe_send_status(s, false);
+		if (*r->stop || r->fatal_set)
+		{
+			rd_kafka_headers_destroy(h);
+			return -1;
+		}
+	}
+	rd_kafka_headers_destroy(h);
+	rlog(r->v, LOG_ERROR, "could not produce to %s: %s", rd_kafka_topic_name(rkt), rd_kafka_err2str(e));
+	return -1;
+}
+
+static rd_kafka_headers_t *
+headers(Stream *s, const char *op, const char *table, bool with_id)
+{
+	rd_kafka_headers_t *h = rd_kafka_headers_new(6);
+	char		id[64];
+
+	rd_kafka_header_add(h, "op", -1, op, -1);
+	if (table[0])
+		rd_kafka_header_add(h, "table", -1, table, -1);
+	rd_kafka_header_add(h, "commit_lsn", -1, s->commit_lsn, -1);
+	if (s->xid[0])
+		rd_kafka_header_add(h, "xid", -1, s->xid, -1);
+	if (with_id)
+	{
+		snprintf(id, sizeof(id), "%s/%llu", s->commit_lsn, (unsigned long long) s->seq);
+		rd_kafka_header_add(h, "event_id", -1, id, -1);
+	}
+	rd_kafka_header_add(h, "snapshot", -1, "false", -1);
+	return h;
+}
+
+/* An insert/update/delete: <key JSON> TAB <event JSON>. */
+static int
+handle_row(Stream *s, const char *data, size_t len)
+{
+	Relay	   *r = s->r;
+	const char *tab = memchr(data, '\t', len);
+	const char *ev,
+			   *keyfield;
+	size_t		evlen,
+				keylen;
+	TopicEntry *t;
+	char		op[2];
+	bool		nokey;
+
+	if (tab == NULL || s->cur == 0)
+		goto bad;
+	keylen = (size_t) (tab - data);
+	ev = tab + 1;
+	evlen = len - keylen - 1;
+	/* {"op":"c","schema":... */
+	if (evlen < 16 || memcmp(ev, "{\"op\":\"", 7) != 0 || ev[8] != '"' || ev[9] != ',')
+		goto bad;
+	keyfield = memmem(ev + 10, evlen - 10, ",\"key\":", 7);
+	if (keyfield == NULL)
+		goto bad;
+	t = topic_lookup(r, ev + 10, (size_t) (keyfield - (ev + 10)));
+	if (t == NULL)
+		return -1;
+	op[0] = ev[7];
+	op[1] = '\0';
+	nokey = keylen == 4 && memcmp(data, "null", 4) == 0;
+	s->seq++;
+	s->events++;
+	if (produce(s, s->cur, t->rkt, nokey ? NULL : data, keylen, ev, evlen,
+				headers(s, op, t->header_table, true)) != 0)
+		return -1;
+	if (op[0] == 'd' && !nokey && r->cfg->tombstones)
+	{
+		rd_kafka_headers_t *h = rd_kafka_headers_new(4);
+
+		rd_kafka_header_add(h, "op", -1, "tombstone", -1);
+		rd_kafka_header_add(h, "table", -1, t->header_table, -1);
+		rd_kafka_header_add(h, "commit_lsn", -1, s->commit_lsn, -1);
+		if (produce(s, s->cur, t->rkt, data, keylen, NULL, 0, h) != 0)
+			return -1;
+	}
+	return 0;
+bad:
+	rlog(r->v, LOG_ERROR, "unexpected message from the plugin (%s): %.*s",
+		 s->cur == 0 ? "row event outside a transaction" : "malformed row event",
+		 (int) (len > 200 ? 200 : len), data);
+	return -1;
+}
+
+static const char *
+jstr(json_t *o, const char *key)
+{
+	return json_string_value(json_object_get(o, key));
+}
+
+/* begin, commit, truncate, logical message: JSON objects */
+static int
+handle_json(Stream *s, const char *data, size_t len)
+{
+	Relay	   *r = s->r;
+	json_error_t jerr;
+	json_t	   *j = json_loadb(data, len, JSON_ALLOW_NUL, &jerr);
+	const char *op = jstr(j, "op");
+	int			rc = 0;
+
+	if (op == NULL)
+	{
+		rlog(r->v, LOG_ERROR, "unexpected message from the plugin (%s): %.*s", jerr.text,
+			 (int) (len > 200 ? 200 : len), data);
+		json_decref(j);
+		return -1;
+	}
+	if (strcmp(op, "begin") == 0)
+	{
+		const char *cl = jstr(j, "commit_lsn");
+		json_t	   *xid = json_object_get(j, "xid");
+
+		if (s->cur != 0 || cl == NULL)
+		{
+			rlog(r->v, LOG_ERROR, "unexpected begin from the plugin: %.*s", (int) (len > 200 ? 200 : len), data);
+			rc = -1;
+		}
+		else
+		{
+			s->cur = ring_begin(r->ring);
+			if (s->cur == 0)
+				exit(1);
+			snprintf(s->commit_lsn, sizeof(s->commit_lsn), "%s", cl);
+			if (json_is_integer(xid))
+				snprintf(s->xid, sizeof(s->xid), "%lld", (long long) json_integer_value(xid));
+			else
+				s->xid[0] = '\0';
+			s->seq = 0;
+		}
+	}
+	else if (strcmp(op, "commit") == 0)
+	{
+		const char *el = jstr(j, "end_lsn");
+		uint64_t	end;
+
+		if (s->cur == 0 || el == NULL || !parse_lsn(el, &end))
+		{
+			rlog(r->v, LOG_ERROR, "unexpected commit from the plugin: %.*s", (int) (len > 200 ? 200 : len), data);
+			rc = -1;
+		}
+		else
+		{
+			ring_commit(r->ring, s->cur, end);
+			s->cur = 0;
+			s->txns++;
+			if (end > s->received)
+				s->received = end;
+			if (r->cfg->endpos && end >= r->cfg->endpos)
+				s->endpos_reached = true;
+		}
+	}
+	else if (strcmp(op, "t") == 0)
+	{
+		json_t	   *tables = json_object_get(j, "tables");
+		size_t		i;
+		json_t	   *tj;
+
+		if (s->cur == 0)
+			rc = -1;
+		s->seq++;
+		s->events++;
+		json_array_foreach(tables, i, tj)
+		{
+			json_t	   *js = json_object_get(tj, "schema"),
+					   *jt = json_object_get(tj, "table");
+			char		topic[TOPIC_MAX_LEN + 1];
+			rd_kafka_topic_t *rkt;
+			char	   *disp;
+
+			if (rc != 0 || !json_is_string(js) || !json_is_string(jt))
+			{
+				rc = -1;
+				break;
+			}
+			topic_for_table(r->cfg->topic_prefix, json_string_value(js), json_string_length(js),
+							json_string_value(jt), json_string_length(jt), topic);
+			rkt = rd_kafka_topic_new(r->rk, topic, NULL);
+			disp = display_table(json_string_value(js), json_string_value(jt));
+			/* truncate: no key (it is about the whole table); the value is the event */
+			rc = produce(s, s->cur, rkt, NULL, 0, data, len, headers(s, "t", disp, true));
+			free(disp);
+			rd_kafka_topic_destroy(rkt);
+		}
+	}
+	else if (strcmp(op, "m") == 0)
+	{
+		const char *prefix = jstr(j, "prefix");
+		bool		transactional = json_is_true(json_object_get(j, "transactional"));
+
+		if (prefix != NULL && strcmp(prefix, HEARTBEAT_PREFIX) == 0)
+		{
+			/* our own heartbeat: only there to move the slot */
+			if (transactional)
+				s->seq++;
+		}
+		else if (prefix != NULL)
+		{
+			char		topic[TOPIC_MAX_LEN + 1];
+			rd_kafka_topic_t *rkt;
+			txn_id		id = s->cur;
+			uint64_t	lsn = 0;
+			const char *ls = jstr(j, "lsn");
+
+			snprintf(topic, sizeof(topic), "%s.messages", r->cfg->topic_prefix);
+			rkt = rd_kafka_topic_new(r->rk, topic, NULL);
+			if (!transactional)
+			{
+				/* outside any transaction: a ring entry of its own, ending at its LSN */
+				id = ring_begin(r->ring);
+				if (ls == NULL || !parse_lsn(ls, &lsn))
+					rc = -1;
+				snprintf(s->commit_lsn, sizeof(s->commit_lsn), "%s", ls ? ls : "");
+				s->seq = 0;
+			}
+			else
+				s->seq++;
+			s->events++;
+			if (rc == 0 && id != 0)
+				rc = produce(s, id, rkt, prefix, strlen(prefix), data, len,
+							 headers(s, "m", "", transactional));
+			else
+				rc = -1;
+			if (!transactional && rc == 0)
+			{
+				ring_commit(r->ring, id, lsn);
+				if (lsn > s->received && s->cur == 0)
+					s->received = lsn;
+			}
+			rd_kafka_topic_destroy(rkt);
+		}
+	}
+	else
+	{
+		rlog(r->v, LOG_ERROR, "unexpected event op \"%s\" from the plugin", op);
+		rc = -1;
+	}
+	json_decref(j);
+	return rc;
+}
+
+/* ---- status updates and heartbeats ------------------------------------------ */
+
+static void
+update_flushable(Stream *s)
+{
+	uint64_t	lsn;
+
+	if (ring_retire(s->r->ring, &lsn) && lsn > s->flushable)
+		s->flushable = lsn;
+	/* nothing in flight: everything received is done */
+	if (ring_count(s->r->ring) == 0 && s->cur == 0 && s->received > s->flushable)
+		s->flushable = s->received;
+}
+
+static void
+maybe_send_status(Stream *s, bool force)
+{
+	int64_t		now = now_ms();
+
+	update_flushable(s);
+	if (s->repl == NULL)
+		return;
+	if (force || now - s->last_status_ms >= s->r->cfg->status_interval_ms ||
+		(s->flushable > s->reported && now - s->last_status_ms >= 1000))
+	{
+		if (pg_send_status(s->r, s->repl, s->received > s->flushable ? s->received : s->flushable,
+						   s->flushable, false) == 0)
+			s->reported = s->flushable;
+		s->last_status_ms = now;
+	}
+}
+
+/*
+ * A transactional logical message in its own transaction, so that the slot
+ * moves even when only other databases or uncaptured tables are written.
+ */
+static void
+maybe_heartbeat(Stream *s)
+{
+	Relay	   *r = s->r;
+	int64_t		now = now_ms();
+	PGresult   *res;
+
+	if (r->cfg->heartbeat_interval_ms == 0 || s->hb_disabled ||
+		now - s->last_heartbeat_ms < r->cfg->heartbeat_interval_ms ||
+		now - s->last_data_ms < r->cfg->heartbeat_interval_ms)
+		return;
+	s->last_heartbeat_ms = now;
+	if (s->hb == NULL && (s->hb = pg_connect(r, false)) == NULL)
+		return;
+	res = PQexec(s->hb, "SELECT pg_logical_emit_message(true, '" HEARTBEAT_PREFIX "', '')");
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+	{
+		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+		if (state && (strcmp(state, "42501") == 0 || strcmp(state, "25006") == 0))
+		{
+			rlog(r->v, LOG_WARNING, "heartbeats disabled: %s(to enable them: GRANT EXECUTE ON FUNCTION "
+				 "pg_logical_emit_message(boolean, text, text) TO the relay's role)", PQerrorMessage(s->hb));
+			s->hb_disabled = true;
+		}
+		else
+			rlog(r->v, LOG_WARNING, "heartbeat failed: %s", PQerrorMessage(s->hb));
+		PQfinish(s->hb);
+		s->hb = NULL;
+	}
+	else
+		rlog(r->v, LOG_DEBUG, "heartbeat sent");
+	PQclear(res);
+}
+
+/* ---- the replication stream --------------------------------------------------- */
+
+static uint64_t
+get_u64(const char *p)
+{
+	uint32_t	hi,
+				lo;
+
+	memcpy(&hi, p, 4);
+	memcpy(&lo, p + 4, 4);
+	return ((uint64_t) ntohl(hi) << 32) | ntohl(lo);
+}
+
+static SessionEnd
+session(Stream *s)
+{
+	Relay	   *r = s->r;
+	char	   *buf = NULL;
+
+	for (;;)
+	{
+		int			len;
+
+		if (*r->stop)
+			return SESSION_STOP;
+		if (r->fatal_set)
+			return SESSION_FATAL;
+		rd_kafka_poll(r->rk, 0);
+		if (ring_failed(r->ring))
+		{
+			rlog(r->v, LOG_ERROR, "a Kafka delivery failed (%s); re-reading from the slot's confirmed position",
+				 r->last_delivery_error);
+			s->retry_delivery = true;
+			return SESSION_RETRY;
+		}
+		maybe_send_status(s, false);
+		if (s->endpos_reached)
+			return SESSION_STOP;
+		maybe_heartbeat(s);
+
+		len = PQgetCopyData(s->repl, &buf, 1);
+		if (len == 0)
+		{
+			struct pollfd pfd = {.fd = PQsocket(s->repl), .events = POLLIN};
+
+			/* wake up for delivery reports, status updates and signals */
+			if (poll(&pfd, 1, 100) < 0 && errno != EINTR)
+				return SESSION_RETRY;
+			if (PQconsumeInput(s->repl) == 0)
+			{
+				rlog(r->v, LOG_ERROR, "replication connection lost: %s", PQerrorMessage(s->repl));
+				return SESSION_RETRY;
+			}
+			continue;
+		}
+		if (len == -1)
+		{
+			PGresult   *res = PQgetResult(s->repl);
+
+			rlog(r->v, LOG_ERROR, "the server ended the replication stream: %s",
+				 PQresultStatus(res) == PGRES_COMMAND_OK ? "no error" : PQerrorMessage(s->repl));
+			PQclear(res);
+			return SESSION_RETRY;
+		}
+		if (len < 0)
+		{
+			rlog(r->v, LOG_ERROR, "replication connection lost: %s", PQerrorMessage(s->repl));
+			return SESSION_RETRY;
+		}
+		if (buf[0] == 'k' && len >= 18)
+		{
+			uint64_t	walend = get_u64(buf + 1);
+			bool		reply = buf[17] != 0;
+
+			/* a keepalive: everything before walend was sent to us */
+			if (s->cur == 0 && walend > s->received)
+				s->received = walend;
+			if (s->cur == 0 && r->cfg->endpos && walend >= r->cfg->endpos)
+				s->endpos_reached = true;
+			if (reply)
+				maybe_send_status(s, true);
+		}
+		else if (buf[0] == 'w' && len > 25)
+		{
+			const char *data = buf + 25;
+			size_t		dlen = (size_t) len - 25;
+			int			rc;
+
+			s->last_data_ms = now_ms();
+			/* row events carry a key prefix up to a TAB, which JSON never holds raw */
+			if (memchr(data, '\t', dlen) == NULL)
+				rc = handle_json(s, data, dlen);
+			else
+				rc = handle_row(s, data, dlen);
+			if (rc != 0)
+			{
+				PQfreemem(buf);
+				if (*r->stop)
+					return SESSION_STOP;
+				return r->fatal_set ? SESSION_FATAL : SESSION_RETRY;
+			}
+		}
+		else
+			rlog(r->v, LOG_WARNING, "ignoring a replication message of type '%c'", buf[0]);
+		PQfreemem(buf);
+		buf = NULL;
+	}
+}
+
+/*
+ * Wait until everything produced has a delivery report (or timeout_ms), so
+ * that the flush position is as far as it can be.
+ */
+static void
+drain(Stream *s, int timeout_ms)
+{
+	Relay	   *r = s->r;
+	int64_t		until = now_ms() + timeout_ms;
+
+	while (ring_pending(r->ring) > 0 && now_ms() < until && !r->fatal_set)
+	{
+		rd_kafka_poll(r->rk, 100);
+		if (s->repl)
+			maybe_send_status(s, false);
+	}
+	update_flushable(s);
+}
+
+static void
+close_repl(Stream *s)
+{
+	if (s->repl == NULL)
+		return;
+	if (PQstatus(s->repl) == CONNECTION_OK)
+	{
+		PGresult   *res;
+
+		int64_t		until = now_ms() + 5000;
+
+		pg_send_status(s->r, s->repl, s->flushable, s->flushable, false);
+		/*
+		 * End the COPY: the server may still send data it had in flight
+		 * (discarded: it is not confirmed, so it comes again next time) before
+		 * it ends the stream.
+		 */
+		if (PQputCopyEnd(s->repl, NULL) == 1 && PQflush(s->repl) == 0)
+		{
+			for (;;)
+			{
+				char	   *buf = NULL;
+				int			len = PQgetCopyData(s->repl, &buf, 1);
+
+				if (buf)
+					PQfreemem(buf);
+				if (len > 0)
+					continue;
+				if (len < 0 || now_ms() >= until)
+					break;
+				{
+					struct pollfd pfd = {.fd = PQsocket(s->repl), .events = POLLIN};
+
+					if (poll(&pfd, 1, 100) < 0 && errno != EINTR)
+						break;
+					if (PQconsumeInput(s->repl) == 0)
+						break;
+				}
+			}
+			while (now_ms() < until && (res = PQgetResult(s->repl)) != NULL)
+			{
+				ExecStatusType st = PQresultStatus(res);
+
+				PQclear(res);
+				if (st == PGRES_COPY_BOTH || st == PGRES_COPY_OUT || PQstatus(s->repl) != CONNECTION_OK)
+					break;
+			}
+		}
+	}
+	PQfinish(s->repl);
+	s->repl = NULL;
+}
+
+int
+stream_run(Relay *r, PGconn *repl)
+{
+	Stream		s;
+	int			backoff_ms = 1000;
+	int			rc = 0;
+	char		b1[24],
+				b2[24];
+
+	memset(&s, 0, sizeof(s));
+	s.r = r;
+	s.repl = repl;
+	s.last_data_ms = s.last_heartbeat_ms = now_ms();
+
+	for (;;)
+	{
+		SessionEnd	end;
+
+		if (s.repl == NULL)
+		{
+			s.repl = pg_connect(r, true);
+			if (s.repl == NULL || pg_start_replication(r, s.repl) != 0)
+			{
+				if (s.repl)
+					PQfinish(s.repl);
+				s.repl = NULL;
+				goto backoff;
+			}
+			rlog(r->v, LOG_INFO, "reconnected; streaming from slot \"%s\" again", r->cfg->slot);
+			/* what was delivered while we were away */
+			maybe_send_status(&s, true);
+		}
+		else if (pg_start_replication(r, s.repl) != 0)
+		{
+			PQfinish(s.repl);
+			s.repl = NULL;
+			goto backoff;
+		}
+		else
+			rlog(r->v, LOG_INFO, "streaming from slot \"%s\" into Kafka", r->cfg->slot);
+		backoff_ms = 1000;
+
+		s.cur = 0;
+		s.last_status_ms = 0;
+		end = session(&s);
+		if (end == SESSION_FATAL)
+		{
+			rlog(r->v, LOG_ERROR, "stopping: %s", r->fatal_set ? r->fatal : "fatal error");
+			drain(&s, 5000);
+			close_repl(&s);
+			rc = 1;
+			break;
+		}
+		if (end == SESSION_STOP)
+		{
+			rlog(r->v, LOG_INFO, "%s; waiting for Kafka to confirm %llu messages in flight",
+				 s.endpos_reached ? "reached --endpos" : "stopping",
+				 (unsigned long long) ring_pending(r->ring));
+			drain(&s, s.endpos_reached ? 300000 : 30000);
+			if (ring_pending(r->ring) > 0)
+				rlog(r->v, LOG_WARNING, "%llu messages not confirmed by Kafka; they will be sent again at the next start",
+					 (unsigned long long) ring_pending(r->ring));
+			close_repl(&s);
+			rlog(r->v, LOG_INFO, "confirmed up to %s (received up to %s), %llu transactions, %llu events",
+				 lsn_str(s.flushable, b1), lsn_str(s.received, b2),
+				 (unsigned long long) s.txns, (unsigned long long) s.events);
+			if (s.endpos_reached && ring_count(r->ring) > 0)
+				rc = 1;
+			break;
+		}
+		/* SESSION_RETRY */
+		if (s.retry_delivery)
+		{
+			/* queued messages after the failed one would be out of order: drop them */
+			rd_kafka_purge(r->rk, RD_KAFKA_PURGE_F_QUEUE);
+			s.retry_delivery = false;
+		}
+		drain(&s, 30000);
+		close_repl(&s);
+		ring_reset(r->ring);
+		s.cur = 0;
+		s.received = s.flushable;
+backoff:
+		rlog(r->v, LOG_INFO, "reconnecting in %d ms", backoff_ms);
+		{
+			int64_t		until = now_ms() + backoff_ms;
+
+			while (now_ms() < until && !*r->stop && !r->fatal_set)
+				rd_kafka_poll(r->rk, 100);
+		}
+		if (*r->stop)
+			break;
+		if (r->fatal_set)
+		{
+			rc = 1;
+			break;
+		}
+		backoff_ms = backoff_ms * 2 > 30000 ? 30000 : backoff_ms * 2;
+		continue;
+	}
+	if (s.hb)
+		PQfinish(s.hb);
+	if (s.repl)
+		PQfinish(s.repl);
+	return rc;
+}

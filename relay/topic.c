@@ -1,0 +1,123 @@
+/*
+ * topic.c: Kafka topic names for PostgreSQL tables (the rule is in topic.h).
+ */
+#include "topic.h"
+
+#include <stdint.h>
+#include <string.h>
+
+#define HASHED_CUT 215			/* 215 + "--" + 32 hex = 249 */
+
+static bool
+kept(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		(c >= '0' && c <= '9') || c == '_';
+}
+
+bool
+topic_prefix_valid(const char *prefix)
+{
+	size_t		n = strlen(prefix);
+
+	if (n == 0 || n > 100)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!kept((unsigned char) prefix[i]) && prefix[i] != '.' && prefix[i] != '-')
+			return false;
+	return true;
+}
+
+/* Append enc(name) at out[*len], never beyond cap; returns false if cut. */
+static bool
+append_encoded(char *out, size_t *len, size_t cap, const char *name, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < n; i++)
+	{
+		unsigned char c = (unsigned char) name[i];
+
+		if (kept(c))
+		{
+			if (*len + 1 > cap)
+				return false;
+			out[(*len)++] = (char) c;
+		}
+		else
+		{
+			if (*len + 3 > cap)
+				return false;
+			out[(*len)++] = '-';
+			out[(*len)++] = hex[c >> 4];
+			out[(*len)++] = hex[c & 15];
+		}
+	}
+	return true;
+}
+
+/* FNV-1a, 64 bits, from a given offset basis. */
+static uint64_t
+fnv1a(uint64_t h, const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+	{
+		h ^= (unsigned char) s[i];
+		h *= UINT64_C(0x100000001b3);
+	}
+	return h;
+}
+
+size_t
+topic_for_table(const char *prefix, const char *schema, size_t schema_len,
+				const char *table, size_t table_len, char *out)
+{
+	/* scratch wide enough for the longest unhashed form */
+	char		buf[TOPIC_MAX_LEN + 1];
+	size_t		len = 0;
+	size_t		plen = strlen(prefix);
+	bool		fits;
+
+	fits = plen + 1 <= TOPIC_MAX_LEN;
+	if (fits)
+	{
+		memcpy(buf, prefix, plen);
+		len = plen;
+		buf[len++] = '.';
+		fits = append_encoded(buf, &len, TOPIC_MAX_LEN, schema, schema_len);
+	}
+	if (fits && len + 1 <= TOPIC_MAX_LEN)
+	{
+		buf[len++] = '.';
+		fits = append_encoded(buf, &len, TOPIC_MAX_LEN, table, table_len);
+	}
+	else
+		fits = false;
+
+	if (!fits)
+	{
+		/* long name: a cut form plus a 128-bit hash of the full identity */
+		static const char hex[] = "0123456789abcdef";
+		uint64_t	h1 = UINT64_C(0xcbf29ce484222325);
+		uint64_t	h2 = UINT64_C(0x84222325cbf29ce4);
+		char		nul = '\0';
+
+		h1 = fnv1a(h1, schema, schema_len);
+		h1 = fnv1a(h1, &nul, 1);
+		h1 = fnv1a(h1, table, table_len);
+		h2 = fnv1a(h2, table, table_len);
+		h2 = fnv1a(h2, &nul, 1);
+		h2 = fnv1a(h2, schema, schema_len);
+		if (len > HASHED_CUT)
+			len = HASHED_CUT;
+		buf[len++] = '-';
+		buf[len++] = '-';
+		for (int i = 60; i >= 0; i -= 4)
+			buf[len++] = hex[(h1 >> i) & 15];
+		for (int i = 60; i >= 0; i -= 4)
+			buf[len++] = hex[(h2 >> i) & 15];
+	}
+	memcpy(out, buf, len);
+	out[len] = '\0';
+	return len;
+}

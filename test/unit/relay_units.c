@@ -1,0 +1,251 @@
+/*
+ * relay_units.c: unit tests of the relay's pure modules, ring.c (in-flight
+ * transactions, flush LSN only after delivery, in commit order) and topic.c
+ * (table -> Kafka topic names).  TAP output; exits non-zero on any failure.
+ * Built and run by `make -C relay check` (with ASan/UBSan).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ring.h"
+#include "topic.h"
+
+static int	tests;
+static int	failures;
+
+#define CHECK(cond, ...) \
+	do { \
+		tests++; \
+		if (cond) \
+			printf("ok %d - ", tests); \
+		else \
+		{ \
+			failures++; \
+			printf("not ok %d - ", tests); \
+		} \
+		printf(__VA_ARGS__); \
+		printf("\n"); \
+		if (!(cond)) \
+			printf("#   failed at %s:%d: %s\n", __FILE__, __LINE__, #cond); \
+	} while (0)
+
+static void
+test_ring_order(void)
+{
+	TxnRing    *r = ring_new();
+	uint64_t	lsn = 0;
+	txn_id		a, b, c;
+
+	CHECK(r != NULL, "ring_new");
+	CHECK(!ring_retire(r, &lsn), "empty ring retires nothing");
+
+	a = ring_begin(r);
+	CHECK(a == 1, "first id is 1");
+	ring_add(r, a);
+	ring_add(r, a);
+	b = ring_begin(r);
+	ring_add(r, b);
+	ring_commit(r, a, 100);
+	ring_commit(r, b, 200);
+	CHECK(ring_pending(r) == 3, "3 messages pending");
+	CHECK(!ring_retire(r, &lsn), "nothing delivered: nothing retired");
+
+	/* b delivered first: still nothing, a is ahead of it */
+	ring_delivered(r, b, true);
+	CHECK(!ring_retire(r, &lsn), "later txn delivered first: nothing retired");
+	ring_delivered(r, a, true);
+	CHECK(!ring_retire(r, &lsn), "half of a delivered: nothing retired");
+	ring_delivered(r, a, true);
+	CHECK(ring_retire(r, &lsn) && lsn == 200, "a and b delivered: retire up to 200 (got %llu)",
+		  (unsigned long long) lsn);
+	CHECK(ring_count(r) == 0 && ring_pending(r) == 0, "ring empty afterwards");
+
+	/* an open (not committed) transaction is never retired */
+	c = ring_begin(r);
+	CHECK(c == 3, "ids keep increasing (got %llu)", (unsigned long long) c);
+	ring_add(r, c);
+	ring_delivered(r, c, true);
+	lsn = 0;
+	CHECK(!ring_retire(r, &lsn) && lsn == 0, "delivered but uncommitted: not retired");
+	ring_commit(r, c, 300);
+	CHECK(ring_retire(r, &lsn) && lsn == 300, "committed: retired");
+
+	/* a transaction with no messages (all filtered) retires at its commit */
+	c = ring_begin(r);
+	ring_commit(r, c, 400);
+	CHECK(ring_retire(r, &lsn) && lsn == 400, "empty transaction retires at commit");
+	ring_free(r);
+}
+
+static void
+test_ring_failure(void)
+{
+	TxnRing    *r = ring_new();
+	uint64_t	lsn = 0;
+	txn_id		a, b;
+
+	a = ring_begin(r);
+	ring_add(r, a);
+	ring_commit(r, a, 10);
+	b = ring_begin(r);
+	ring_add(r, b);
+	ring_commit(r, b, 20);
+	ring_delivered(r, a, false);
+	ring_delivered(r, b, true);
+	CHECK(ring_failed(r), "a failed delivery is reported");
+	CHECK(!ring_retire(r, &lsn), "a failed transaction is never retired, nor anything after it");
+	CHECK(!ring_delivered(r, a, true), "extra report for a transaction with nothing pending is refused");
+
+	ring_reset(r);
+	CHECK(ring_count(r) == 0 && !ring_failed(r), "reset empties the ring");
+	CHECK(!ring_delivered(r, b, true), "late report of a forgotten transaction is ignored");
+	a = ring_begin(r);
+	CHECK(a == 3, "ids continue after reset (got %llu)", (unsigned long long) a);
+	CHECK(!ring_add(r, 99), "unknown id refused");
+	ring_free(r);
+}
+
+static void
+test_ring_growth(void)
+{
+	TxnRing    *r = ring_new();
+	uint64_t	lsn = 0;
+	enum { N = 10000 };
+	txn_id		ids[N];
+	bool		ok = true;
+
+	for (int i = 0; i < N; i++)
+	{
+		ids[i] = ring_begin(r);
+		ring_add(r, ids[i]);
+		ring_commit(r, ids[i], (uint64_t) (i + 1) * 10);
+	}
+	CHECK(ring_count(r) == N, "10000 transactions in flight");
+	/* deliver in reverse order: nothing retires until the first is done */
+	for (int i = N - 1; i > 0; i--)
+		ring_delivered(r, ids[i], true);
+	CHECK(!ring_retire(r, &lsn), "reverse delivery: blocked by the first");
+	ring_delivered(r, ids[0], true);
+	ok = ring_retire(r, &lsn);
+	CHECK(ok && lsn == (uint64_t) N * 10, "then all retire at once, up to %llu",
+		  (unsigned long long) lsn);
+
+	/* interleaved: retire after each pair, wrapping around the buffer */
+	ok = true;
+	for (int i = 0; i < 3 * N; i++)
+	{
+		txn_id		t = ring_begin(r);
+
+		ring_add(r, t);
+		ring_commit(r, t, (uint64_t) i + 1000000);
+		ring_delivered(r, t, true);
+		if (!ring_retire(r, &lsn) || lsn != (uint64_t) i + 1000000)
+			ok = false;
+	}
+	CHECK(ok, "steady state: each transaction retires right after its delivery");
+	ring_free(r);
+}
+
+static void
+check_topic(const char *schema, const char *table, const char *want)
+{
+	char		out[TOPIC_MAX_LEN + 1];
+
+	topic_for_table("cdc", schema, strlen(schema), table, strlen(table), out);
+	CHECK(strcmp(out, want) == 0, "topic of %s.%s is %s (got %s)", schema, table, want, out);
+}
+
+static bool
+topic_chars_valid(const char *t)
+{
+	size_t		n = strlen(t);
+
+	if (n == 0 || n > TOPIC_MAX_LEN)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-", t[i]))
+			return false;
+	return true;
+}
+
+static void
+test_topics(void)
+{
+	char		a[TOPIC_MAX_LEN + 1];
+	char		b[TOPIC_MAX_LEN + 1];
+	char		longname[64];
+	char		longname2[64];
+
+	check_topic("public", "orders", "cdc.public.orders");
+	check_topic("public", "order_items", "cdc.public.order_items");
+	check_topic("Sales", "Q1", "cdc.Sales.Q1");
+	check_topic("public", "odd name", "cdc.public.odd-20name");
+	check_topic("public", "a.b", "cdc.public.a-2eb");
+	check_topic("public", "a-b", "cdc.public.a-2db");
+	check_topic("public", "\"q\"", "cdc.public.-22q-22");
+	check_topic("public", "caf\xc3\xa9", "cdc.public.caf-c3-a9");
+
+	/* the cases a naive mapping merges */
+	topic_for_table("cdc", "a.b", 3, "c", 1, a);
+	topic_for_table("cdc", "a", 1, "b.c", 3, b);
+	CHECK(strcmp(a, b) != 0, "\"a.b\".c and a.\"b.c\" differ (%s, %s)", a, b);
+	topic_for_table("cdc", "public", 6, "a b", 3, a);
+	topic_for_table("cdc", "public", 6, "a_b", 3, b);
+	CHECK(strcmp(a, b) != 0, "\"a b\" and a_b differ (%s, %s)", a, b);
+	topic_for_table("cdc", "public", 6, "a-20", 4, a);
+	topic_for_table("cdc", "public", 6, "a ", 2, b);
+	CHECK(strcmp(a, b) != 0, "\"a-20\" and \"a \" differ (%s, %s)", a, b);
+
+	/* 63-byte names of multi-byte characters: over 249, hashed */
+	memset(longname, 0, sizeof(longname));
+	for (int i = 0; i < 21; i++)
+		memcpy(longname + i * 3, "\xe2\x82\xac", 3);	/* 21 euro signs */
+	memcpy(longname2, longname, sizeof(longname));
+	longname2[62] = (char) 0xad;	/* last character differs */
+	topic_for_table("cdc", longname, 63, longname, 63, a);
+	topic_for_table("cdc", longname, 63, longname2, 63, b);
+	CHECK(strlen(a) <= TOPIC_MAX_LEN && topic_chars_valid(a), "long name gives a valid topic (%zu chars)", strlen(a));
+	CHECK(strstr(a, "--") != NULL, "long name is marked with -- and a hash");
+	CHECK(strcmp(a, b) != 0, "long names differing in the last byte differ");
+	topic_for_table("cdc", longname, 63, longname, 63, b);
+	CHECK(strcmp(a, b) == 0, "the mapping is deterministic");
+
+	/* exhaustive-ish: every single byte 1..255 as a table name is valid and distinct */
+	{
+		char		seen[255][TOPIC_MAX_LEN + 1];
+		bool		valid = true,
+					distinct = true;
+
+		for (int c = 1; c < 256; c++)
+		{
+			char		name[1] = {(char) c};
+
+			topic_for_table("cdc", "s", 1, name, 1, seen[c - 1]);
+			if (!topic_chars_valid(seen[c - 1]))
+				valid = false;
+			for (int d = 1; d < c; d++)
+				if (strcmp(seen[d - 1], seen[c - 1]) == 0)
+					distinct = false;
+		}
+		CHECK(valid, "all 255 one-byte names give valid topic names");
+		CHECK(distinct, "all 255 one-byte names give distinct topics");
+	}
+
+	CHECK(topic_prefix_valid("cdc") && topic_prefix_valid("prod.cdc-1"), "valid prefixes accepted");
+	CHECK(!topic_prefix_valid("") && !topic_prefix_valid("a b") && !topic_prefix_valid("a/b"),
+		  "invalid prefixes refused");
+}
+
+int
+main(void)
+{
+	test_ring_order();
+	test_ring_failure();
+	test_ring_growth();
+	test_topics();
+	printf("1..%d\n", tests);
+	if (failures)
+		printf("# %d of %d checks failed\n", failures, tests);
+	return failures ? 1 : 0;
+}
