@@ -506,8 +506,17 @@ maybe_send_status(Stream *s, bool force)
 	if (force || now - s->last_status_ms >= s->r->cfg->status_interval_ms ||
 		(s->flushable > s->reported && now - s->last_status_ms >= 1000))
 	{
+		/*
+		 * Waiting for --endpos with nothing in flight: ask for a keepalive, so
+		 * that we learn how far the server has read even when it has nothing
+		 * for us (it sends keepalives by itself only every
+		 * wal_sender_timeout / 2 once we have confirmed everything).
+		 */
+		bool		ask = s->r->cfg->endpos != 0 && !s->endpos_reached &&
+			ring_count(s->r->ring) == 0 && s->cur == 0;
+
 		if (pg_send_status(s->r, s->repl, s->received > s->flushable ? s->received : s->flushable,
-						   s->flushable, false) == 0)
+						   s->flushable, ask) == 0)
 			s->reported = s->flushable;
 		s->last_status_ms = now;
 	}
