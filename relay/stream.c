@@ -580,10 +580,21 @@ session(Stream *s)
 	Relay	   *r = s->r;
 	char	   *buf = NULL;
 
+	int			burst = 0;		/* messages handled since the last housekeeping */
+
 	for (;;)
 	{
 		int			len;
 
+		/*
+		 * Housekeeping (delivery reports, status, heartbeat) between bursts of
+		 * up to 256 messages, and whenever the socket has nothing for us.
+		 */
+		if (burst > 0 && burst < 256 && !s->endpos_reached)
+			goto read;
+		if (burst > 0)
+			s->last_data_ms = now_ms();
+		burst = 0;
 		if (*r->stop)
 			return SESSION_STOP;
 		if (r->fatal_set)
@@ -601,9 +612,15 @@ session(Stream *s)
 			return SESSION_STOP;
 		maybe_heartbeat(s);
 
+read:
 		len = PQgetCopyData(s->repl, &buf, 1);
 		if (len == 0)
 		{
+			if (burst > 0)
+			{
+				burst = 256;	/* housekeeping first, then wait */
+				continue;
+			}
 			struct pollfd pfd = {.fd = PQsocket(s->repl), .events = POLLIN};
 
 			/* wake up for delivery reports, status updates and signals */
@@ -632,6 +649,7 @@ session(Stream *s)
 		}
 		if (buf[0] == 'k' && len >= 18)
 		{
+			burst = burst ? 256 : 0;	/* housekeeping right after a keepalive */
 			uint64_t	walend = get_u64(buf + 1);
 			bool		reply = buf[17] != 0;
 
@@ -649,7 +667,7 @@ session(Stream *s)
 			size_t		dlen = (size_t) len - 25;
 			int			rc;
 
-			s->last_data_ms = now_ms();
+			burst++;
 			/* row events carry a key prefix up to a TAB, which JSON never holds raw */
 			if (memchr(data, '\t', dlen) == NULL)
 				rc = handle_json(s, data, dlen);
