@@ -319,48 +319,6 @@ xstrdup(const char *s)
 	return d;
 }
 
-/* "schema.table", each part double-quoted when it is not a plain lower-case name */
-static char *
-display_name(const char *schema, const char *table)
-{
-	size_t		cap = 2 * (strlen(schema) + strlen(table)) + 8;
-	char	   *out = malloc(cap);
-	char	   *p = out;
-	const char *parts[2] = {schema, table};
-
-	if (out == NULL)
-		exit(1);
-	for (int i = 0; i < 2; i++)
-	{
-		const char *s = parts[i];
-		bool		plain = s[0] != '\0' && !(s[0] >= '0' && s[0] <= '9');
-
-		for (const char *c = s; *c && plain; c++)
-			if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_'))
-				plain = false;
-		if (i == 1)
-			*p++ = '.';
-		if (plain)
-		{
-			strcpy(p, s);
-			p += strlen(s);
-		}
-		else
-		{
-			*p++ = '"';
-			for (const char *c = s; *c; c++)
-			{
-				if (*c == '"')
-					*p++ = '"';
-				*p++ = *c;
-			}
-			*p++ = '"';
-		}
-	}
-	*p = '\0';
-	return out;
-}
-
 static int
 cmp_pages_desc(const void *a, const void *b)
 {
@@ -414,7 +372,9 @@ list_tables(SnapShared *sh)
 			t->table = xstrdup(PQgetvalue(res, i, 3));
 			t->reltuples = atof(PQgetvalue(res, i, 4));
 			t->relpages = atoll(PQgetvalue(res, i, 5));
-			t->header_table = display_name(t->schema, t->table);
+			t->header_table = table_display_name(t->schema, t->table);
+			if (t->header_table == NULL)
+				exit(1);
 			topic_for_table(r->cfg->topic_prefix, t->schema, strlen(t->schema),
 							t->table, strlen(t->table), topic);
 			t->rkt = rd_kafka_topic_new(r->rk, topic, NULL);

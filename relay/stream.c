@@ -98,41 +98,6 @@ topic_cache_free(Relay *r)
 	r->topics = NULL;
 }
 
-static char *
-display_table(const char *schema, const char *table)
-{
-	size_t		cap = 2 * (strlen(schema) + strlen(table)) + 8;
-	char	   *out = malloc(cap);
-	char	   *p = out;
-	const char *parts[2] = {schema, table};
-
-	if (out == NULL)
-		exit(1);
-	for (int i = 0; i < 2; i++)
-	{
-		const char *s = parts[i];
-		bool		plain = s[0] != '\0' && !(s[0] >= '0' && s[0] <= '9');
-
-		for (const char *c = s; *c && plain; c++)
-			if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_'))
-				plain = false;
-		if (i == 1)
-			*p++ = '.';
-		if (!plain)
-			*p++ = '"';
-		for (const char *c = s; *c; c++)
-		{
-			if (*c == '"')
-				*p++ = '"';
-			*p++ = *c;
-		}
-		if (!plain)
-			*p++ = '"';
-	}
-	*p = '\0';
-	return out;
-}
-
 /* The topic entry for schema/table names (decoded). */
 static TopicEntry *
 topic_new_entry(Relay *r, const char *ident, size_t identlen, const char *schema, size_t slen,
@@ -152,7 +117,9 @@ topic_new_entry(Relay *r, const char *ident, size_t identlen, const char *schema
 	e->identlen = identlen;
 	topic_for_table(r->cfg->topic_prefix, schema, slen, table, tlen, topic);
 	e->rkt = rd_kafka_topic_new(r->rk, topic, NULL);
-	e->header_table = display_table(s0, t0);
+	e->header_table = table_display_name(s0, t0);
+	if (e->header_table == NULL)
+		exit(1);
 	free(s0);
 	free(t0);
 	rlog(r->v, LOG_DEBUG, "table %s -> topic %s", e->header_table, topic);
@@ -418,7 +385,9 @@ handle_json(Stream *s, const char *data, size_t len)
 			topic_for_table(r->cfg->topic_prefix, json_string_value(js), json_string_length(js),
 							json_string_value(jt), json_string_length(jt), topic);
 			rkt = rd_kafka_topic_new(r->rk, topic, NULL);
-			disp = display_table(json_string_value(js), json_string_value(jt));
+			disp = table_display_name(json_string_value(js), json_string_value(jt));
+			if (disp == NULL)
+				exit(1);
 			/* truncate: no key (it is about the whole table); the value is the event */
 			rc = produce(s, s->cur, rkt, NULL, 0, data, len, headers(s, "t", disp, true));
 			free(disp);

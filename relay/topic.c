@@ -4,6 +4,7 @@
 #include "topic.h"
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define HASHED_CUT 215			/* 215 + "--" + 32 hex = 249 */
@@ -120,4 +121,45 @@ topic_for_table(const char *prefix, const char *schema, size_t schema_len,
 	memcpy(out, buf, len);
 	out[len] = '\0';
 	return len;
+}
+
+static bool
+plain_name(const char *s)
+{
+	if (s[0] == '\0' || (s[0] >= '0' && s[0] <= '9'))
+		return false;
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_'))
+			return false;
+	return true;
+}
+
+char *
+table_display_name(const char *schema, const char *table)
+{
+	char	   *out = malloc(2 * (strlen(schema) + strlen(table)) + 6);
+	char	   *p = out;
+	const char *parts[2] = {schema, table};
+
+	if (out == NULL)
+		return NULL;
+	for (int i = 0; i < 2; i++)
+	{
+		bool		plain = plain_name(parts[i]);
+
+		if (i == 1)
+			*p++ = '.';
+		if (!plain)
+			*p++ = '"';
+		for (const char *c = parts[i]; *c; c++)
+		{
+			if (*c == '"')
+				*p++ = '"';
+			*p++ = *c;
+		}
+		if (!plain)
+			*p++ = '"';
+	}
+	*p = '\0';
+	return out;
 }

@@ -36,4 +36,11 @@ size_t		topic_for_table(const char *prefix,
 							const char *table, size_t table_len,
 							char *out);
 
+/*
+ * "schema.table" for humans and the Kafka "table" header: each part as is
+ * when it is a plain lower-case name, else double-quoted as in SQL ("" for a
+ * quote).  Returns malloc'd memory (NULL when out of memory).
+ */
+char	   *table_display_name(const char *schema, const char *table);
+
 #endif

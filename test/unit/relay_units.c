@@ -232,6 +232,19 @@ test_topics(void)
 		CHECK(distinct, "all 255 one-byte names give distinct topics");
 	}
 
+	{
+		char	   *d1 = table_display_name("public", "orders");
+		char	   *d2 = table_display_name("Sales", "odd \"q\".x");
+		char	   *d3 = table_display_name("s", "1abc");
+
+		CHECK(strcmp(d1, "public.orders") == 0, "display name of a plain table (%s)", d1);
+		CHECK(strcmp(d2, "\"Sales\".\"odd \"\"q\"\".x\"") == 0, "display name quotes like SQL (%s)", d2);
+		CHECK(strcmp(d3, "s.\"1abc\"") == 0, "a name starting with a digit is quoted (%s)", d3);
+		free(d1);
+		free(d2);
+		free(d3);
+	}
+
 	CHECK(topic_prefix_valid("cdc") && topic_prefix_valid("prod.cdc-1"), "valid prefixes accepted");
 	CHECK(!topic_prefix_valid("") && !topic_prefix_valid("a b") && !topic_prefix_valid("a/b"),
 		  "invalid prefixes refused");
