@@ -1,0 +1,649 @@
+# test/tap/RelayTest.pm: helpers for the TAP tests of the relay daemon
+# (`cdc-relay run`) against the Kafka-protocol test broker (`cdc-relay broker`),
+# read back with kcat, a Kafka client nobody here wrote.
+#
+#   use RelayTest;
+#   my $broker = start_broker();                       # or start_broker(partitions => 8)
+#   my $relay  = start_relay($node, $broker, '--snapshot-jobs', 3);
+#   $relay->wait_for_log(qr/streaming from slot/) or BAIL_OUT('relay did not start');
+#   ...
+#   is($relay->stop, 0, 'relay exits 0 on SIGTERM');
+#   my @msgs = consume($broker->{bootstrap}, 'cdc.public.t');
+#   my $last = last_by_key(\@msgs);                    # key => value, deleted keys absent
+#
+# Every process started through this module (broker, relays, start_process)
+# is killed with SIGKILL in an END block, also when a check failed or the
+# script died, so that no relay or broker outlives its test.
+#
+# The relay binary is $ENV{CDC_RELAY_BIN}, or `cdc-relay` from PATH (the TAP
+# runner puts `pg_config --bindir`, where `make install` puts it, first).
+package RelayTest;
+
+use strict;
+use warnings;
+
+use Exporter 'import';
+use IPC::Run;
+use JSON::PP;
+use POSIX qw(WNOHANG);
+use Time::HiRes qw(sleep time);
+use Test::More;
+use PostgreSQL::Test::Utils;
+
+our @EXPORT = qw(
+  relay_bin start_broker start_relay run_relay start_process
+  consume last_by_key topics wait_until confirmed_flush
+  lsn_num lsn_cmp wait_for_confirmed
+);
+
+# Everything still to kill at exit: RelayTest::Process objects and broker
+# harnesses.
+my @to_kill;
+my $counter = 0;
+
+=pod
+
+=item relay_bin()
+
+The relay binary the helpers run: $ENV{CDC_RELAY_BIN} or "cdc-relay".
+
+=cut
+
+sub relay_bin
+{
+	return $ENV{CDC_RELAY_BIN} || 'cdc-relay';
+}
+
+sub _log_path
+{
+	my ($name) = @_;
+	$counter++;
+	return "$PostgreSQL::Test::Utils::log_path/${name}_$counter.log";
+}
+
+sub _timeout
+{
+	return $PostgreSQL::Test::Utils::timeout_default;
+}
+
+=pod
+
+=item lsn_num($lsn)
+
+A WAL position "X/Y" as a number (hi * 2**32 + lo); undef when $lsn is not
+one.  Perl numbers hold 53-bit integers exactly, plenty for test clusters.
+
+=item lsn_cmp($a, $b)
+
+<=> on two "X/Y" positions.
+
+=cut
+
+sub lsn_num
+{
+	my ($lsn) = @_;
+	return undef unless defined $lsn && $lsn =~ m{^([0-9A-Fa-f]+)/([0-9A-Fa-f]+)$};
+	return hex($1) * 2**32 + hex($2);
+}
+
+sub lsn_cmp
+{
+	my ($a, $b) = @_;
+	return lsn_num($a) <=> lsn_num($b);
+}
+
+=pod
+
+=item wait_until($code, $what [, $timeout])
+
+Calls $code every 0.1 s until it returns true, at most $timeout seconds
+(default $PostgreSQL::Test::Utils::timeout_default).  Returns 1 when it did,
+else 0 after a diag "timed out waiting for $what".
+
+=cut
+
+sub wait_until
+{
+	my ($code, $what, $timeout) = @_;
+	my $deadline = time() + ($timeout // _timeout());
+	while (1)
+	{
+		return 1 if $code->();
+		if (time() > $deadline)
+		{
+			diag("timed out waiting for $what");
+			return 0;
+		}
+		sleep(0.1);
+	}
+}
+
+=pod
+
+=item confirmed_flush($node, $slot [, $dbname])
+
+The slot's confirmed_flush_lsn as "X/Y", '' when it is NULL, undef when the
+slot does not exist.
+
+=item wait_for_confirmed($node, $slot, $lsn [, $timeout])
+
+Waits until the slot's confirmed_flush_lsn >= $lsn (a condition polled with
+wait_until; the relay must run with a short --status-interval).  Returns 1
+when reached, else 0 (with a diag naming both positions).
+
+=cut
+
+sub confirmed_flush
+{
+	my ($node, $slot, $dbname) = @_;
+	my $r = $node->safe_psql($dbname // 'postgres',
+		"SELECT coalesce(confirmed_flush_lsn::text, '') FROM pg_replication_slots WHERE slot_name = '$slot'");
+	return undef if $r eq '' && !_slot_exists($node, $slot, $dbname);
+	return $r;
+}
+
+sub _slot_exists
+{
+	my ($node, $slot, $dbname) = @_;
+	return $node->safe_psql($dbname // 'postgres',
+		"SELECT count(*) FROM pg_replication_slots WHERE slot_name = '$slot'") == 1;
+}
+
+sub wait_for_confirmed
+{
+	my ($node, $slot, $lsn, $timeout) = @_;
+	my $last = '';
+	my $ok = wait_until(
+		sub {
+			$last = confirmed_flush($node, $slot) // '(no slot)';
+			return lsn_num($last) && lsn_num($last) >= lsn_num($lsn);
+		},
+		"confirmed_flush_lsn of slot $slot >= $lsn",
+		$timeout);
+	diag("confirmed_flush_lsn of $slot is $last, wanted $lsn") unless $ok;
+	return $ok;
+}
+
+# ---------------------------------------------------------------------------
+# Background processes (relay, writers): fork + exec, our own waitpid.
+
+package RelayTest::Process;
+
+use POSIX qw(WNOHANG);
+use Time::HiRes qw(sleep time);
+use Test::More;
+
+=pod
+
+=item RelayTest::start_process(\@cmd, name => NAME [, stdin => FILE])
+
+Starts @cmd in the background in a process group of its own, stdout and stderr appended to
+tmp_check/log/NAME_<n>.log (stdin from /dev/null or FILE).  Returns a
+RelayTest::Process: {pid, log, cmd}, with the methods below.  It is killed
+(SIGKILL) at exit if still running.
+
+=item $p->alive
+
+True while the process runs (not yet exited).
+
+=item $p->log_content
+
+The log file's content so far.
+
+=item $p->wait_for_log(qr/.../ [, $timeout])
+
+Polls the log until it matches; 1 if it did, 0 on timeout or when the process
+exited without the line (a diag shows the log's tail).
+
+=item $p->kill($sig)
+
+Sends $sig ('TERM', 'KILL', 9, ...) to the process and its process group
+(children of a shell writer too).
+
+=item $p->finish([$timeout])
+
+Waits for the process to exit (SIGKILL after $timeout, default
+timeout_default) and returns its exit status: the exit code, 128 + N when
+killed by signal N, undef when it had to be killed.  Idempotent.
+
+=item $p->stop([$timeout])
+
+kill('TERM') then finish.
+
+=cut
+
+sub new
+{
+	my ($class, $cmd, %opt) = @_;
+	my $log = RelayTest::_log_path($opt{name} // 'process');
+	my $stdin = $opt{stdin} // '/dev/null';
+	my $pid = fork();
+	die "fork: $!" unless defined $pid;
+	if ($pid == 0)
+	{
+		POSIX::setpgid(0, 0);
+		open(STDIN, '<', $stdin) or POSIX::_exit(127);
+		open(STDOUT, '>>', $log) or POSIX::_exit(127);
+		open(STDERR, '>&', \*STDOUT) or POSIX::_exit(127);
+		exec(@$cmd) or do { print STDERR "exec $cmd->[0]: $!\n"; POSIX::_exit(127); };
+	}
+	POSIX::setpgid($pid, $pid);    # also here: no window where kill(-pid) misses
+	my $self = bless { pid => $pid, log => $log, cmd => [@$cmd], status => undef }, $class;
+	push @to_kill, $self;
+	Test::More::note("started pid $pid: @$cmd (log $log)");
+	return $self;
+}
+
+sub _reap
+{
+	my ($self) = @_;
+	return 1 if defined $self->{raw};
+	my $r = waitpid($self->{pid}, WNOHANG);
+	if ($r == $self->{pid})
+	{
+		$self->{raw} = $?;
+		my $sig = $? & 127;
+		$self->{status} = $sig ? 128 + $sig : $? >> 8;
+		return 1;
+	}
+	return 0;
+}
+
+sub alive
+{
+	my ($self) = @_;
+	return !$self->_reap;
+}
+
+sub log_content
+{
+	my ($self) = @_;
+	open(my $fh, '<', $self->{log}) or return '';
+	local $/;
+	my $c = <$fh>;
+	close $fh;
+	return $c // '';
+}
+
+sub _log_tail
+{
+	my ($self, $n) = @_;
+	my @l = split /\n/, $self->log_content;
+	@l = @l[ -$n .. -1 ] if @l > $n;
+	return join("\n", @l);
+}
+
+sub wait_for_log
+{
+	my ($self, $re, $timeout) = @_;
+	my $deadline = time() + ($timeout // RelayTest::_timeout());
+	while (1)
+	{
+		return 1 if $self->log_content =~ $re;
+		if (!$self->alive)
+		{
+			return 1 if $self->log_content =~ $re;
+			diag("pid $self->{pid} exited (status $self->{status}) without logging $re; log tail:\n"
+				  . $self->_log_tail(30));
+			return 0;
+		}
+		if (time() > $deadline)
+		{
+			diag("timed out waiting for $re in $self->{log}; log tail:\n" . $self->_log_tail(30));
+			return 0;
+		}
+		sleep(0.1);
+	}
+}
+
+sub kill
+{
+	my ($self, $sig) = @_;
+	return 0 unless $self->alive;
+	return CORE::kill($sig, -$self->{pid});
+}
+
+sub finish
+{
+	my ($self, $timeout) = @_;
+	my $deadline = time() + ($timeout // RelayTest::_timeout());
+	while (!$self->_reap)
+	{
+		if (time() > $deadline)
+		{
+			diag("pid $self->{pid} (@{$self->{cmd}}) did not exit in time: killing it");
+			CORE::kill('KILL', -$self->{pid});
+			waitpid($self->{pid}, 0);
+			$self->{raw} = $?;
+			$self->{status} = undef;
+			return undef;
+		}
+		sleep(0.05);
+	}
+	return $self->{status};
+}
+
+sub stop
+{
+	my ($self, $timeout) = @_;
+	$self->kill('TERM');
+	return $self->finish($timeout);
+}
+
+sub _kill_at_exit
+{
+	my ($self) = @_;
+	return if defined $self->{raw};
+	CORE::kill('KILL', -$self->{pid});    # the process group: writers' children too
+	waitpid($self->{pid}, 0) unless $self->_reap;
+}
+
+package RelayTest;
+
+sub start_process
+{
+	my ($cmd, %opt) = @_;
+	return RelayTest::Process->new($cmd, %opt);
+}
+
+# ---------------------------------------------------------------------------
+# The test broker.
+
+package RelayTest::Broker;
+
+use Test::More;
+use Time::HiRes qw(time);
+
+=pod
+
+=item RelayTest::start_broker(%opt)
+
+Runs `cdc-relay broker` (options: brokers => N, partitions => N,
+topics => [NAME, ...], args => [more arguments]) through IPC::Run with a
+stdin pipe kept open (so that control commands can be sent; EOF would not
+stop it anyway), stderr to tmp_check/log/broker_<n>.log.  Returns a
+RelayTest::Broker: {bootstrap => "host:port,...", log => PATH}.  Killed at
+exit if still running.
+
+=item $broker->command($line [, $timeout])
+
+Writes one control line ("down 1", "rtt 1 50", "create t 8", ...) and waits
+for its one-line reply, which it returns (without the newline); dies when no
+reply comes.
+
+=item $broker->stop
+
+SIGTERM, waits; returns the exit status (0 expected).
+
+=cut
+
+sub new
+{
+	my ($class, %opt) = @_;
+	my @cmd = (RelayTest::relay_bin(), 'broker');
+	push @cmd, '--brokers', $opt{brokers} if $opt{brokers};
+	push @cmd, '--partitions', $opt{partitions} if $opt{partitions};
+	push @cmd, map { ('--topic', $_) } @{ $opt{topics} // [] };
+	push @cmd, @{ $opt{args} // [] };
+	my $self = bless { in => '', out => '', log => RelayTest::_log_path('broker'), seen => 0 }, $class;
+	$self->{timer} = IPC::Run::timeout(RelayTest::_timeout(), name => 'cdc-relay broker');
+	$self->{h} = IPC::Run::start(\@cmd, '<', \$self->{in}, '>', \$self->{out},
+		'2>', $self->{log}, $self->{timer});
+	push @to_kill, $self;
+	$self->{timer}->start;
+	$self->{h}->pump until $self->{out} =~ /\n/ || !$self->{h}->pumpable;
+	$self->{timer}->reset;
+	die "cdc-relay broker did not print its bootstrap list (log $self->{log})"
+	  unless $self->{out} =~ /^([^\n]+)\n/;
+	$self->{bootstrap} = $1;
+	$self->{seen} = length($1) + 1;
+	Test::More::note("broker at $self->{bootstrap}");
+	return $self;
+}
+
+sub command
+{
+	my ($self, $line, $timeout) = @_;
+	$self->{in} .= "$line\n";
+	$self->{timer}->start($timeout // RelayTest::_timeout());
+	while (1)
+	{
+		my $rest = substr($self->{out}, $self->{seen});
+		if ($rest =~ /^([^\n]*)\n/)
+		{
+			$self->{seen} += length($1) + 1;
+			$self->{timer}->reset;
+			Test::More::note("broker: $line -> $1");
+			return $1;
+		}
+		die "broker exited before answering \"$line\"" unless $self->{h}->pumpable;
+		$self->{h}->pump;
+	}
+}
+
+sub stop
+{
+	my ($self) = @_;
+	return $self->{status} if $self->{stopped};
+	$self->{stopped} = 1;
+	$self->{timer}->reset;
+	$self->{h}->signal('TERM');
+	eval { $self->{h}->finish; };
+	$self->{status} = $self->{h}->full_result(0);
+	$self->{status} = $self->{status} & 127 ? 128 + ($self->{status} & 127) : $self->{status} >> 8;
+	return $self->{status};
+}
+
+sub _kill_at_exit
+{
+	my ($self) = @_;
+	return if $self->{stopped};
+	$self->{stopped} = 1;
+	eval { $self->{h}->kill_kill(grace => 1); };
+}
+
+package RelayTest;
+
+sub start_broker
+{
+	return RelayTest::Broker->new(@_);
+}
+
+# ---------------------------------------------------------------------------
+# The relay.
+
+=pod
+
+=item start_relay($node_or_conninfo, $broker_or_bootstrap, [\%opt,] @extra)
+
+Starts `cdc-relay run -d CONNINFO -b BOOTSTRAP --status-interval 0.5 @extra`
+in the background (stdout and stderr to tmp_check/log/relay_<n>.log).
+CONNINFO is $node->connstr('postgres') (or $opt{dbname}'s) for a
+PostgreSQL::Test::Cluster, else the string given.  %opt: bin => binary (default
+relay_bin()), dbname => database, name => log file name.  Returns a
+RelayTest::Process (pid, log, wait_for_log, kill, finish, stop, alive).
+
+=item run_relay($node_or_conninfo, $broker_or_bootstrap, [\%opt,] @extra)
+
+The same in the foreground, for runs that end by themselves (--endpos,
+--snapshot initial-only, bad usage): waits at most $opt{timeout} (default
+timeout_default) seconds, then kills it.  Returns ($exit_status, $stdout,
+$stderr); $exit_status is undef when it had to be killed.  stderr is also
+written to tmp_check/log/relay_<n>.log.  With $broker undef, no -b is given
+and with $node undef no -d (for usage tests); %opt nodefaults => 1 drops
+--status-interval too.
+
+=cut
+
+sub _relay_cmd
+{
+	my ($node, $broker, @extra) = @_;
+	my %opt = (ref($extra[0]) eq 'HASH') ? %{ shift @extra } : ();
+	my @cmd = ($opt{bin} // relay_bin(), 'run');
+	if (defined $node)
+	{
+		my $conn = ref($node) ? $node->connstr($opt{dbname} // 'postgres') : $node;
+		push @cmd, '-d', $conn;
+	}
+	push @cmd, '-b', (ref($broker) ? $broker->{bootstrap} : $broker) if defined $broker;
+	push @cmd, '--status-interval', '0.5' unless $opt{nodefaults};
+	push @cmd, @extra;
+	return (\%opt, @cmd);
+}
+
+sub start_relay
+{
+	my ($opt, @cmd) = _relay_cmd(@_);
+	return RelayTest::Process->new(\@cmd, name => $opt->{name} // 'relay');
+}
+
+sub run_relay
+{
+	my ($opt, @cmd) = _relay_cmd(@_);
+	my ($out, $err) = ('', '');
+	my $log = _log_path($opt->{name} // 'relay');
+	my $h = IPC::Run::start(\@cmd, '<', \undef, '>', \$out, '2>', \$err);
+	my $deadline = time() + ($opt->{timeout} // _timeout());
+	my $status;
+	while (1)
+	{
+		$h->pump_nb;
+		if (!$h->pumpable)
+		{
+			$h->finish;
+			my $raw = $h->full_result(0);
+			$status = $raw & 127 ? 128 + ($raw & 127) : $raw >> 8;
+			last;
+		}
+		if (time() > $deadline)
+		{
+			diag("@cmd did not exit in time: killing it");
+			$h->kill_kill(grace => 1);
+			last;
+		}
+		sleep(0.05);
+	}
+	if (open(my $fh, '>', $log))
+	{
+		print $fh "# @cmd\n# exit status " . ($status // 'none (killed)') . "\n$err";
+		close $fh;
+	}
+	return ($status, $out, $err);
+}
+
+# ---------------------------------------------------------------------------
+# Reading Kafka with kcat.
+
+=pod
+
+=item consume($bootstrap, $topic [, %opt])
+
+Reads the whole topic once (kcat -C -o beginning -e -J: one JSON envelope
+per message, so keys, values and header values can hold any character;
+null key/value come as undef).  Returns the messages sorted by partition
+and offset, each {topic, partition, offset, key, value, headers => {name =>
+value}} (value undef for a tombstone).  A topic that does not exist gives an
+empty list (and $opt{missing} = \$flag is set to 1): it is looked up with
+topics() first, since kcat -C would make the test broker auto-create it; a
+kcat failure dies.  $bootstrap may also be a RelayTest::Broker.
+
+=cut
+
+my $json = JSON::PP->new->allow_nonref;
+
+sub consume
+{
+	my ($bootstrap, $topic, %opt) = @_;
+	$bootstrap = $bootstrap->{bootstrap} if ref $bootstrap;
+	# kcat -C on a missing topic would make the test broker create it
+	if (!grep { $_ eq $topic } topics($bootstrap))
+	{
+		${ $opt{missing} } = 1 if $opt{missing};
+		return ();
+	}
+	my ($out, $err) = ('', '');
+	my @cmd = ('kcat', '-b', $bootstrap, '-C', '-t', $topic, '-o', 'beginning', '-e', '-q', '-J',
+		'-m', '10', '-X', 'topic.metadata.refresh.interval.ms=-1');
+	my $ok = IPC::Run::run(\@cmd, '<', \undef, '>', \$out, '2>', \$err,
+		IPC::Run::timeout(_timeout()));
+	die "kcat -C -t $topic failed: $err" unless $ok;
+	my @msgs;
+	for my $line (split /\n/, $out)
+	{
+		next if $line eq '';
+		my $e = $json->decode($line);
+		my %h = @{ $e->{headers} // [] };
+		push @msgs,
+		  {
+			topic => $e->{topic},
+			partition => $e->{partition},
+			offset => $e->{offset},
+			key => $e->{key},
+			value => $e->{payload},
+			headers => \%h,
+		  };
+	}
+	return sort { $a->{partition} <=> $b->{partition} || $a->{offset} <=> $b->{offset} } @msgs;
+}
+
+=pod
+
+=item last_by_key(\@msgs)
+
+The compacted view of a topic: {key => value} of the last message per key in
+@msgs (as consume returns them: per-partition offset order, and a key always
+lands in the same partition).  A tombstone (undef value) or a delete event
+(header op "d", for --no-tombstones) removes the key.  Messages without a key
+(truncate events, tables without a key) are ignored.
+
+=cut
+
+sub last_by_key
+{
+	my ($msgs) = @_;
+	my %last;
+	for my $m (@$msgs)
+	{
+		next unless defined $m->{key};
+		if (!defined $m->{value} || ($m->{headers}{op} // '') eq 'd')
+		{
+			delete $last{ $m->{key} };
+		}
+		else
+		{
+			$last{ $m->{key} } = $m->{value};
+		}
+	}
+	return \%last;
+}
+
+=pod
+
+=item topics($bootstrap)
+
+The names of the topics the cluster has (kcat -L), sorted.
+
+=cut
+
+sub topics
+{
+	my ($bootstrap) = @_;
+	$bootstrap = $bootstrap->{bootstrap} if ref $bootstrap;
+	my ($out, $err) = ('', '');
+	IPC::Run::run([ 'kcat', '-b', $bootstrap, '-L', '-m', '10' ],
+		'<', \undef, '>', \$out, '2>', \$err, IPC::Run::timeout(_timeout()))
+	  or die "kcat -L failed: $err";
+	return sort map { /^\s*topic "(.*)" with \d+ partitions/ ? ($1) : () } split /\n/, $out;
+}
+
+END
+{
+	my $rc = $?;
+	for my $p (reverse @to_kill)
+	{
+		eval { $p->_kill_at_exit; };
+	}
+	$? = $rc;
+}
+
+1;
