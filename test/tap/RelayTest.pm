@@ -471,7 +471,8 @@ timeout_default) seconds, then kills it.  Returns ($exit_status, $stdout,
 $stderr); $exit_status is undef when it had to be killed.  stderr is also
 written to tmp_check/log/relay_<n>.log.  With $broker undef, no -b is given
 and with $node undef no -d (for usage tests); %opt nodefaults => 1 drops
---status-interval too.
+--status-interval too, and exact => 1 runs the binary with @extra only (no
+"run", no options added).
 
 =cut
 
@@ -479,7 +480,9 @@ sub _relay_cmd
 {
 	my ($node, $broker, @extra) = @_;
 	my %opt = (ref($extra[0]) eq 'HASH') ? %{ shift @extra } : ();
-	my @cmd = ($opt{bin} // relay_bin(), 'run');
+	my @cmd = ($opt{bin} // relay_bin());
+	return (\%opt, @cmd, @extra) if $opt{exact};
+	push @cmd, 'run';
 	if (defined $node)
 	{
 		my $conn = ref($node) ? $node->connstr($opt{dbname} // 'postgres') : $node;
