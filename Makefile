@@ -104,4 +104,9 @@ demo:
 	bash test/demo.sh
 
 bench:
-	bash test/bench/run.sh
+	bash test/bench/run.sh && bash test/bench/relay.sh
+
+# cdc-relay end to end (streaming, snapshot, latency) only: test/bench/relay.sh
+.PHONY: bench-relay
+bench-relay:
+	bash test/bench/relay.sh

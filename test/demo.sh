@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
-# test/demo.sh — what `make demo` runs: watch cdc_relay turn live database changes
-# into JSON events.
+# test/demo.sh — what `make demo` runs: watch cdc-relay turn a database into Kafka topics.
 #
-# Builds and installs the plugin, starts a throwaway PostgreSQL server (test/lib/pg.sh),
-# creates an `orders` table and a logical replication slot using cdc_relay, and
-# streams the slot with pg_recvlogical while a ~15 second workload runs: inserts,
-# updates, a multi-row transaction, a rolled-back transaction, a delete, a truncate
-# and a logical message.  Every event is printed as it arrives (through `jq -c` when
-# jq is installed).  Then everything is stopped and removed; nothing is left running.
+# Builds and installs cdc_relay (the output plugin, the extension and the cdc-relay
+# daemon), starts a throwaway PostgreSQL server (test/lib/pg.sh), creates a small shop
+# schema with a few rows, and starts
+#     cdc-relay run -d <the server> -b embedded
+# `-b embedded` runs a Kafka-protocol broker inside the relay (librdkafka's mock
+# cluster: real Kafka wire protocol, data in memory, for tests and demos only); the
+# relay logs its address and this script reads it from that line.  Then it shows, with
+# kcat (an independent Kafka client):
+#   1. the topics (kcat -L),
+#   2. the initial snapshot: every existing row as an op "r" event,
+#   3. a small live workload, step by step: each SQL statement, then the Kafka messages
+#      it produced (topic, partition, offset, key, headers, value): inserts in one
+#      transaction, an update, a transaction across two tables, a delete (and its
+#      tombstone), a truncate, a logical message,
+#   4. a clean shutdown (SIGTERM): the relay waits for Kafka's acknowledgements,
+#      confirms the slot's position to PostgreSQL and exits 0.
+# Everything it starts is stopped and removed at the end (or on error).  About 20 s.
 #
-# The Kafka relay (cdc-relay) joins this demo in a later version: today the events
-# go to pg_recvlogical's standard output instead of a Kafka topic.
-#
-# Works as root on a fresh Debian 12 machine (installs what is missing).
+# Works as root on a fresh Debian 12 machine (test/lib/deps.sh installs what is missing).
 set -euo pipefail
 
 cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.."
@@ -21,140 +28,178 @@ make
 make install
 
 source test/lib/pg.sh
+RELAY=${CDC_RELAY:-$PG_BINDIR/cdc-relay}     # CDC_RELAY: another build of the relay
 
 if [[ -t 1 ]]; then
     say() { printf '\n\033[1m>>> %s\033[0m\n' "$*"; }
 else
     say() { printf '\n>>> %s\n' "$*"; }
 fi
+die() { echo "demo: $*" >&2; exit 1; }
+# wait_for SECONDS COMMAND...: poll COMMAND every 0.1 s until it succeeds.
+wait_for() {
+    local i n=$(($1 * 10))
+    shift
+    for ((i = 0; i < n; i++)); do
+        "$@" && return 0
+        sleep 0.1
+    done
+    return 1
+}
 
-say "cdc_relay demo: starting a throwaway PostgreSQL 15 server"
+say "cdc-relay demo: starting a throwaway PostgreSQL 15 server"
 DIR=$(pg_scratch_dir demo)
 PORT=$(pg_free_port)
 pg_start "$DIR" "$PORT"
-echo "    data dir $DIR/data, port $PORT (127.0.0.1 and a socket in $DIR), fsync off"
+echo "    data dir $DIR/data, port $PORT (127.0.0.1 and a socket in $DIR), wal_level=logical, fsync off"
 
-pg_psql <<'SQL'
+say "A small schema with a few rows (and CREATE EXTENSION cdc_relay, which the relay's snapshot uses)"
+pg_psql -e <<'SQL'
+CREATE EXTENSION cdc_relay;
+CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL, email text);
 CREATE TABLE orders (
-    id         bigserial PRIMARY KEY,
-    customer   text NOT NULL,
-    amount     numeric(10,2) NOT NULL,
-    status     text NOT NULL DEFAULT 'new',
-    created_at timestamptz NOT NULL DEFAULT now(),
-    details    jsonb
+    id          bigserial PRIMARY KEY,
+    customer_id int NOT NULL REFERENCES customers,
+    amount      numeric(10,2) NOT NULL,
+    status      text NOT NULL DEFAULT 'new',
+    created_at  timestamptz NOT NULL DEFAULT now()
 );
 CREATE TABLE order_notes (id serial PRIMARY KEY, order_id bigint, note text);
+INSERT INTO customers VALUES (1, 'alice', 'alice@example.com'), (2, 'bob', NULL);
+INSERT INTO orders (customer_id, amount) VALUES (1, 19.99), (2, 5.00), (1, 120.50);
+INSERT INTO order_notes (order_id, note) VALUES (3, 'gift wrap');
 SQL
-pg_psql -At -c "SELECT '    slot ' || slot_name || ' (plugin cdc_relay) created at ' || lsn
-                  FROM pg_create_logical_replication_slot('demo_slot', 'cdc_relay')"
 
-if command -v jq >/dev/null 2>&1; then
-    format=(jq --unbuffered -c .)
-else
-    format=(cat)
-fi
+say "Starting the relay: cdc-relay run -d '$(pg_connstr)' -b embedded"
+echo "    -b embedded: a Kafka-protocol broker inside the relay (test only, data in memory)."
+echo "    The slot does not exist yet, so the relay creates it and takes the initial snapshot first."
+RELAY_LOG=$DIR/relay.log
+"$RELAY" run -d "$(pg_connstr)" -b embedded --status-interval 1 2>"$RELAY_LOG" &
+RELAY_PID=$!
+pg_bg_pid "$RELAY_PID"
+relay_streaming() {
+    kill -0 "$RELAY_PID" 2>/dev/null || { cat "$RELAY_LOG" >&2; die "the relay exited"; }
+    grep -q 'streaming from slot' "$RELAY_LOG"
+}
+wait_for 30 relay_streaming || { cat "$RELAY_LOG" >&2; die "the relay did not start streaming within 30 s"; }
+BS=$(sed -n 's/.*embedded Kafka-protocol broker (test only, data in memory) at \([^ ]*\).*/\1/p' "$RELAY_LOG" | head -n 1)
+[[ -n $BS ]] || { cat "$RELAY_LOG" >&2; die "no broker address in the relay's log"; }
+echo "    the relay's log so far (stderr; timestamps in UTC):"
+sed 's/^/      /' "$RELAY_LOG"
+SHOWN_LOG=$(wc -l <"$RELAY_LOG")
 
-say "streaming: pg_recvlogical -S demo_slot --start -P cdc_relay -f -   (one JSON object per line)"
-# The postgres user runs pg_recvlogical; its pid goes to a file so we can stop it
-# with SIGINT at the end, and its messages to a file shown at the end.
-{
-    pg_as_user sh -c 'echo $$ > "$1/recvlogical.pid"; shift; exec "$@" 2>"$0"' \
-        "$DIR/recvlogical.err" "$DIR" \
-        "$PG_BINDIR/pg_recvlogical" -d "$(pg_connstr)" -S demo_slot --start -P cdc_relay \
-        -f - -F 1 -s 1 --no-loop
-} | "${format[@]}" &
-FORMAT_PID=$!
-pg_bg_pid "$FORMAT_PID"
-for _ in $(seq 50); do [[ -s $DIR/recvlogical.pid ]] && break; sleep 0.1; done
-RECV_PID=$(cat "$DIR/recvlogical.pid")
-pg_bg_pid "$RECV_PID"
-sleep 1
+topics() {
+    say "Topics: kcat -L -b $BS   (one topic per table: cdc.<schema>.<table>; cdc.__state records the snapshot)"
+    kcat -L -b "$BS" | grep -E '^ *(topic|broker) ' | sed 's/^ */    /'
+}
+topics
 
-if ! kill -0 "$RECV_PID" 2>/dev/null; then
-    echo "pg_recvlogical did not start:" >&2
-    cat "$DIR/recvlogical.err" >&2
-    exit 1
-fi
-
-step() {    # step CAPTION SQL...   (each SQL argument is its own transaction)
-    local sql
-    say "$1"
-    shift
-    for sql; do
-        pg_psql -c "$sql"
+# Messages already shown: "topic partition offset" lines.
+SEEN=$DIR/seen
+: >"$SEEN"
+# new_messages TOPIC: the messages of TOPIC not shown yet, one a line:
+# topic TAB partition TAB offset TAB key TAB headers TAB value (NULL for a null key or value).
+new_messages() {
+    kcat -C -b "$BS" -t "$1" -o beginning -e -q -Z -X fetch.wait.max.ms=10 \
+        -f '%t\t%p\t%o\t%k\t%h\t%s\n' 2>/dev/null |
+        awk -F'\t' -v seen_file="$SEEN" '
+            BEGIN { while ((getline line < seen_file) > 0) seen[line] = 1 }
+            !(($1 " " $2 " " $3) in seen)' || true
+}
+# show TOPIC COUNT [TOPIC COUNT...]: wait (10 s at most) until each TOPIC has COUNT new
+# messages, then print them and remember them as shown.
+show() {
+    local args=("$@") i topic want got out
+    for ((i = 0; i < ${#args[@]}; i += 2)); do
+        topic=${args[i]} want=${args[i + 1]}
+        for ((got = 0, t = 0; t < 100; t++)); do
+            out=$(new_messages "$topic")
+            got=$(awk 'NF' <<<"$out" | wc -l)
+            ((got >= want)) && break
+            sleep 0.1
+        done
+        if ((got < want)); then
+            echo "    the relay's log:" >&2
+            sed 's/^/      /' "$RELAY_LOG" >&2
+            die "expected $want new message(s) in $topic, found $got"
+        fi
+        awk -F'\t' '{
+            printf "    %s  partition %s, offset %s\n", $1, $2, $3
+            printf "      key:     %s\n", $4
+            h = $5; gsub(",", ", ", h)
+            printf "      headers: %s\n", h
+            printf "      value:   %s\n", $6
+        }' <<<"$out"
+        awk -F'\t' 'NF { print $1 " " $2 " " $3 }' <<<"$out" >>"$SEEN"
     done
-    sleep "${STEP_PAUSE:-1.5}"
 }
 
-step "INSERT three orders, one transaction each: begin, c, commit" \
-    "INSERT INTO orders (customer, amount, details) VALUES ('alice', 19.99, '{\"items\": 1}')" \
-    "INSERT INTO orders (customer, amount, details) VALUES ('bob', 5.00, NULL)" \
-    "INSERT INTO orders (customer, amount, details) VALUES ('carol', 120.50, '{\"items\": 3, \"gift\": true}')"
+say "The snapshot: every row that existed when the slot was created, as an op \"r\" event"
+echo "    key = the primary key as JSON (so a key always lands in the same partition),"
+echo "    value = the event, headers = what a consumer can route on without parsing JSON."
+show cdc.public.customers 2 cdc.public.orders 3 cdc.public.order_notes 1
 
-step "UPDATE one order's status (op u; key + after)" \
-    "UPDATE orders SET status = 'paid' WHERE customer = 'alice'"
+# step CAPTION SQL TOPIC COUNT [TOPIC COUNT...]: run SQL (one psql call), show the messages.
+step() {
+    local caption=$1 sql=$2
+    shift 2
+    say "Live: $caption"
+    pg_psql -e -c "$sql" | sed 's/^/    /'
+    echo "    -> in Kafka:"
+    show "$@"
+}
 
-step "A transaction with several rows: one begin, seq 1..4, one commit with events=4" "
-BEGIN;
-INSERT INTO orders (customer, amount) VALUES ('dave', 42.00), ('erin', 7.25);
-UPDATE orders SET status = 'shipped', details = jsonb_set(coalesce(details, '{}'), '{carrier}', '\"ups\"')
- WHERE customer = 'carol';
-INSERT INTO order_notes (order_id, note) VALUES (3, 'fragile');
-COMMIT;"
+step "two orders in one transaction (op c; same commit_lsn, event_id <commit_lsn>/1 and /2)" \
+    "INSERT INTO orders (customer_id, amount) VALUES (2, 42.00), (1, 7.25)" \
+    cdc.public.orders 2
+step "an update (op u: key, and after = the new row)" \
+    "UPDATE orders SET status = 'paid' WHERE id = 1" \
+    cdc.public.orders 1
+step "one transaction across two tables (two topics, one commit_lsn)" \
+    "BEGIN; INSERT INTO customers VALUES (3, 'carol', 'carol@example.com');
+     INSERT INTO orders (customer_id, amount) VALUES (3, 99.90); COMMIT;" \
+    cdc.public.customers 1 cdc.public.orders 1
+step "a delete (op d), then a tombstone: same key, null value, for log compaction" \
+    "DELETE FROM orders WHERE id = 2" \
+    cdc.public.orders 2
+step "a truncate (op t: one message in the table's topic, null key)" \
+    "TRUNCATE order_notes" \
+    cdc.public.order_notes 1
+step "a logical message from the application (pg_logical_emit_message: topic cdc.messages, key = its prefix)" \
+    "SELECT pg_logical_emit_message(true, 'shop', 'end of day') AS message_lsn" \
+    cdc.messages 1
 
-step "A ROLLED BACK transaction: no event at all" "
-BEGIN;
-INSERT INTO orders (customer, amount) VALUES ('mallory', 1000000);
-ROLLBACK;"
+topics
 
-step "DELETE an order (op d; before carries the key)" \
-    "DELETE FROM orders WHERE customer = 'bob'"
-
-step "A transactional logical message next to a change (op m, inside the transaction)" "
-BEGIN;
-UPDATE orders SET status = 'closed' WHERE customer = 'dave';
-DO \$\$ BEGIN PERFORM pg_logical_emit_message(true, 'demo', 'batch 42 closed'); END \$\$;
-COMMIT;"
-
-step "TRUNCATE order_notes (op t)" "TRUNCATE order_notes"
-
-say "A few more orders, one per second"
-for i in 1 2 3 4; do
-    pg_psql -c "INSERT INTO orders (customer, amount) VALUES ('customer$i', $i * 10.5)"
-    sleep 1
-done
-
-# Let pg_recvlogical print everything (it confirms once a second), then stop it.
-END_LSN=$(pg_psql -At -c "SELECT pg_current_wal_lsn()")
-for _ in $(seq 100); do
-    caught_up=$(pg_psql -At -c "SELECT coalesce(confirmed_flush_lsn >= '$END_LSN', false)
-                                  FROM pg_replication_slots WHERE slot_name = 'demo_slot'")
-    [[ $caught_up == t ]] && break
-    sleep 0.1
-done
-kill -INT "$RECV_PID" 2>/dev/null || true
-wait "$FORMAT_PID" 2>/dev/null || true
+say "Clean shutdown: SIGTERM to the relay"
+echo "    It stops reading, waits until Kafka acknowledged every message, confirms that"
+echo "    position to PostgreSQL (the slot's confirmed_flush_lsn) and exits 0.  A restart"
+echo "    would go on from there, without a new snapshot."
+kill -TERM "$RELAY_PID"
+rc=0
+wait "$RELAY_PID" || rc=$?
 PG_BG_PIDS=()
-# PostgreSQL 15's pg_recvlogical reports "unexpected termination" after SIGINT; that
-# is how it always stops.  Anything else it said is shown.
-grep -v 'unexpected termination of replication stream' "$DIR/recvlogical.err" >&2 || true
+tail -n +"$((SHOWN_LOG + 1))" "$RELAY_LOG" | sed 's/^/      /'
+((rc == 0)) || die "the relay exited with status $rc"
+pg_psql -At -c "SELECT '    slot ' || slot_name || ': confirmed_flush_lsn ' || confirmed_flush_lsn ||
+                       ', server WAL at ' || pg_current_wal_lsn()
+                  FROM pg_replication_slots WHERE slot_name = 'cdc_relay'"
 
 say "Done. What you saw:"
 cat <<'EOF'
-  * Each transaction arrived as {"op":"begin"}, its changes, then {"op":"commit"}.
-    "commit_lsn" ties them together, "seq" numbers the changes 1..n, and the
-    commit's "events" says how many there were: a consumer can tell a complete
-    transaction from a partial one.
-  * Changes: "c" insert, "u" update, "d" delete, "t" truncate, "m" logical message.
-    "key" is the primary key, "after" the new row (null for deletes), "before" the
-    old key or row (see REPLICA IDENTITY).  numeric and jsonb values arrive intact.
-  * The rolled-back transaction produced nothing: only committed work is decoded,
-    in commit order.
-  * Events carry xid, lsn, commit_lsn and the commit timestamp; plugin options
-    (pg_recvlogical -o name=value) can drop them, filter tables and actions, and
-    more: see README.md (Output format, Plugin options).
-  * Coming in a later version: the cdc-relay process reads this same stream and
-    produces the events to Kafka.
+  * cdc-relay took a consistent snapshot (op "r", "snapshot":true) from the slot's
+    exported snapshot, then streamed every committed change from that exact point:
+    no gap, no overlap.
+  * One topic per table, cdc.<schema>.<table>; key = the primary key as JSON, so all
+    changes of a row go to one partition, in commit order.
+  * Headers: op, table, commit_lsn, xid, event_id (<commit_lsn>/<seq>: the same on a
+    replay, so consumers can deduplicate), snapshot.
+  * A delete is followed by a tombstone (null value) so that a compacted topic forgets
+    the row; a truncate is one keyless message in the table's topic; application
+    messages (pg_logical_emit_message) go to cdc.messages.
+  * The value is exactly the plugin's JSON event: see README.md (Output format).
+  * The slot's position moves only past transactions Kafka has acknowledged: after a
+    crash, events since then come again (at-least-once), never fewer.
 EOF
 say "Stopping the server and removing $DIR"
 pg_stop

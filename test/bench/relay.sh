@@ -1,0 +1,654 @@
+#!/usr/bin/env bash
+# Relay benchmark (make bench, after test/bench/run.sh; not part of make test):
+# cdc-relay end to end, from PostgreSQL into a Kafka-protocol broker, next to the
+# decoding ceiling and a naive pipe, on one throwaway server and throwaway brokers.
+#
+# 1. Streaming, W2 (test/bench/w2.sql: BENCH_TXNS transactions of 10 row changes,
+#    6 inserts + 3 updates + 1 delete; default 100,000 = 1,000,000 changes).
+#    Per repeat, three slots are created before the workload (so all three read the
+#    same WAL from the same point), then the workload runs and its end LSN is noted.
+#    Each slot is then consumed to that LSN, one at a time, and timed:
+#      ceiling  pg_recvlogical -S <slot> --start --endpos <end> -o key-prefix=true -f /dev/null
+#               (the cdc_relay plugin with the options the relay uses; nothing delivered:
+#               the fastest any client of this plugin can go)
+#      relay    cdc-relay run -S <slot> --snapshot never --endpos <end> -b <broker>
+#               (timed until it exits 0, which it does only after the broker acknowledged
+#               every message: acks=all, idempotent producer, the relay's defaults)
+#      naive    pg_recvlogical -P wal2json -o format-version=2 --endpos <end> -f - |
+#                 kcat -P -b <broker> -t <topic> -X acks=all
+#               (one Kafka message per output line, no key, no headers, nothing confirmed
+#               back to PostgreSQL per message; kcat's acks default is already -1 = all,
+#               it is set explicitly anyway)
+#    The broker is a separate `cdc-relay broker` process (librdkafka's mock cluster,
+#    in memory), a fresh one for each run.  changes/s = 10 x BENCH_TXNS / seconds.
+#    Checked each run: the relay logged 10 x BENCH_TXNS events, and the topics hold
+#    11 x BENCH_TXNS messages (relay: each delete is followed by a tombstone) and
+#    12 x BENCH_TXNS (naive: wal2json's begin and commit lines are messages too),
+#    counted from the partitions' last offsets.
+#
+# 2. Snapshot.  BENCH_SNAPSHOT_ROWS rows (default 1,000,000) split over
+#    BENCH_SNAPSHOT_TABLES tables of (id bigint primary key, a int, b text,
+#    c timestamptz, d numeric), vacuumed (frozen, hint bits set) before any run.
+#      relay         cdc-relay run --snapshot initial-only --snapshot-jobs N (N =
+#                    BENCH_SNAPSHOT_JOBS, default 2): creates the slot with an exported
+#                    snapshot, produces every row as an op "r" event, exits 0 once every
+#                    row was acknowledged and completion recorded; timed from start to exit
+#      COPY          psql -c "COPY <table> TO STDOUT" > /dev/null, table after table
+#      COPY xN       the tables dealt round-robin to N concurrent psql processes
+#      query xN      the same N psql processes running the relay's own query,
+#                    COPY (SELECT cdc_relay.snapshot_row(...) FROM ONLY t) TO STDOUT
+#                    (FORMAT binary) > /dev/null: the server's share of the relay's
+#                    snapshot (JSON encoding), without Kafka
+#    rows/s = rows / seconds; the ratio is relay rows/s / COPY rows/s.  COPY writes
+#    plain text to /dev/null; the relay encodes each row as its JSON event
+#    (cdc_relay.snapshot_row), sends it to the broker and waits for the acknowledgement.
+#    Checked each run: the relay's "snapshot complete: N rows" equals the row count.
+#
+# 3. Latency at a fixed rate.  pgbench -R BENCH_LATENCY_RATE (default 2000
+#    transactions/s) for BENCH_LATENCY_SECS (default 25) seconds, each transaction one
+#    INSERT, synchronous_commit=on, while the relay streams.  The interval measured
+#    per event is commit -> readable by a consumer:
+#      start: the event's "ts", the transaction's commit timestamp, which PostgreSQL
+#             takes just before it writes the commit record (clock of this machine)
+#      end:   the moment a consumer process holds the message: kcat -C -u (unbuffered,
+#             -X fetch.wait.max.ms=5: the mock broker answers an empty fetch only after
+#             that wait) writes it to a pipe, and a perl reader stamps each line with
+#             its own clock (Time::HiRes) as it reads it.
+#    Same machine, same clock, so no clock skew.  This is what a downstream consumer
+#    sees, including the consumer's own fetch polling, so it is an upper bound on the
+#    relay's part.  It is split at the message's Kafka CreateTime (kcat %T, set by
+#    librdkafka when the relay produces the message, millisecond resolution):
+#    commit -> produced (server, walsender, relay) and produced -> consumed (producer
+#    batching linger.ms=5, broker, consumer fetch).  The topic has one partition so
+#    that a sentinel row written after pgbench ends marks the end of the stream.
+#    One run (not repeated): p50, p99 and max over every transaction pgbench made.
+#
+# Every number in parts 1 and 2 is the median of BENCH_REPEAT runs (default 3).  The
+# PostgreSQL server (fsync=off, synchronous_commit=off except for the latency writer)
+# runs as the postgres user; the clients, brokers and relay run as the caller.
+# Everything runs on one machine: on 2 cores, the server, the relay, the broker and
+# the consumers compete for the same CPUs, and the wall times show it.
+#
+# Environment:
+#   BENCH_TXNS            W2 transactions (default 100000)
+#   BENCH_SNAPSHOT_ROWS   rows in the snapshot tables (default 1000000)
+#   BENCH_SNAPSHOT_TABLES number of snapshot tables (default 4)
+#   BENCH_SNAPSHOT_JOBS   --snapshot-jobs and parallel COPYs (default 2)
+#   BENCH_LATENCY_SECS    pgbench duration (default 25)
+#   BENCH_LATENCY_RATE    pgbench -R transactions/s (default 2000)
+#   BENCH_REPEAT          repeats of parts 1 and 2 (default 3)
+#   BENCH_PARTS           "stream snapshot latency" (default) or a subset
+#   BENCH_TIMEOUT         seconds allowed per timed run (default 900)
+#   CDC_RELAY             the relay binary (default: $(pg_config --bindir)/cdc-relay,
+#                         else relay/cdc-relay of this tree)
+#   BENCH_KEEP=1          keep the scratch directory (logs) at the end
+# Smoke run (well under a minute):
+#   BENCH_TXNS=2000 BENCH_SNAPSHOT_ROWS=20000 BENCH_LATENCY_SECS=5 BENCH_REPEAT=1 bash test/bench/relay.sh
+# Exit status: 0 when every check passed (the targets are printed, not asserted).
+set -euo pipefail
+export LC_ALL=C
+
+BENCH_TXNS=${BENCH_TXNS:-100000}
+BENCH_SNAPSHOT_ROWS=${BENCH_SNAPSHOT_ROWS:-1000000}
+BENCH_SNAPSHOT_TABLES=${BENCH_SNAPSHOT_TABLES:-4}
+BENCH_SNAPSHOT_JOBS=${BENCH_SNAPSHOT_JOBS:-2}
+BENCH_LATENCY_SECS=${BENCH_LATENCY_SECS:-25}
+BENCH_LATENCY_RATE=${BENCH_LATENCY_RATE:-2000}
+BENCH_REPEAT=${BENCH_REPEAT:-3}
+BENCH_PARTS=${BENCH_PARTS:-stream snapshot latency}
+BENCH_TIMEOUT=${BENCH_TIMEOUT:-900}
+BENCH_KEEP=${BENCH_KEEP:-0}
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+
+die() { echo "bench-relay: $*" >&2; exit 1; }
+log() { printf 'bench-relay: %s\n' "$*" >&2; }
+
+for v in BENCH_TXNS BENCH_SNAPSHOT_ROWS BENCH_SNAPSHOT_TABLES BENCH_SNAPSHOT_JOBS \
+         BENCH_LATENCY_SECS BENCH_LATENCY_RATE BENCH_REPEAT BENCH_TIMEOUT; do
+    [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
+done
+((BENCH_SNAPSHOT_ROWS >= BENCH_SNAPSHOT_TABLES)) || die "BENCH_SNAPSHOT_ROWS must be >= BENCH_SNAPSHOT_TABLES"
+[[ "$BENCH_KEEP" == 0 || "$BENCH_KEEP" == 1 ]] || die "BENCH_KEEP must be 0 or 1"
+for p in $BENCH_PARTS; do
+    case $p in stream|snapshot|latency) ;; *) die "unknown part '$p' in BENCH_PARTS (stream snapshot latency)" ;; esac
+done
+want() { [[ " $BENCH_PARTS " == *" $1 "* ]]; }
+
+INVOCATION=
+for v in BENCH_TXNS BENCH_SNAPSHOT_ROWS BENCH_SNAPSHOT_TABLES BENCH_SNAPSHOT_JOBS \
+         BENCH_LATENCY_SECS BENCH_LATENCY_RATE BENCH_REPEAT; do
+    INVOCATION+="$v=${!v} "
+done
+[[ "$BENCH_PARTS" != "stream snapshot latency" ]] && INVOCATION+="BENCH_PARTS='$BENCH_PARTS' "
+INVOCATION+="bash test/bench/relay.sh"
+
+# ---------------------------------------------------------------- tools
+PG_CONFIG=${PG_CONFIG:-pg_config}
+command -v "$PG_CONFIG" >/dev/null || PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+[[ -x $PG_CONFIG ]] || command -v "$PG_CONFIG" >/dev/null ||
+    die "pg_config not found: run 'make test' or 'bash test/lib/deps.sh' first"
+BINDIR=$("$PG_CONFIG" --bindir)
+PKGLIBDIR=$("$PG_CONFIG" --pkglibdir)
+PGVERSION=$("$PG_CONFIG" --version)
+[[ "$PGVERSION" == "PostgreSQL 15"* ]] || die "$PG_CONFIG is $PGVERSION, need PostgreSQL 15"
+if [[ -z ${CDC_RELAY:-} ]]; then
+    if [[ -x $BINDIR/cdc-relay ]]; then CDC_RELAY=$BINDIR/cdc-relay; else CDC_RELAY=$REPO/relay/cdc-relay; fi
+fi
+[[ -x $CDC_RELAY ]] || die "$CDC_RELAY is not an executable: run 'make && make install' first"
+[[ -f $PKGLIBDIR/cdc_relay.so ]] || die "$PKGLIBDIR/cdc_relay.so is not installed: run 'make && make install' first"
+[[ -f $PKGLIBDIR/wal2json.so ]] || die "wal2json is not installed (apt-get install postgresql-15-wal2json)"
+for tool in kcat perl timeout setsid; do
+    command -v "$tool" >/dev/null || die "$tool is missing (kcat: apt-get install kcat)"
+done
+for tool in psql pg_recvlogical pgbench createdb; do
+    [[ -x $BINDIR/$tool ]] || die "$BINDIR/$tool is missing"
+done
+if ((EUID == 0)); then
+    id postgres >/dev/null 2>&1 || die "user 'postgres' does not exist (install postgresql-15)"
+fi
+
+# ---------------------------------------------------------------- scratch server
+# shellcheck source=test/lib/pg.sh
+source "$HERE/../lib/pg.sh"
+SCRATCH=$(pg_scratch_dir bench-relay) || die "could not create a scratch directory"
+PORT=$(pg_free_port) || die "no free TCP port"
+PGROUPS=()          # process groups we started (setsid): ended at cleanup
+REPORTED=0          # the report is out: a failure now is a failed check, not a crash
+
+cleanup() {
+    local rc=$? g
+    trap - EXIT INT TERM
+    for g in "${PGROUPS[@]}"; do
+        kill -TERM -- "-$g" 2>/dev/null || true
+    done
+    for g in "${PGROUPS[@]}"; do
+        wait "$g" 2>/dev/null || true
+    done
+    if ((rc != 0 && !REPORTED)) && [[ -f "$SCRATCH/server.log" ]]; then
+        echo "bench-relay: last lines of the server log:" >&2
+        tail -n 15 "$SCRATCH/server.log" >&2 || true
+    fi
+    if [[ "$BENCH_KEEP" == 1 ]]; then
+        pg_as_user "$BINDIR/pg_ctl" -D "$SCRATCH/data" -m fast -w stop >/dev/null 2>&1 || true
+        echo "bench-relay: kept $SCRATCH" >&2
+    else
+        pg_stop || true     # stops the server, removes the scratch directory
+    fi
+    exit "$rc"
+}
+
+log "initdb in $SCRATCH (port $PORT)"
+pg_start "$SCRATCH" "$PORT" \
+    "# ---- cdc-relay benchmark ----" \
+    "synchronous_commit = off" \
+    "max_wal_senders = 30" \
+    "max_replication_slots = 30" \
+    "shared_buffers = 512MB" \
+    "max_wal_size = 20GB" \
+    "checkpoint_timeout = 1h" \
+    "autovacuum = off" ||
+    die "server did not start"
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Clients run as the caller and connect through the socket in the scratch directory.
+export PGHOST=$SCRATCH PGPORT=$PORT PGUSER=$PG_SUPERUSER PGAPPNAME=cdc_relay-bench-relay
+conninfo() { echo "host=$SCRATCH port=$PORT user=$PG_SUPERUSER dbname=$1"; }
+psql_q() { "$BINDIR/psql" -X -q -A -t -v ON_ERROR_STOP=1 "$@"; }
+sql() { local db=$1; shift; psql_q -d "$db" -c "$*"; }
+
+now() { echo "$EPOCHREALTIME"; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+
+# children_cpu VAR: VAR = CPU seconds (user + system) of the children this shell has
+# waited for so far (not in $(...): a subshell has children of its own).
+children_cpu() {
+    times >"$SCRATCH/times"
+    printf -v "$1" '%s' "$(awk 'NR == 2 { t = 0
+                   for (i = 1; i <= 2; i++) { split($i, a, "m"); sub("s", "", a[2]); t += a[1] * 60 + a[2] }
+                   printf "%.3f", t }' "$SCRATCH/times")"
+}
+# CPU seconds (user + system) a running process has used.
+proc_cpu() {
+    awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.3f", ($12 + $13) / hz }' "/proc/$1/stat" 2>/dev/null ||
+        echo -
+}
+
+# spawn LOGFILE COMMAND...: start COMMAND in a process group of its own; BG_PID = its
+# pid = its group id (a background child of a script is no group leader, so setsid
+# makes the new session in place, without forking).
+spawn() {
+    local logf=$1
+    shift
+    setsid "$@" </dev/null >"$logf" 2>&1 &
+    BG_PID=$!
+    PGROUPS+=("$BG_PID")
+}
+# end_bg PID: stop a process group started with spawn (TERM, then KILL after 10 s).
+end_bg() {
+    local pid=$1 i
+    kill -TERM -- "-$pid" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    forget "$pid"
+}
+# forget PID: a process group that has ended (waited for).
+forget() {
+    local g keep=()
+    for g in "${PGROUPS[@]}"; do [[ $g == "$1" ]] || keep+=("$g"); done
+    PGROUPS=("${keep[@]}")
+}
+
+# broker_start [ARGS...]: a fresh `cdc-relay broker`; sets BROKER_PID and BS (bootstrap list).
+BROKER_N=0
+broker_start() {
+    local out i
+    BROKER_N=$((BROKER_N + 1))
+    out="$SCRATCH/broker$BROKER_N.out"
+    setsid "$CDC_RELAY" broker "$@" </dev/null >"$out" 2>"$SCRATCH/broker$BROKER_N.err" &
+    BROKER_PID=$!
+    PGROUPS+=("$BROKER_PID")
+    BS=
+    for ((i = 0; i < 100; i++)); do
+        BS=$(head -n 1 "$out" 2>/dev/null || true)
+        [[ -n $BS ]] && break
+        kill -0 "$BROKER_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    [[ -n $BS ]] || { cat "$SCRATCH/broker$BROKER_N.err" >&2; die "cdc-relay broker did not print its bootstrap list"; }
+}
+# broker_stop: sets BROKER_CPU (CPU seconds the broker used).
+broker_stop() {
+    BROKER_CPU=$(proc_cpu "$BROKER_PID")
+    end_bg "$BROKER_PID"
+}
+
+# topic_messages TOPIC: messages in TOPIC on the current broker (sum over partitions of
+# the last offset + 1; the mock broker keeps only the newest ~5 MiB per partition, the
+# offsets still count everything).
+topic_messages() {
+    timeout 60 kcat -C -b "$BS" -t "$1" -o -1 -e -q -f '%o\n' -X fetch.wait.max.ms=10 2>/dev/null |
+        awk '{ s += $1 + 1 } END { print s + 0 }'
+}
+
+CHECK_ERRORS=0
+check() {   # check DESCRIPTION GOT EXPECTED
+    if [[ "$2" == "$3" ]]; then
+        log "check ok: $1 = $2"
+    else
+        log "CHECK FAILED: $1: got $2, expected $3"
+        CHECK_ERRORS=$((CHECK_ERRORS + 1))
+    fi
+}
+
+# Median of the numbers in $1 ("-" when there are none).
+median() {
+    tr ' ' '\n' <<<"$1" | awk 'NF && $1 != "-"' | sort -g |
+        awk '{ a[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print a[(NR + 1) / 2];
+                                  else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+rate() { awk -v c="$1" -v s="$2" 'BEGIN { if (s == "-" || s <= 0) print "-"; else printf "%.0f", c / s }'; }
+# ratio A B: A/B as "0.85x"
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b <= 0) print "-"; else printf "%.2fx", a / b }'; }
+# verdict VALUE OP TARGET: "ok" / "MISSED"
+verdict() {
+    awk -v v="${1%x}" -v t="$3" -v op="$2" 'BEGIN { if (v == "-") { print "-"; exit }
+        ok = (op == ">=") ? (v + 0 >= t + 0) : (v + 0 <= t + 0); print ok ? "ok" : "MISSED" }'
+}
+
+T_START=$(now)
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+RELAY_VERSION=$("$CDC_RELAY" --version 2>&1)
+KCAT_VERSION=$(kcat -V 2>&1 | sed -n 's/^Version \([^ ]*\).*/\1/p')
+
+# ================================================================ 1. streaming
+declare -A SECS CPU BCPU
+if want stream; then
+    "$BINDIR/createdb" -T template0 bench
+    psql_q -d bench -f "$HERE/schema.sql" >/dev/null
+    for ((r = 1; r <= BENCH_REPEAT; r++)); do
+        for k in ceiling relay; do
+            sql bench "SELECT pg_create_logical_replication_slot('w2_${k}_r$r', 'cdc_relay')" >/dev/null
+        done
+        sql bench "SELECT pg_create_logical_replication_slot('w2_naive_r$r', 'wal2json')" >/dev/null
+    done
+    START_LSN=$(sql bench "SELECT pg_current_wal_insert_lsn()")
+    log "W2: $BENCH_TXNS transactions x (6 inserts, 3 updates, 1 delete)"
+    t0=$(now)
+    psql_q -d bench -v txns="$BENCH_TXNS" -f "$HERE/w2.sql" >/dev/null
+    t1=$(now)
+    # The insert position (pg_current_wal_lsn() can lag behind asynchronous commits);
+    # wait until it is flushed so no run waits for the WAL writer; checkpoint now rather
+    # than during a timed run.
+    END_LSN=$(sql bench "SELECT pg_current_wal_insert_lsn()")
+    until [[ $(sql bench "SELECT pg_current_wal_flush_lsn() >= '$END_LSN'::pg_lsn") == t ]]; do sleep 0.1; done
+    sql bench "CHECKPOINT"
+    W2_WAL=$(sql bench "SELECT pg_wal_lsn_diff('$END_LSN', '$START_LSN')")
+    W2_CHANGES=$((10 * BENCH_TXNS))
+    log "W2 took $(elapsed "$t0" "$t1")s, $((W2_WAL / 1048576)) MB of WAL, end LSN $END_LSN"
+
+    # stream_run KIND REPEAT: one timed run; adds to SECS[KIND] CPU[KIND] BCPU[KIND].
+    stream_run() {
+        local kind=$1 r=$2 slot="w2_$1_r$2" t0 t1 c0 c1 rc=0 logf="$SCRATCH/$1_r$2.log" n
+        broker_start
+        children_cpu c0
+        t0=$(now)
+        case $kind in
+            ceiling)
+                spawn "$logf" timeout "$BENCH_TIMEOUT" "$BINDIR/pg_recvlogical" -d "$(conninfo bench)" -S "$slot" \
+                    --start --endpos "$END_LSN" --no-loop -F 0 -o key-prefix=true -f /dev/null ;;
+            relay)
+                spawn "$logf" timeout "$BENCH_TIMEOUT" "$CDC_RELAY" run -d "$(conninfo bench)" -b "$BS" -S "$slot" \
+                    --topic-prefix "w2r$r" --snapshot never --endpos "$END_LSN" \
+                    --heartbeat-interval 0 --status-interval 1 ;;
+            naive)
+                spawn "$logf" timeout "$BENCH_TIMEOUT" bash -o pipefail -c '"$1" -d "$2" -S "$3" --start --endpos "$4" \
+                        --no-loop -F 0 -o format-version=2 -f - | kcat -P -b "$5" -t "$6" -X acks=all' \
+                    naive "$BINDIR/pg_recvlogical" "$(conninfo bench)" "$slot" "$END_LSN" "$BS" "w2naive$r" ;;
+        esac
+        wait "$BG_PID" || rc=$?
+        t1=$(now)
+        children_cpu c1
+        forget "$BG_PID"
+        if ((rc != 0)); then
+            tail -n 20 "$logf" >&2
+            ((rc == 124)) && die "$kind: did not reach $END_LSN within ${BENCH_TIMEOUT}s"
+            die "$kind exited with status $rc (log above)"
+        fi
+        SECS[$kind]+="$(elapsed "$t0" "$t1") "
+        CPU[$kind]+="$(awk -v a="$c0" -v b="$c1" 'BEGIN { printf "%.3f", b - a }') "
+        case $kind in
+            relay)
+                n=$(sed -n 's/.*confirmed up to .* transactions, \([0-9]*\) events.*/\1/p' "$logf" | tail -n 1)
+                check "relay run $r: events the relay logged" "${n:--}" "$W2_CHANGES"
+                check "relay run $r: messages in topic w2r$r.public.bench_w2" \
+                    "$(topic_messages "w2r$r.public.bench_w2")" "$((11 * BENCH_TXNS))"
+                cp "$logf" "$SCRATCH/relay_last.log" ;;
+            naive)
+                check "naive run $r: messages in topic w2naive$r" "$(topic_messages "w2naive$r")" "$((12 * BENCH_TXNS))" ;;
+        esac
+        broker_stop
+        BCPU[$kind]+="$BROKER_CPU "
+        sql bench "SELECT pg_drop_replication_slot('$slot')" >/dev/null
+        log "stream run $r: $kind $(elapsed "$t0" "$t1")s"
+    }
+    for ((r = 1; r <= BENCH_REPEAT; r++)); do
+        for kind in ceiling relay naive; do stream_run "$kind" "$r"; done
+    done
+    "$BINDIR/dropdb" bench     # its WAL stays; the other parts do not read it
+fi
+
+# ================================================================ 2. snapshot
+declare -A SNAP
+if want snapshot; then
+    "$BINDIR/createdb" -T template0 snap
+    sql snap "CREATE EXTENSION cdc_relay"
+    per=$((BENCH_SNAPSHOT_ROWS / BENCH_SNAPSHOT_TABLES))
+    SNAP_TABLES=()
+    for ((i = 1; i <= BENCH_SNAPSHOT_TABLES; i++)); do
+        n=$per
+        ((i == BENCH_SNAPSHOT_TABLES)) && n=$((BENCH_SNAPSHOT_ROWS - per * (BENCH_SNAPSHOT_TABLES - 1)))
+        SNAP_TABLES+=("snap_$i")
+        psql_q -d snap <<SQL
+CREATE TABLE snap_$i (id bigint PRIMARY KEY, a int NOT NULL, b text NOT NULL, c timestamptz NOT NULL, d numeric NOT NULL);
+INSERT INTO snap_$i
+SELECT g, (g * 7919) % 1000000, 'row ' || g || ' of table $i, some text', timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second',
+       round(g * 1.2345, 4)
+FROM generate_series(1, $n) AS g;
+SQL
+    done
+    log "snapshot tables: ${#SNAP_TABLES[@]} x ~$per rows, $(sql snap "SELECT pg_size_pretty(sum(pg_table_size(c.oid))) FROM pg_class c WHERE relname LIKE 'snap\_%' AND relkind = 'r'")"
+    sql snap "VACUUM (FREEZE, ANALYZE)"
+
+    copy_seq() {
+        local t
+        for t in "${SNAP_TABLES[@]}"; do psql_q -d snap -c "COPY $t TO STDOUT" >/dev/null; done
+    }
+    # copy_par [json]: the tables dealt round-robin to BENCH_SNAPSHOT_JOBS concurrent psql
+    # processes; with "json", each reads the relay's own snapshot query instead of the table.
+    copy_par() {
+        local j i pids=() list rc=0 q
+        for ((j = 0; j < BENCH_SNAPSHOT_JOBS; j++)); do
+            list=()
+            for ((i = j; i < ${#SNAP_TABLES[@]}; i += BENCH_SNAPSHOT_JOBS)); do list+=("${SNAP_TABLES[$i]}"); done
+            ((${#list[@]})) || continue
+            (
+                for t in "${list[@]}"; do
+                    q="COPY $t TO STDOUT"
+                    [[ ${1:-} == json ]] &&
+                        q="COPY (SELECT cdc_relay.snapshot_row('$t'::regclass, t.*, '$SNAP_LSN', '{}'::text[]) FROM ONLY $t t) TO STDOUT (FORMAT binary)"
+                    psql_q -d snap -c "$q" >/dev/null || exit 1
+                done
+            ) &
+            pids+=($!)
+        done
+        for j in "${pids[@]}"; do wait "$j" || rc=1; done
+        return $rc
+    }
+    SNAP_LSN=$(sql snap "SELECT pg_current_wal_lsn()")
+    for ((r = 1; r <= BENCH_REPEAT; r++)); do
+        t0=$(now); copy_seq; t1=$(now)
+        SNAP[copy]+="$(elapsed "$t0" "$t1") "
+        log "snapshot run $r: COPY sequential $(elapsed "$t0" "$t1")s"
+        t0=$(now); copy_par; t1=$(now)
+        SNAP[copyN]+="$(elapsed "$t0" "$t1") "
+        log "snapshot run $r: COPY x$BENCH_SNAPSHOT_JOBS $(elapsed "$t0" "$t1")s"
+        t0=$(now); copy_par json; t1=$(now)
+        SNAP[json]+="$(elapsed "$t0" "$t1") "
+        log "snapshot run $r: COPY (snapshot_row) x$BENCH_SNAPSHOT_JOBS $(elapsed "$t0" "$t1")s"
+
+        broker_start
+        logf="$SCRATCH/snapshot_r$r.log"
+        rc=0
+        children_cpu c0
+        t0=$(now)
+        spawn "$logf" timeout "$BENCH_TIMEOUT" "$CDC_RELAY" run -d "$(conninfo snap)" -b "$BS" -S "snap_r$r" \
+            --topic-prefix "snap$r" --snapshot initial-only --snapshot-jobs "$BENCH_SNAPSHOT_JOBS"
+        wait "$BG_PID" || rc=$?
+        t1=$(now)
+        children_cpu c1
+        forget "$BG_PID"
+        if ((rc != 0)); then
+            tail -n 20 "$logf" >&2
+            die "cdc-relay --snapshot initial-only exited with status $rc (log above)"
+        fi
+        SNAP[relay]+="$(elapsed "$t0" "$t1") "
+        SNAP[relaycpu]+="$(awk -v a="$c0" -v b="$c1" 'BEGIN { printf "%.3f", b - a }') "
+        n=$(sed -n 's/.*snapshot complete: \([0-9]*\) rows.*/\1/p' "$logf" | tail -n 1)
+        check "snapshot run $r: rows the relay logged" "${n:--}" "$BENCH_SNAPSHOT_ROWS"
+        m=0
+        for t in "${SNAP_TABLES[@]}"; do m=$((m + $(topic_messages "snap$r.public.$t"))); done
+        check "snapshot run $r: messages in the snap$r.public.snap_* topics" "$m" "$BENCH_SNAPSHOT_ROWS"
+        SNAP[relayown]+="$(sed -n 's/.*snapshot complete: .* in \([0-9.]*\) s .*/\1/p' "$logf" | tail -n 1) "
+        cp "$logf" "$SCRATCH/snapshot_last.log"
+        broker_stop
+        SNAP[brokercpu]+="$BROKER_CPU "
+        sql snap "SELECT pg_drop_replication_slot('snap_r$r')" >/dev/null
+        log "snapshot run $r: relay $(elapsed "$t0" "$t1")s"
+    done
+fi
+
+# ================================================================ 3. latency
+LAT=
+if want latency; then
+    "$BINDIR/createdb" -T template0 lat
+    sql lat "CREATE TABLE lat_t (id bigserial PRIMARY KEY, v int NOT NULL)"
+    sql lat "SELECT pg_create_logical_replication_slot('lat', 'cdc_relay')" >/dev/null
+    TOPIC=lat.public.lat_t
+    broker_start --partitions 1 --topic "$TOPIC"
+
+    # The reader: stamps each line with its own clock as it arrives; line 1 (the warm-up
+    # row) creates READY; the row with v = -1 (written after pgbench) ends the stream.
+    cat >"$SCRATCH/lat_reader.pl" <<'PERL'
+use strict;
+use warnings;
+use Time::HiRes qw(time);
+use Time::Local qw(timegm);
+
+my ($ready, $out) = @ARGV;
+my (@total, @to_producer, @to_consumer);
+my $n = 0;
+my $sentinel = 0;
+while (defined(my $line = <STDIN>)) {
+    my $now = time;     # seconds since the epoch, microsecond resolution
+    $n++;
+    if ($n == 1) {
+        open(my $f, '>', $ready) or die "$ready: $!";
+        close($f);
+        next;
+    }
+    chomp $line;
+    my ($created_ms, $value) = split /\t/, $line, 2;
+    if ($value =~ /"after":\{"id":\d+,"v":-1\}/) {
+        $sentinel = 1;
+        last;
+    }
+    $value =~ /"ts":"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(\.\d+)?\+00:00"\}$/
+        or die "no commit timestamp in: $value\n";
+    my $ts = timegm($6, $5, $4, $3, $2 - 1, $1) + ($7 // 0);
+    push @total, ($now - $ts) * 1000;
+    push @to_producer, $created_ms - $ts * 1000;
+    push @to_consumer, $now * 1000 - $created_ms;
+}
+sub pct {
+    my ($p, @v) = @_;
+    return '-' unless @v;
+    @v = sort { $a <=> $b } @v;
+    my $i = int($p * @v + 0.999999) - 1;
+    $i = 0 if $i < 0;
+    return sprintf('%.1f', $v[$i]);
+}
+open(my $f, '>', "$out.tmp") or die "$out: $!";
+printf $f "%d %d %s %s %s %s %s %s %s\n", scalar(@total), $sentinel,
+    pct(0.5, @total), pct(0.99, @total), pct(1, @total),
+    pct(0.5, @to_producer), pct(0.99, @to_producer), pct(0.5, @to_consumer), pct(0.99, @to_consumer);
+close($f);
+rename("$out.tmp", $out) or die "$out: $!";
+PERL
+
+    spawn "$SCRATCH/lat_relay.log" "$CDC_RELAY" run -d "$(conninfo lat)" -b "$BS" -S lat --topic-prefix lat \
+        --snapshot never --heartbeat-interval 0 --status-interval 1
+    LAT_RELAY=$BG_PID
+    for ((i = 0; i < 300; i++)); do
+        grep -q 'streaming from slot' "$SCRATCH/lat_relay.log" && break
+        kill -0 "$LAT_RELAY" 2>/dev/null || { cat "$SCRATCH/lat_relay.log" >&2; die "the relay exited"; }
+        sleep 0.1
+    done
+    grep -q 'streaming from slot' "$SCRATCH/lat_relay.log" || die "the relay did not start streaming"
+    spawn "$SCRATCH/lat_consumer.log" bash -o pipefail -c 'kcat -C -b "$1" -t "$2" -o beginning -u -q \
+            -X fetch.wait.max.ms=5 -f "%T\t%s\n" | perl "$3" "$4" "$5"' \
+        consumer "$BS" "$TOPIC" "$SCRATCH/lat_reader.pl" "$SCRATCH/lat.ready" "$SCRATCH/lat.out"
+    LAT_CONSUMER=$BG_PID
+    sql lat "INSERT INTO lat_t (v) VALUES (0)"      # warm-up: relay, topic and consumer are ready
+    for ((i = 0; i < 300; i++)); do
+        [[ -e $SCRATCH/lat.ready ]] && break
+        sleep 0.1
+    done
+    [[ -e $SCRATCH/lat.ready ]] || { cat "$SCRATCH/lat_consumer.log" >&2; die "the warm-up row did not reach the consumer"; }
+
+    echo 'INSERT INTO lat_t (v) VALUES (1);' >"$SCRATCH/lat.sql"
+    log "latency: pgbench -R $BENCH_LATENCY_RATE for ${BENCH_LATENCY_SECS}s while the relay streams"
+    r0=$(proc_cpu "$LAT_RELAY")
+    b0=$(proc_cpu "$BROKER_PID")
+    PGOPTIONS='-c synchronous_commit=on' "$BINDIR/pgbench" -n -h "$SCRATCH" -p "$PORT" -U "$PG_SUPERUSER" \
+        -f "$SCRATCH/lat.sql" -c 4 -j 2 -R "$BENCH_LATENCY_RATE" -T "$BENCH_LATENCY_SECS" lat \
+        >"$SCRATCH/pgbench.out" 2>&1 || { cat "$SCRATCH/pgbench.out" >&2; die "pgbench failed"; }
+    LAT_TXNS=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$SCRATCH/pgbench.out")
+    LAT_TPS=$(sed -n 's/^tps = \([0-9]*\).*/\1/p' "$SCRATCH/pgbench.out" | head -n 1)
+    sql lat "INSERT INTO lat_t (v) VALUES (-1)"     # the end of the stream
+    for ((i = 0; i < 600; i++)); do
+        [[ -s $SCRATCH/lat.out ]] && break
+        sleep 0.1
+    done
+    [[ -s $SCRATCH/lat.out ]] || { cat "$SCRATCH/lat_consumer.log" >&2; die "the consumer did not see the end of the stream"; }
+    r1=$(proc_cpu "$LAT_RELAY")
+    b1=$(proc_cpu "$BROKER_PID")
+    LAT=$(cat "$SCRATCH/lat.out")
+    read -r LAT_N _ <<<"$LAT"
+    check "latency: events the consumer received" "$LAT_N" "$LAT_TXNS"
+    end_bg "$LAT_CONSUMER"
+    end_bg "$LAT_RELAY"
+    grep -q 'cdc-relay exiting with status 0' "$SCRATCH/lat_relay.log" ||
+        { tail -n 5 "$SCRATCH/lat_relay.log" >&2; check "latency: relay exit status" "not 0" 0; }
+    cp "$SCRATCH/lat_relay.log" "$SCRATCH/latency_relay_last.log"
+    broker_stop
+    LAT_RELAY_CPU=$(awk -v a="$r0" -v b="$r1" 'BEGIN { printf "%.1f", b - a }')
+    LAT_BROKER_CPU=$(awk -v a="$b0" -v b="$b1" 'BEGIN { printf "%.1f", b - a }')
+fi
+T_END=$(now)
+
+# ================================================================ report
+echo
+echo "cdc-relay benchmark, $(date -u +%Y-%m-%dT%H:%MZ)"
+echo "machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), Linux $(uname -r)"
+echo "versions: $PGVERSION; $RELAY_VERSION; kcat $KCAT_VERSION; wal2json $(dpkg-query -W -f='${Version}' postgresql-15-wal2json 2>/dev/null || echo '?')"
+echo "load average before: $LOAD_BEFORE   after: $(cut -d' ' -f1-3 /proc/loadavg)   (other load on the machine skews the numbers)"
+echo "server: fsync=off synchronous_commit=off (latency writer: on) shared_buffers=512MB; broker: cdc-relay broker (librdkafka mock cluster, in memory), one per run"
+echo "seconds = median of $BENCH_REPEAT run(s); cpu = CPU seconds (user+sys) of the client processes (median), broker = of the broker process"
+
+if want stream; then
+    echo
+    printf '1. Streaming, W2: %d transactions x 10 changes = %d changes, %.0f MB of WAL, into the broker\n' \
+        "$BENCH_TXNS" "$W2_CHANGES" "$(awk -v b="$W2_WAL" 'BEGIN { print b / 1048576 }')"
+    printf '   %-44s %8s %10s %7s %7s  %s\n' path seconds changes/s cpu broker "runs (s)"
+    for kind in ceiling relay naive; do
+        case $kind in
+            ceiling) name="ceiling: pg_recvlogical cdc_relay > /dev/null" ;;
+            relay)   name="cdc-relay run --endpos (acks=all, confirmed)" ;;
+            naive)   name="naive: pg_recvlogical wal2json | kcat -P" ;;
+        esac
+        printf '   %-44s %8.3f %10s %7s %7s  %s\n' "$name" "$(median "${SECS[$kind]}")" \
+            "$(rate "$W2_CHANGES" "$(median "${SECS[$kind]}")")" "$(median "${CPU[$kind]}")" \
+            "$(median "${BCPU[$kind]}")" "${SECS[$kind]% }"
+    done
+    rc_ratio=$(ratio "$(median "${SECS[ceiling]}")" "$(median "${SECS[relay]}")")
+    rn_ratio=$(ratio "$(median "${SECS[naive]}")" "$(median "${SECS[relay]}")")
+    echo "   relay / ceiling = $rc_ratio (target >= 0.8x: $(verdict "$rc_ratio" '>=' 0.8))"
+    echo "   relay / naive   = $rn_ratio"
+fi
+
+if want snapshot; then
+    echo
+    printf '2. Snapshot: %d rows in %d tables (id bigint pk, a int, b text, c timestamptz, d numeric), %d jobs\n' \
+        "$BENCH_SNAPSHOT_ROWS" "$BENCH_SNAPSHOT_TABLES" "$BENCH_SNAPSHOT_JOBS"
+    printf '   %-55s %8s %10s %7s  %s\n' path seconds rows/s ratio "runs (s)"
+    s_relay=$(median "${SNAP[relay]}")
+    s_copy=$(median "${SNAP[copy]}")
+    s_copyn=$(median "${SNAP[copyN]}")
+    printf '   %-55s %8.3f %10s %7s  %s\n' \
+        "cdc-relay run --snapshot initial-only --snapshot-jobs $BENCH_SNAPSHOT_JOBS" "$s_relay" \
+        "$(rate "$BENCH_SNAPSHOT_ROWS" "$s_relay")" "" "${SNAP[relay]% }"
+    printf '   %-55s %8.3f %10s %7s  %s\n' "psql COPY TO STDOUT > /dev/null, sequential" "$s_copy" \
+        "$(rate "$BENCH_SNAPSHOT_ROWS" "$s_copy")" "$(ratio "$s_copy" "$s_relay")" "${SNAP[copy]% }"
+    printf '   %-55s %8.3f %10s %7s  %s\n' "psql COPY TO STDOUT > /dev/null, $BENCH_SNAPSHOT_JOBS in parallel" "$s_copyn" \
+        "$(rate "$BENCH_SNAPSHOT_ROWS" "$s_copyn")" "$(ratio "$s_copyn" "$s_relay")" "${SNAP[copyN]% }"
+    s_json=$(median "${SNAP[json]}")
+    printf '   %-55s %8.3f %10s %7s  %s\n' "the relay's query > /dev/null, $BENCH_SNAPSHOT_JOBS in parallel" "$s_json" \
+        "$(rate "$BENCH_SNAPSHOT_ROWS" "$s_json")" "$(ratio "$s_json" "$s_relay")" "${SNAP[json]% }"
+    echo "   (ratio = relay rows/s / COPY rows/s)  target >= 0.7x COPY: vs sequential $(verdict "$(ratio "$s_copy" "$s_relay")" '>=' 0.7), vs $BENCH_SNAPSHOT_JOBS parallel $(verdict "$(ratio "$s_copyn" "$s_relay")" '>=' 0.7)"
+    echo "   the relay's query: COPY (SELECT cdc_relay.snapshot_row(t, t.*, ...) FROM ONLY t) TO STDOUT (FORMAT binary), the JSON the server makes for the relay"
+    echo "   relay: process start to exit (slot creation, snapshot, state record); its own \"snapshot complete\" time: $(median "${SNAP[relayown]}")s; relay cpu $(median "${SNAP[relaycpu]}")s, broker cpu $(median "${SNAP[brokercpu]}")s"
+fi
+
+if want latency; then
+    read -r LAT_N _sent L50 L99 LMAX P50 P99 C50 C99 <<<"$LAT"
+    echo
+    echo "3. Commit-to-consumer latency: pgbench -R $BENCH_LATENCY_RATE (achieved ${LAT_TPS:-?} tps) for ${BENCH_LATENCY_SECS}s, one INSERT per transaction, $LAT_N events"
+    printf '   %-44s %8s %8s %8s\n' "interval (ms)" p50 p99 max
+    printf '   %-44s %8s %8s %8s\n' "commit -> read by the consumer" "$L50" "$L99" "$LMAX"
+    printf '   %-44s %8s %8s %8s\n' "  commit -> produced (Kafka CreateTime)" "$P50" "$P99" ""
+    printf '   %-44s %8s %8s %8s\n' "  produced -> read by the consumer" "$C50" "$C99" ""
+    echo "   target p99 <= 50 ms: $(verdict "$L99" '<=' 50)   (relay cpu ${LAT_RELAY_CPU}s, broker cpu ${LAT_BROKER_CPU}s over the run)"
+    echo "   commit = the event's \"ts\" (commit timestamp); read = a perl reader's clock when kcat -C -u hands it the line"
+fi
+
+echo
+echo "checks: $( ((CHECK_ERRORS == 0)) && echo "all passed (event and message counts, see the log above)" || echo "$CHECK_ERRORS FAILED (see above)")"
+echo "command: $INVOCATION"
+echo "total time: $(elapsed "$T_START" "$T_END")s"
+REPORTED=1
+((CHECK_ERRORS == 0))
