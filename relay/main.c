@@ -168,6 +168,9 @@ run_relay(int argc, char **argv)
 	repl = conn ? pg_connect(&r, true) : NULL;
 	if (repl == NULL)
 	{
+		/* say why, with the fix, when a prerequisite (e.g. REPLICATION) is the cause */
+		if (conn)
+			pg_check_prereqs(&r, conn, false);
 		rc = 1;
 		goto out;
 	}

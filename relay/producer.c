@@ -91,9 +91,14 @@ kafka_base_conf(Relay *r, bool producer, char *err, size_t errlen)
 		{"enable.idempotence", "true"},
 		{"acks", "all"},
 		{"partitioner", "murmur2_random"},
-		/* bounded memory: at most this much waits in librdkafka's queue */
+		/*
+		 * Bounded memory: at most this much waits in librdkafka's queue.  The
+		 * byte limit counts keys and values only; each message also costs
+		 * about 700 bytes of librdkafka structures and headers, hence the
+		 * message limit (30000 small events: ~40 MB in all).
+		 */
 		{"queue.buffering.max.kbytes", "32768"},
-		{"queue.buffering.max.messages", "100000"},
+		{"queue.buffering.max.messages", "30000"},
 		{"linger.ms", "5"},
 	};
 

@@ -154,25 +154,34 @@ copy_table(SnapShared *sh, PGconn *conn, SnapTable *t)
 		size_t		keylen,
 					vallen;
 
-		if (len >= 11 && memcmp(buf, "PGCOPY\n\377\r\n\0", 11) == 0)
+		char	   *msg = buf;
+
+		/* the header (signature, flags, extension) comes with the first row */
+		if (len >= 19 && memcmp(buf, "PGCOPY\n\377\r\n\0", 11) == 0)
 		{
-			PQfreemem(buf);
-			continue;			/* the header */
+			uint32_t	extlen;
+
+			memcpy(&extlen, buf + 15, 4);
+			extlen = ntohl(extlen);
+			if (extlen > (uint32_t) len - 19)
+				extlen = (uint32_t) len - 19;
+			msg = buf + 19 + extlen;
+			len -= 19 + (int) extlen;
 		}
-		if (len == 2 && (unsigned char) buf[0] == 0xff && (unsigned char) buf[1] == 0xff)
+		if (len == 0 || (len == 2 && (unsigned char) msg[0] == 0xff && (unsigned char) msg[1] == 0xff))
 		{
 			PQfreemem(buf);
-			continue;			/* the trailer */
+			continue;			/* header alone, or the trailer */
 		}
 		flen = -1;
-		if (len >= 6 && buf[0] == 0 && buf[1] == 1)
+		if (len >= 6 && msg[0] == 0 && msg[1] == 1)
 		{
 			uint32_t	nl;
 
-			memcpy(&nl, buf + 2, 4);
+			memcpy(&nl, msg + 2, 4);
 			flen = (int32_t) ntohl(nl);
 		}
-		row = buf + 6;
+		row = msg + 6;
 		tab = flen > 0 && flen == len - 6 ? memchr(row, '\t', (size_t) flen) : NULL;
 		if (tab == NULL)
 		{

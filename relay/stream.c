@@ -245,7 +245,8 @@ handle_row(Stream *s, const char *data, size_t len)
 	Relay	   *r = s->r;
 	const char *tab = memchr(data, '\t', len);
 	const char *ev,
-			   *keyfield;
+			   *keyfield,
+			   *vt;
 	size_t		evlen,
 				keylen;
 	TopicEntry *t;
@@ -268,9 +269,31 @@ handle_row(Stream *s, const char *data, size_t len)
 		return -1;
 	op[0] = ev[7];
 	op[1] = '\0';
-	nokey = keylen == 4 && memcmp(data, "null", 4) == 0;
 	s->seq++;
 	s->events++;
+
+	/*
+	 * An update that changed the key: <old key> VT <new key>.  The row no
+	 * longer exists under the old key: tombstone it; the event goes under the
+	 * new key (its "key" field and "before" still show the old one).
+	 */
+	vt = memchr(data, '\v', keylen);
+	if (vt != NULL)
+	{
+		if (r->cfg->tombstones)
+		{
+			rd_kafka_headers_t *h = rd_kafka_headers_new(4);
+
+			rd_kafka_header_add(h, "op", -1, "tombstone", -1);
+			rd_kafka_header_add(h, "table", -1, t->header_table, -1);
+			rd_kafka_header_add(h, "commit_lsn", -1, s->commit_lsn, -1);
+			if (produce(s, s->cur, t->rkt, data, (size_t) (vt - data), NULL, 0, h) != 0)
+				return -1;
+		}
+		keylen -= (size_t) (vt + 1 - data);
+		data = vt + 1;
+	}
+	nokey = keylen == 4 && memcmp(data, "null", 4) == 0;
 	if (produce(s, s->cur, t->rkt, nokey ? NULL : data, keylen, ev, evlen,
 				headers(s, op, t->header_table, true)) != 0)
 		return -1;

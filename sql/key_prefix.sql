@@ -23,7 +23,7 @@ INSERT INTO kp_full VALUES (1, 'full');
 INSERT INTO kp_jkey VALUES ('null', 'json null key'), ('{"a": [1, "b"]}', 'object key');
 INSERT INTO kp_root VALUES (5, 'leaf');
 UPDATE kp_pk SET v = 'uno' WHERE id = 1;
-UPDATE kp_pk SET id = 10 WHERE id = 2;          -- key change: old key
+UPDATE kp_pk SET id = 10 WHERE id = 2;          -- key change: old key VT new key
 UPDATE kp_nokey SET b = 'changed';
 UPDATE kp_full SET v = 'full2';
 UPDATE kp_multi SET b = 8;

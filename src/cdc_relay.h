@@ -202,7 +202,8 @@ extern void cdc_append_row(StringInfo out, const CdcRelEntry *entry,
 extern void cdc_append_row_notes(StringInfo out, const CdcRowNotes *notes);
 extern void cdc_append_event_head(StringInfo out, const char *op,
 								  const CdcRelEntry *entry, const Datum *keyvals,
-								  const bool *keynulls, bool key_prefix,
+								  const bool *keynulls, const Datum *newkeyvals,
+								  const bool *newkeynulls, bool key_prefix,
 								  bool numeric_as_number, CdcRowNotes *notes);
 extern bool cdc_output_settings_in_effect(void);
 extern void cdc_output_settings_set(GucAction action, bool only_missing);

@@ -892,10 +892,17 @@ cdc_append_row_notes(StringInfo out, const CdcRowNotes *notes)
  * keyvals is NULL or the relation has no key.  With key_prefix the key JSON
  * and a tab come first (<key> TAB {"op":...); the event's key field is then
  * a copy of those bytes, not a second encoding.
+ *
+ * newkeyvals/newkeynulls (key_prefix only, else NULL): the new row of an
+ * update whose old row the WAL has.  When its key differs from the old one
+ * (the update changed the key), the prefix carries both, separated by a
+ * vertical tab (0x0b, never raw in JSON): <old key> VT <new key> TAB {"op":...
+ * so that the relay can key the event by the new key and tombstone the old.
  */
 void
 cdc_append_event_head(StringInfo out, const char *op, const CdcRelEntry *entry,
 					  const Datum *keyvals, const bool *keynulls,
+					  const Datum *newkeyvals, const bool *newkeynulls,
 					  bool key_prefix, bool numeric_as_number,
 					  CdcRowNotes *notes)
 {
@@ -923,6 +930,27 @@ cdc_append_event_head(StringInfo out, const char *op, const CdcRelEntry *entry,
 	else
 		cdc_append_bytes(out, "null", 4);
 	key_len = out->len - key_start;
+	if (has_key && newkeyvals != NULL)
+	{
+		CdcRowNotes newnotes = {0};
+		int			new_start;
+
+		appendStringInfoCharMacro(out, '\v');
+		new_start = out->len;
+		cdc_append_row(out, entry, newkeyvals, newkeynulls, entry->keycols,
+					   entry->nkeys, numeric_as_number, CDC_IMAGE_KEY, &newnotes);
+		/*
+		 * Same key, or a key column not in the WAL (unchanged TOAST, so not
+		 * changed): no second key.
+		 */
+		if (newnotes.unchanged != NIL ||
+			(out->len - new_start == key_len &&
+			 memcmp(out->data + new_start, out->data + key_start, key_len) == 0))
+		{
+			out->len = new_start - 1;
+			out->data[out->len] = '\0';
+		}
+	}
 	appendStringInfoCharMacro(out, '\t');
 	cdc_append_bytes(out, op, strlen(op));
 	cdc_append_bytes(out, entry->json_ident, entry->json_ident_len);

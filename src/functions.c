@@ -405,7 +405,7 @@ cdc_relay_snapshot_row(PG_FUNCTION_ARGS)
 	out.len = VARHDRSZ;
 	out.cursor = 0;
 	num = cache->opts.numeric_as_number;
-	cdc_append_event_head(&out, "{\"op\":\"r\"", entry, values, nulls, true,
+	cdc_append_event_head(&out, "{\"op\":\"r\"", entry, values, nulls, NULL, NULL, true,
 						  num, &notes);
 	cdc_append_literal(&out, ",\"before\":null,\"after\":");
 	cdc_append_row(&out, entry, values, nulls, NULL, entry->ncols, num,

@@ -335,6 +335,8 @@ cdc_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	cdc_append_event_head(out, op, entry,
 						  oldtuple ? oldvals : newvals,
 						  oldtuple ? oldnulls : newnulls,
+						  oldtuple && newtuple ? newvals : NULL,
+						  oldtuple && newtuple ? newnulls : NULL,
 						  data->opts.key_prefix, num, &notes);
 
 	appendBinaryStringInfo(out, ",\"before\":", 10);
