@@ -158,13 +158,11 @@ PGROUPS=()          # process groups we started (setsid): ended at cleanup
 REPORTED=0          # the report is out: a failure now is a failed check, not a crash
 
 cleanup() {
-    local rc=$? g
+    local rc=$? i
     trap - EXIT INT TERM
-    for g in "${PGROUPS[@]}"; do
-        kill -TERM -- "-$g" 2>/dev/null || true
-    done
-    for g in "${PGROUPS[@]}"; do
-        wait "$g" 2>/dev/null || true
+    # Newest first: consumers and the relay stop while their broker still answers.
+    for ((i = ${#PGROUPS[@]} - 1; i >= 0; i--)); do
+        end_bg "${PGROUPS[i]}"
     done
     if ((rc != 0 && !REPORTED)) && [[ -f "$SCRATCH/server.log" ]]; then
         echo "bench-relay: last lines of the server log:" >&2
@@ -226,6 +224,15 @@ spawn() {
     setsid "$@" </dev/null >"$logf" 2>&1 &
     BG_PID=$!
     PGROUPS+=("$BG_PID")
+}
+# run_wait LOGFILE COMMAND...: run COMMAND (as spawn) and wait for it; its exit status.
+# Unlike a foreground command, the wait ends at once on a signal, so cleanup runs.
+run_wait() {
+    local rc=0
+    spawn "$@"
+    wait "$BG_PID" || rc=$?
+    forget "$BG_PID"
+    return "$rc"
 }
 # end_bg PID: stop a process group started with spawn (TERM, then KILL after 10 s).
 end_bg() {
@@ -319,7 +326,8 @@ if want stream; then
     START_LSN=$(sql bench "SELECT pg_current_wal_insert_lsn()")
     log "W2: $BENCH_TXNS transactions x (6 inserts, 3 updates, 1 delete)"
     t0=$(now)
-    psql_q -d bench -v txns="$BENCH_TXNS" -f "$HERE/w2.sql" >/dev/null
+    run_wait "$SCRATCH/w2.log" "$BINDIR/psql" -X -q -A -t -v ON_ERROR_STOP=1 -d bench -v txns="$BENCH_TXNS" \
+        -f "$HERE/w2.sql" || { cat "$SCRATCH/w2.log" >&2; die "the W2 workload failed"; }
     t1=$(now)
     # The insert position (pg_current_wal_lsn() can lag behind asynchronous commits);
     # wait until it is flushed so no run waits for the WAL writer; checkpoint now rather
@@ -393,13 +401,15 @@ if want snapshot; then
         n=$per
         ((i == BENCH_SNAPSHOT_TABLES)) && n=$((BENCH_SNAPSHOT_ROWS - per * (BENCH_SNAPSHOT_TABLES - 1)))
         SNAP_TABLES+=("snap_$i")
-        psql_q -d snap <<SQL
+        cat >"$SCRATCH/snap_$i.sql" <<SQL
 CREATE TABLE snap_$i (id bigint PRIMARY KEY, a int NOT NULL, b text NOT NULL, c timestamptz NOT NULL, d numeric NOT NULL);
 INSERT INTO snap_$i
 SELECT g, (g * 7919) % 1000000, 'row ' || g || ' of table $i, some text', timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second',
        round(g * 1.2345, 4)
 FROM generate_series(1, $n) AS g;
 SQL
+        run_wait "$SCRATCH/snap_load.log" "$BINDIR/psql" -X -q -v ON_ERROR_STOP=1 -d snap -f "$SCRATCH/snap_$i.sql" ||
+            { cat "$SCRATCH/snap_load.log" >&2; die "loading snap_$i failed"; }
     done
     log "snapshot tables: ${#SNAP_TABLES[@]} x ~$per rows, $(sql snap "SELECT pg_size_pretty(sum(pg_table_size(c.oid))) FROM pg_class c WHERE relname LIKE 'snap\_%' AND relkind = 'r'")"
     sql snap "VACUUM (FREEZE, ANALYZE)"
@@ -534,11 +544,11 @@ PERL
         --snapshot never --heartbeat-interval 0 --status-interval 1
     LAT_RELAY=$BG_PID
     for ((i = 0; i < 300; i++)); do
-        grep -q 'streaming from slot' "$SCRATCH/lat_relay.log" && break
+        grep -qs 'streaming from slot' "$SCRATCH/lat_relay.log" && break
         kill -0 "$LAT_RELAY" 2>/dev/null || { cat "$SCRATCH/lat_relay.log" >&2; die "the relay exited"; }
         sleep 0.1
     done
-    grep -q 'streaming from slot' "$SCRATCH/lat_relay.log" || die "the relay did not start streaming"
+    grep -qs 'streaming from slot' "$SCRATCH/lat_relay.log" || die "the relay did not start streaming"
     spawn "$SCRATCH/lat_consumer.log" bash -o pipefail -c 'kcat -C -b "$1" -t "$2" -o beginning -u -q \
             -X fetch.wait.max.ms=5 -f "%T\t%s\n" | perl "$3" "$4" "$5"' \
         consumer "$BS" "$TOPIC" "$SCRATCH/lat_reader.pl" "$SCRATCH/lat.ready" "$SCRATCH/lat.out"
@@ -554,9 +564,9 @@ PERL
     log "latency: pgbench -R $BENCH_LATENCY_RATE for ${BENCH_LATENCY_SECS}s while the relay streams"
     r0=$(proc_cpu "$LAT_RELAY")
     b0=$(proc_cpu "$BROKER_PID")
-    PGOPTIONS='-c synchronous_commit=on' "$BINDIR/pgbench" -n -h "$SCRATCH" -p "$PORT" -U "$PG_SUPERUSER" \
-        -f "$SCRATCH/lat.sql" -c 4 -j 2 -R "$BENCH_LATENCY_RATE" -T "$BENCH_LATENCY_SECS" lat \
-        >"$SCRATCH/pgbench.out" 2>&1 || { cat "$SCRATCH/pgbench.out" >&2; die "pgbench failed"; }
+    run_wait "$SCRATCH/pgbench.out" env PGOPTIONS='-c synchronous_commit=on' "$BINDIR/pgbench" -n \
+        -h "$SCRATCH" -p "$PORT" -U "$PG_SUPERUSER" -f "$SCRATCH/lat.sql" -c 4 -j 2 \
+        -R "$BENCH_LATENCY_RATE" -T "$BENCH_LATENCY_SECS" lat || { cat "$SCRATCH/pgbench.out" >&2; die "pgbench failed"; }
     LAT_TXNS=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$SCRATCH/pgbench.out")
     LAT_TPS=$(sed -n 's/^tps = \([0-9]*\).*/\1/p' "$SCRATCH/pgbench.out" | head -n 1)
     sql lat "INSERT INTO lat_t (v) VALUES (-1)"     # the end of the stream
@@ -643,7 +653,8 @@ if want latency; then
     printf '   %-44s %8s %8s %8s\n' "  commit -> produced (Kafka CreateTime)" "$P50" "$P99" ""
     printf '   %-44s %8s %8s %8s\n' "  produced -> read by the consumer" "$C50" "$C99" ""
     echo "   target p99 <= 50 ms: $(verdict "$L99" '<=' 50)   (relay cpu ${LAT_RELAY_CPU}s, broker cpu ${LAT_BROKER_CPU}s over the run)"
-    echo "   commit = the event's \"ts\" (commit timestamp); read = a perl reader's clock when kcat -C -u hands it the line"
+    echo "   commit = the event's \"ts\" (commit timestamp); read = a perl reader's clock when kcat -C -u hands it the line;"
+    echo "   CreateTime has millisecond resolution (truncated), so the split is good to about 1 ms (hence a negative p50)"
 fi
 
 echo
