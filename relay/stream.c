@@ -238,6 +238,18 @@ headers(Stream *s, const char *op, const char *table, bool with_id)
 	return h;
 }
 
+/* A tombstone: the key, a null value, so that log compaction forgets the row. */
+static int
+produce_tombstone(Stream *s, TopicEntry *t, const char *key, size_t keylen)
+{
+	rd_kafka_headers_t *h = rd_kafka_headers_new(3);
+
+	rd_kafka_header_add(h, "op", -1, "tombstone", -1);
+	rd_kafka_header_add(h, "table", -1, t->header_table, -1);
+	rd_kafka_header_add(h, "commit_lsn", -1, s->commit_lsn, -1);
+	return produce(s, s->cur, t->rkt, key, keylen, NULL, 0, h);
+}
+
 /* An insert/update/delete: <key JSON> TAB <event JSON>. */
 static int
 handle_row(Stream *s, const char *data, size_t len)
@@ -280,16 +292,8 @@ handle_row(Stream *s, const char *data, size_t len)
 	vt = memchr(data, '\v', keylen);
 	if (vt != NULL)
 	{
-		if (r->cfg->tombstones)
-		{
-			rd_kafka_headers_t *h = rd_kafka_headers_new(4);
-
-			rd_kafka_header_add(h, "op", -1, "tombstone", -1);
-			rd_kafka_header_add(h, "table", -1, t->header_table, -1);
-			rd_kafka_header_add(h, "commit_lsn", -1, s->commit_lsn, -1);
-			if (produce(s, s->cur, t->rkt, data, (size_t) (vt - data), NULL, 0, h) != 0)
-				return -1;
-		}
+		if (r->cfg->tombstones && produce_tombstone(s, t, data, (size_t) (vt - data)) != 0)
+			return -1;
 		keylen -= (size_t) (vt + 1 - data);
 		data = vt + 1;
 	}
@@ -297,16 +301,9 @@ handle_row(Stream *s, const char *data, size_t len)
 	if (produce(s, s->cur, t->rkt, nokey ? NULL : data, keylen, ev, evlen,
 				headers(s, op, t->header_table, true)) != 0)
 		return -1;
-	if (op[0] == 'd' && !nokey && r->cfg->tombstones)
-	{
-		rd_kafka_headers_t *h = rd_kafka_headers_new(4);
-
-		rd_kafka_header_add(h, "op", -1, "tombstone", -1);
-		rd_kafka_header_add(h, "table", -1, t->header_table, -1);
-		rd_kafka_header_add(h, "commit_lsn", -1, s->commit_lsn, -1);
-		if (produce(s, s->cur, t->rkt, data, keylen, NULL, 0, h) != 0)
-			return -1;
-	}
+	if (op[0] == 'd' && !nokey && r->cfg->tombstones &&
+		produce_tombstone(s, t, data, keylen) != 0)
+		return -1;
 	return 0;
 bad:
 	rlog(r->v, LOG_ERROR, "unexpected message from the plugin (%s): %.*s",
