@@ -187,7 +187,8 @@ run_relay(int argc, char **argv)
 out:
 	if (r.rk)
 	{
-		rd_kafka_flush(r.rk, 10000);
+		/* stream_run and the snapshot waited for their deliveries already */
+		rd_kafka_flush(r.rk, 2000);
 		producer_close(&r);
 	}
 	if (conn)

@@ -158,6 +158,7 @@ state_write(Relay *r, const char *status, uint64_t consistent_point, uint64_t ro
 	json_t	   *v;
 	char	   *s;
 	rd_kafka_resp_err_t e;
+	rd_kafka_topic_t *rkt;
 	uint_fast64_t failed_before = atomic_load(&r->snap_failed);
 
 	state_key(r, key, sizeof(key));
@@ -180,9 +181,14 @@ state_write(Relay *r, const char *status, uint64_t consistent_point, uint64_t ro
 		rlog(r->v, LOG_ERROR, "out of memory");
 		return -1;
 	}
+	/*
+	 * A topic handle asks for the topic's metadata right away (producing by
+	 * name would wait for librdkafka's next periodic scan, about a second).
+	 */
+	rkt = rd_kafka_topic_new(r->rk, r->cfg->state_topic, NULL);
 	atomic_fetch_add(&r->snap_pending, 1);
 	e = rd_kafka_producev(r->rk,
-						  RD_KAFKA_V_TOPIC(r->cfg->state_topic),
+						  RD_KAFKA_V_RKT(rkt),
 						  RD_KAFKA_V_PARTITION(0),
 						  RD_KAFKA_V_KEY(key, strlen(key)),
 						  RD_KAFKA_V_VALUE(s, strlen(s)),
@@ -190,6 +196,7 @@ state_write(Relay *r, const char *status, uint64_t consistent_point, uint64_t ro
 						  RD_KAFKA_V_OPAQUE(NULL),
 						  RD_KAFKA_V_END);
 	free(s);
+	rd_kafka_topic_destroy(rkt);
 	if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
 	{
 		atomic_fetch_sub(&r->snap_pending, 1);

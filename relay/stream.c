@@ -807,7 +807,7 @@ stream_run(Relay *r, PGconn *repl)
 			rlog(r->v, LOG_INFO, "%s; waiting for Kafka to confirm %llu messages in flight",
 				 s.endpos_reached ? "reached --endpos" : "stopping",
 				 (unsigned long long) ring_pending(r->ring));
-			drain(&s, s.endpos_reached ? 300000 : 30000);
+			drain(&s, s.endpos_reached ? 300000 : 15000);
 			if (ring_pending(r->ring) > 0)
 				rlog(r->v, LOG_WARNING, "%llu messages not confirmed by Kafka; they will be sent again at the next start",
 					 (unsigned long long) ring_pending(r->ring));
