@@ -46,13 +46,7 @@ use RelayTest;
 
 my $json = JSON::PP->new->canonical;
 
-my $node = PostgreSQL::Test::Cluster->new('snap');
-$node->init(allows_streaming => 'logical');
-$node->append_conf('postgresql.conf', q{
-output_plugin_libraries = 'pgoutput, test_decoding, cdc_relay'
-max_connections = 30
-});
-$node->start;
+my $node = logical_node('snap', 'max_connections = 30');
 
 $node->safe_psql('postgres', q{
 CREATE EXTENSION cdc_relay;

@@ -30,13 +30,7 @@ use RelayTest;
 
 my $json = JSON::PP->new->canonical;
 
-my $node = PostgreSQL::Test::Cluster->new('crash');
-$node->init(allows_streaming => 'logical');
-$node->append_conf('postgresql.conf', q{
-output_plugin_libraries = 'pgoutput, test_decoding, cdc_relay'
-max_connections = 30
-});
-$node->start;
+my $node = logical_node('crash', 'max_connections = 30');
 
 my $broker = start_broker();
 my $bs = $broker->{bootstrap};

@@ -144,12 +144,7 @@ for my $u (@usage)
 }
 
 # ---- the main cluster ----------------------------------------------------------------
-my $node = PostgreSQL::Test::Cluster->new('cli');
-$node->init(allows_streaming => 'logical');
-$node->append_conf('postgresql.conf', q{
-output_plugin_libraries = 'pgoutput, test_decoding, cdc_relay'
-});
-$node->start;
+my $node = logical_node('cli');
 my $broker = start_broker();
 my $bs = $broker->{bootstrap};
 

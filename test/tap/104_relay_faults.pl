@@ -44,12 +44,7 @@ use IPC::Run;
 use RelayTest;
 
 my $slot = 'faults';
-my $node = PostgreSQL::Test::Cluster->new('faults');
-$node->init(allows_streaming => 'logical');
-$node->append_conf('postgresql.conf', q{
-output_plugin_libraries = 'pgoutput, test_decoding, cdc_relay'
-});
-$node->start;
+my $node = logical_node('faults');
 $node->safe_psql('postgres', q{
 CREATE TABLE items (id int PRIMARY KEY, phase text NOT NULL);
 CREATE TABLE ticks (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp());

@@ -53,12 +53,7 @@ use RelayTest;
 my $rows = 1_000_000;
 my $rss_limit_kb = 100 * 1024;
 
-my $node = PostgreSQL::Test::Cluster->new('memory');
-$node->init(allows_streaming => 'logical');
-$node->append_conf('postgresql.conf', q{
-output_plugin_libraries = 'pgoutput, test_decoding, cdc_relay'
-});
-$node->start;
+my $node = logical_node('memory');
 $node->safe_psql('postgres', q{
 CREATE EXTENSION cdc_relay;
 CREATE TABLE big (id int PRIMARY KEY, pad text NOT NULL);

@@ -29,9 +29,10 @@ use POSIX qw(WNOHANG);
 use Time::HiRes qw(sleep time);
 use Test::More;
 use PostgreSQL::Test::Utils;
+use PostgreSQL::Test::Cluster;
 
 our @EXPORT = qw(
-  relay_bin start_broker start_relay run_relay start_process
+  logical_node relay_bin start_broker start_relay run_relay start_process
   consume last_by_key topics wait_until confirmed_flush
   lsn_num lsn_cmp wait_for_confirmed
 );
@@ -48,6 +49,20 @@ my $counter = 0;
 The relay binary the helpers run: $ENV{CDC_RELAY_BIN} or "cdc-relay".
 
 =cut
+
+# logical_node($name, @conf_lines): a started PostgreSQL::Test::Cluster with
+# wal_level=logical, cdc_relay allowed as an output plugin, plus the given
+# postgresql.conf lines.
+sub logical_node
+{
+	my ($name, @conf) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init(allows_streaming => 'logical');
+	$node->append_conf('postgresql.conf',
+		join("\n", "output_plugin_libraries = 'pgoutput, test_decoding, cdc_relay'", @conf) . "\n");
+	$node->start;
+	return $node;
+}
 
 sub relay_bin
 {
