@@ -18,6 +18,7 @@
 
 #include <arpa/inet.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -54,13 +55,23 @@ typedef struct SnapShared
 	char		error[600];		/* first worker error (under lock) */
 } SnapShared;
 
+/* Record the first error of any worker (later ones are consequences) and stop all. */
 static void
-worker_fail(SnapShared *sh, const char *what, PGconn *conn, const char *table)
+worker_fail(SnapShared *sh, const char *fmt,...)
+__attribute__((format(printf, 2, 3)));
+
+static void
+worker_fail(SnapShared *sh, const char *fmt,...)
 {
+	va_list		ap;
+
 	pthread_mutex_lock(&sh->lock);
 	if (sh->error[0] == '\0')
-		snprintf(sh->error, sizeof(sh->error), "%s%s%s: %s", what, table ? " " : "",
-				 table ? table : "", conn ? PQerrorMessage(conn) : "");
+	{
+		va_start(ap, fmt);
+		vsnprintf(sh->error, sizeof(sh->error), fmt, ap);
+		va_end(ap);
+	}
 	pthread_mutex_unlock(&sh->lock);
 	atomic_store(&sh->abort, 1);
 }
@@ -117,7 +128,7 @@ copy_table(SnapShared *sh, PGconn *conn, SnapTable *t)
 
 	if (opts == NULL)
 	{
-		worker_fail(sh, "out of memory", NULL, NULL);
+		worker_fail(sh, "out of memory");
 		return false;
 	}
 	sqllen = strlen(t->regclass) + strlen(opts) + 256;
@@ -133,7 +144,7 @@ copy_table(SnapShared *sh, PGconn *conn, SnapTable *t)
 	free(sql);
 	if (PQresultStatus(res) != PGRES_COPY_OUT)
 	{
-		worker_fail(sh, "could not read table", conn, t->regclass);
+		worker_fail(sh, "could not read table %s: %s", t->regclass, PQerrorMessage(conn));
 		PQclear(res);
 		return false;
 	}
@@ -185,11 +196,7 @@ copy_table(SnapShared *sh, PGconn *conn, SnapTable *t)
 		tab = flen > 0 && flen == len - 6 ? memchr(row, '\t', (size_t) flen) : NULL;
 		if (tab == NULL)
 		{
-			pthread_mutex_lock(&sh->lock);
-			if (sh->error[0] == '\0')
-				snprintf(sh->error, sizeof(sh->error), "malformed snapshot row from %s", t->regclass);
-			pthread_mutex_unlock(&sh->lock);
-			atomic_store(&sh->abort, 1);
+			worker_fail(sh, "malformed snapshot row from %s", t->regclass);
 			PQfreemem(buf);
 			ok = false;
 			break;
@@ -232,12 +239,7 @@ copy_table(SnapShared *sh, PGconn *conn, SnapTable *t)
 			rd_kafka_headers_destroy(h);
 			if (!atomic_load(&sh->abort))
 			{
-				pthread_mutex_lock(&sh->lock);
-				if (sh->error[0] == '\0')
-					snprintf(sh->error, sizeof(sh->error), "could not produce a row of %s: %s",
-							 t->regclass, rd_kafka_err2str(e));
-				pthread_mutex_unlock(&sh->lock);
-				atomic_store(&sh->abort, 1);
+				worker_fail(sh, "could not produce a row of %s: %s", t->regclass, rd_kafka_err2str(e));
 			}
 			ok = false;
 			break;
@@ -265,13 +267,13 @@ copy_table(SnapShared *sh, PGconn *conn, SnapTable *t)
 	}
 	if (len == -2)
 	{
-		worker_fail(sh, "could not read table", conn, t->regclass);
+		worker_fail(sh, "could not read table %s: %s", t->regclass, PQerrorMessage(conn));
 		return false;
 	}
 	res = PQgetResult(conn);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK)
 	{
-		worker_fail(sh, "could not read table", conn, t->regclass);
+		worker_fail(sh, "could not read table %s: %s", t->regclass, PQerrorMessage(conn));
 		ok = false;
 	}
 	PQclear(res);
@@ -288,12 +290,12 @@ worker_main(void *arg)
 
 	if (conn == NULL)
 	{
-		worker_fail(sh, "snapshot worker could not connect", NULL, NULL);
+		worker_fail(sh, "snapshot worker could not connect (see above)");
 		return NULL;
 	}
 	if (!import_snapshot(conn, sh->snapshot_name))
 	{
-		worker_fail(sh, "could not import the exported snapshot", conn, NULL);
+		worker_fail(sh, "could not import the exported snapshot: %s", PQerrorMessage(conn));
 		PQfinish(conn);
 		return NULL;
 	}
