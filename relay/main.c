@@ -100,10 +100,30 @@ setup(Relay *r, PGconn *conn, PGconn *repl, bool *stream_after)
 		uint64_t	rows = 0;
 		int			tables = 0;
 
-		if (state_write(r, "started", cp, 0, 0) != 0)
-			return 1;
-		if (snapshot_run(r, snapname, cp, &rows, &tables) != 0)
-			return *r->stop && !r->fatal_set ? 0 : 1;
+		for (int attempt = 1;; attempt++)
+		{
+			int			src;
+
+			if (state_write(r, "started", cp, 0, 0) != 0)
+				return 1;
+			src = snapshot_run(r, snapname, cp, &rows, &tables);
+			if (src == 0)
+				break;
+			if (src != SNAPSHOT_RETAKE || *r->stop || r->fatal_set)
+				return *r->stop && !r->fatal_set ? 0 : 1;
+			if (attempt == SNAPSHOT_ATTEMPTS)
+			{
+				rlog(r->v, LOG_ERROR, "gave up after %d snapshots that concurrent DDL made inconsistent; "
+					 "fix: run the relay when no table rewrite (ALTER TABLE ... TYPE, VACUUM FULL, CLUSTER, "
+					 "TRUNCATE) or DROP TABLE runs on the captured tables", attempt);
+				return 1;
+			}
+			rlog(r->v, LOG_WARNING, "taking the snapshot again from a new slot (attempt %d of %d)",
+				 attempt + 1, SNAPSHOT_ATTEMPTS);
+			if (pg_drop_slot(r, repl) != 0 ||
+				pg_create_slot(r, repl, true, &cp, snapname, sizeof(snapname)) != 0)
+				return 1;
+		}
 		if (state_write(r, "complete", cp, rows, tables) != 0)
 			return *r->stop && !r->fatal_set ? 0 : 1;
 		rlog(r->v, LOG_INFO, "snapshot recorded as complete in %s", cfg->state_topic);

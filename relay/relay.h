@@ -85,6 +85,14 @@ int			state_write(Relay *r, const char *status, uint64_t consistent_point,
 						uint64_t rows, int tables);
 
 /* snapshot.c */
+/*
+ * snapshot_run() returns 0 when every row was delivered, -1 on failure, and
+ * SNAPSHOT_RETAKE when concurrent DDL made the exported snapshot unusable for
+ * a table (the caller takes a new one from a new slot, at most
+ * SNAPSHOT_ATTEMPTS times in all).
+ */
+#define SNAPSHOT_RETAKE (-2)
+#define SNAPSHOT_ATTEMPTS 3
 int			snapshot_run(Relay *r, const char *snapshot_name, uint64_t consistent_point,
 						 uint64_t *rows_out, int *tables_out);
 

@@ -18,8 +18,6 @@ REPO=$PWD
 
 source test/lib/deps.sh || { echo "run-tests: installing dependencies failed" >&2; exit 1; }
 
-PG_BINDIR=$(pg_config --bindir)
-PG_PKGLIBDIR=$(pg_config --pkglibdir)
 IS_ROOT=0
 [[ $(id -u) == 0 ]] && IS_ROOT=1
 
@@ -82,42 +80,13 @@ make -C relay asan WERROR=1
 record "relay ASan build" $?
 
 # --- TAP tests -----------------------------------------------------------------------
-# Scratch copy the postgres user can read and write; TESTDIR is where
-# PostgreSQL::Test::Utils puts tmp_check/ (logs, data directories, port locks).
-tap_dir=$(mktemp -d /tmp/cdc_relay-tap.XXXXXX)
-trap 'rm -rf "$tap_dir"' EXIT
-mkdir -p "$tap_dir/t"
-cp test/tap/*.pl "$tap_dir/t/"
-cp test/tap/*.pm "$tap_dir/" 2>/dev/null || true
-# the relay under AddressSanitizer, for the test that runs it so
-[[ -x relay/cdc-relay-asan ]] && cp relay/cdc-relay-asan "$tap_dir/"
-((IS_ROOT)) && chown -R postgres: "$tap_dir"
-
-as_test_user() {
-    if ((IS_ROOT)); then runuser -u postgres -- "$@"; else "$@"; fi
-}
-
+source test/lib/tap.sh
+tap_prepare || { echo "run-tests: could not prepare the TAP directory"; exit 1; }
 for t in test/tap/*.pl; do
     name=$(basename "$t")
     section "TAP $name"
-    rm -rf "$tap_dir/tmp_check"
-    (
-        cd "$tap_dir" &&
-            as_test_user env PATH="$PG_BINDIR:$PATH" \
-                TESTDIR="$tap_dir" \
-                CDC_RELAY_ASAN="$tap_dir/cdc-relay-asan" \
-                PG_REGRESS="$PG_PKGLIBDIR/pgxs/src/test/regress/pg_regress" \
-                prove -v -I "$PG_PKGLIBDIR/pgxs/src/test/perl" -I "$tap_dir" "t/$name"
-    )
-    rc=$?
-    if ((rc != 0)); then
-        for log in "$tap_dir"/tmp_check/log/*; do
-            [[ -f $log ]] || continue
-            echo "---- tail -n 80 $log"
-            tail -n 80 "$log"
-        done
-    fi
-    record "TAP $name" $rc
+    tap_run "t/$name"
+    record "TAP $name" $?
 done
 
 section "summary"
