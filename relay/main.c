@@ -13,12 +13,15 @@
 #define TRY_HELP "Try \"cdc-relay --help\" for more information.\n"
 
 static volatile sig_atomic_t stop_requested;
+static volatile sig_atomic_t hup_received;
 
 static void
 on_signal(int sig)
 {
-	(void) sig;
-	stop_requested = 1;
+	if (sig == SIGHUP)
+		hup_received = 1;
+	else
+		stop_requested = 1;
 }
 
 static void
@@ -31,24 +34,64 @@ install_signals(void)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 }
 
-/* Decide about the snapshot, create the slot, take the snapshot if needed. */
+void
+relay_check_signals(Relay *r)
+{
+	if (*r->hup)
+	{
+		*r->hup = 0;
+		rlog(r->v, LOG_INFO, "SIGHUP received and ignored: cdc-relay reads its settings only at start; "
+			 "restart it to apply changes");
+	}
+}
+
+/*
+ * The password of the connection string, to keep it out of every log line
+ * (malloc'd, NULL when there is none or the string does not parse).
+ */
+static char *
+conninfo_password(const char *conninfo)
+{
+	PQconninfoOption *opts = PQconninfoParse(conninfo, NULL);
+	char	   *pw = NULL;
+
+	if (opts == NULL)
+		return NULL;
+	for (PQconninfoOption *o = opts; o->keyword != NULL; o++)
+		if (strcmp(o->keyword, "password") == 0 && o->val && o->val[0])
+			pw = strdup(o->val);
+	PQconninfoFree(opts);
+	return pw;
+}
+
+/*
+ * Decide about the snapshot, create the slot, take the snapshot if needed.
+ * Runs with the slot's advisory lock held (r->guard).  A slot this run
+ * created is dropped again when the run ends before its snapshot completed:
+ * it would only hold WAL, and the next start takes a new one anyway.
+ */
 static int
-setup(Relay *r, PGconn *conn, PGconn *repl, bool *stream_after)
+setup(Relay *r, PGconn *repl, bool *stream_after)
 {
 	const RelayConfig *cfg = r->cfg;
 	bool		exists,
 				need = false,
-				complete = false;
+				complete,
+				created = false,
+				snapshot_done = false;
 	uint64_t	cp = 0;
 	char		snapname[128] = "";
 	int			problems;
+	int			rc = 1;
 
 	*stream_after = cfg->snapshot != SNAPSHOT_INITIAL_ONLY;
-	if (pg_identify(r, repl) != 0 || pg_slot_lookup(r, conn, &exists) != 0)
+	if (pg_identify(r, repl) != 0 || pg_slot_lookup(r, r->guard, &exists) != 0 || state_read(r) != 0)
 		return 1;
+	complete = strcmp(r->st_snapshot, "complete") == 0;
 	switch (cfg->snapshot)
 	{
 		case SNAPSHOT_NEVER:
@@ -59,20 +102,13 @@ setup(Relay *r, PGconn *conn, PGconn *repl, bool *stream_after)
 			break;
 		case SNAPSHOT_INITIAL:
 		case SNAPSHOT_INITIAL_ONLY:
-			if (!exists)
-				need = true;
-			else
-			{
-				if (state_read_complete(r, &cp, &complete) != 0)
-					return 1;
-				need = !complete;
-				if (need)
-					rlog(r->v, LOG_WARNING, "slot \"%s\" exists but no completed snapshot is recorded for it "
-						 "in %s: taking the snapshot again", cfg->slot, cfg->state_topic);
-			}
+			need = !exists || !complete;
+			if (exists && need)
+				rlog(r->v, LOG_WARNING, "slot \"%s\" exists but no completed snapshot is recorded for it "
+					 "in %s: taking the snapshot again", cfg->slot, cfg->state_topic);
 			break;
 	}
-	problems = pg_check_prereqs(r, conn, need);
+	problems = pg_check_prereqs(r, r->guard, need);
 	if (problems != 0)
 	{
 		if (problems > 0)
@@ -86,6 +122,8 @@ setup(Relay *r, PGconn *conn, PGconn *repl, bool *stream_after)
 		*stream_after = false;
 		return 0;
 	}
+	if (!need && exists && *stream_after && pg_slot_check(r, true) != SLOT_OK)
+		return 1;
 	if (need && exists)
 	{
 		rlog(r->v, LOG_INFO, "dropping slot \"%s\" to take a new snapshot from a new slot", cfg->slot);
@@ -93,8 +131,15 @@ setup(Relay *r, PGconn *conn, PGconn *repl, bool *stream_after)
 			return 1;
 		exists = false;
 	}
-	if (!exists && pg_create_slot(r, repl, need, &cp, snapname, sizeof(snapname)) != 0)
-		return 1;
+	if (!exists)
+	{
+		if (pg_create_slot(r, repl, need, &cp, snapname, sizeof(snapname)) != 0)
+			return *r->stop ? 0 : 1;
+		created = true;
+		/* a slot without a snapshot starts at its consistent point */
+		if (!need && state_write(r, "never", cp, 0, 0) != 0)
+			goto out;
+	}
 	if (need)
 	{
 		uint64_t	rows = 0;
@@ -105,33 +150,47 @@ setup(Relay *r, PGconn *conn, PGconn *repl, bool *stream_after)
 			int			src;
 
 			if (state_write(r, "started", cp, 0, 0) != 0)
-				return 1;
+				goto out;
 			src = snapshot_run(r, snapname, cp, &rows, &tables);
 			if (src == 0)
 				break;
 			if (src != SNAPSHOT_RETAKE || *r->stop || r->fatal_set)
-				return *r->stop && !r->fatal_set ? 0 : 1;
+				goto out;
 			if (attempt == SNAPSHOT_ATTEMPTS)
 			{
 				rlog(r->v, LOG_ERROR, "gave up after %d snapshots that concurrent DDL made inconsistent; "
 					 "fix: run the relay when no table rewrite (ALTER TABLE ... TYPE, VACUUM FULL, CLUSTER, "
 					 "TRUNCATE) or DROP TABLE runs on the captured tables", attempt);
-				return 1;
+				goto out;
 			}
 			rlog(r->v, LOG_WARNING, "taking the snapshot again from a new slot (attempt %d of %d)",
 				 attempt + 1, SNAPSHOT_ATTEMPTS);
-			if (pg_drop_slot(r, repl) != 0 ||
-				pg_create_slot(r, repl, true, &cp, snapname, sizeof(snapname)) != 0)
-				return 1;
+			if (pg_drop_slot(r, repl) != 0)
+				goto out;
+			created = false;
+			if (pg_create_slot(r, repl, true, &cp, snapname, sizeof(snapname)) != 0)
+				goto out;
+			created = true;
 		}
 		if (state_write(r, "complete", cp, rows, tables) != 0)
-			return *r->stop && !r->fatal_set ? 0 : 1;
+			goto out;
 		rlog(r->v, LOG_INFO, "snapshot recorded as complete in %s", cfg->state_topic);
 	}
+	snapshot_done = true;
 	if (!*stream_after)
 		rlog(r->v, LOG_INFO, "--snapshot initial-only: done; slot \"%s\" stays, a later run streams from it",
 			 cfg->slot);
-	return 0;
+	rc = 0;
+out:
+	if (!snapshot_done)
+	{
+		if (created && pg_drop_slot(r, repl) == 0)
+			rlog(r->v, LOG_INFO, "dropped replication slot \"%s\" that this run created: the snapshot did not complete",
+				 cfg->slot);
+		/* a stop at the operator's request is a clean exit; anything else failed */
+		rc = *r->stop && !r->fatal_set ? 0 : 1;
+	}
+	return rc;
 }
 
 static int
@@ -141,8 +200,7 @@ run_relay(int argc, char **argv)
 	char		err[1024];
 	int			rc;
 	Relay		r;
-	PGconn	   *conn = NULL,
-			   *repl = NULL;
+	PGconn	   *repl = NULL;
 	bool		stream_after = false;
 
 	rc = config_parse_run(argc, argv, &cfg, err, sizeof(err));
@@ -160,13 +218,20 @@ run_relay(int argc, char **argv)
 	r.cfg = &cfg;
 	r.v = cfg.verbosity;
 	r.stop = &stop_requested;
+	r.hup = &hup_received;
 	r.brokers = cfg.brokers;
+	r.password = conninfo_password(cfg.conninfo);
 	r.ring = ring_new();
 	if (r.ring == NULL)
 		return 1;
 	rlog(r.v, LOG_INFO, "cdc-relay %s starting (slot \"%s\", topics %s.<schema>.<table>)",
 		 CDC_RELAY_VERSION, cfg.slot, cfg.topic_prefix);
 
+	if (!pg_conninfo_valid(&r))
+	{
+		rc = 1;
+		goto out;
+	}
 	if (strcmp(cfg.brokers, "embedded") == 0)
 	{
 		r.broker = relay_broker_start(cfg.embedded_brokers, 1, err, sizeof(err));
@@ -179,25 +244,30 @@ run_relay(int argc, char **argv)
 		r.brokers = relay_broker_bootstraps(r.broker);
 		rlog(r.v, LOG_INFO, "embedded Kafka-protocol broker (test only, data in memory) at %s", r.brokers);
 	}
-	if (producer_open(&r) != 0)
+	/* Kafka first: nothing is created in PostgreSQL for a relay that cannot deliver */
+	if (producer_open(&r) != 0 || producer_check_cluster(&r, 10000) != 0)
 	{
 		rc = 1;
 		goto out;
 	}
-	conn = pg_connect(&r, false);
-	repl = conn ? pg_connect(&r, true) : NULL;
+	/* one relay per slot: the lock comes before any decision about the slot */
+	rc = pg_guard_acquire(&r);
+	if (rc != 0)
+	{
+		rc = stop_requested ? 0 : 1;
+		goto out;
+	}
+	repl = pg_connect(&r, true);
 	if (repl == NULL)
 	{
 		/* say why, with the fix, when a prerequisite (e.g. REPLICATION) is the cause */
-		if (conn)
-			pg_check_prereqs(&r, conn, false);
-		rc = 1;
+		if (!stop_requested)
+			pg_check_prereqs(&r, r.guard, false);
+		rc = stop_requested ? 0 : 1;
 		goto out;
 	}
 	r.server_version = PQserverVersion(repl);
-	rc = setup(&r, conn, repl, &stream_after);
-	PQfinish(conn);
-	conn = NULL;
+	rc = setup(&r, repl, &stream_after);
 	if (rc == 0 && stream_after && !stop_requested)
 	{
 		rc = stream_run(&r, repl);
@@ -205,18 +275,21 @@ run_relay(int argc, char **argv)
 	}
 
 out:
+	if (stop_requested)
+		rlog(r.v, LOG_INFO, "stopping at the operator's request");
 	if (r.rk)
 	{
 		/* stream_run and the snapshot waited for their deliveries already */
 		rd_kafka_flush(r.rk, 2000);
 		producer_close(&r);
 	}
-	if (conn)
-		PQfinish(conn);
 	if (repl)
 		PQfinish(repl);
+	if (r.guard)
+		PQfinish(r.guard);
 	relay_broker_stop(r.broker);
 	ring_free(r.ring);
+	free(r.password);
 	rlog(r.v, LOG_INFO, "cdc-relay exiting with status %d", rc);
 	config_free(&cfg);
 	return rc;

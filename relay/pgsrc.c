@@ -5,6 +5,8 @@
 #include "relay.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -19,12 +21,185 @@ now_ms(void)
 }
 
 /*
- * Connect with the user's connection string (or URI) plus, for the
- * replication connection, replication=database.  Logs what failed, never the
- * password.
+ * libpq's error text on one line, without the password: "ERROR:  x\nDETAIL:
+ * y\n" becomes "x; DETAIL: y".  buf >= 64 bytes; returns buf.
  */
-PGconn *
-pg_connect(Relay *r, bool replication)
+static const char *
+one_line(Relay *r, const char *msg, char *buf, size_t len)
+{
+	size_t		n = 0;
+	const char *p = msg ? msg : "";
+
+	/* the first line's severity says nothing the log line does not */
+	if (strncmp(p, "ERROR:  ", 8) == 0 || strncmp(p, "FATAL:  ", 8) == 0)
+		p += 8;
+	for (; *p && n + 3 < len; p++)
+	{
+		if (*p == '\n')
+		{
+			if (p[1] == '\0')
+				break;
+			buf[n++] = ';';
+			buf[n++] = ' ';
+			continue;
+		}
+		/* "DETAIL:  y" -> "DETAIL: y" */
+		if (*p == ' ' && n > 0 && buf[n - 1] == ' ' && n > 1 && buf[n - 2] == ':')
+			continue;
+		buf[n++] = *p;
+	}
+	buf[n] = '\0';
+	if (r->password && r->password[0])
+	{
+		char	   *hit,
+				   *from = buf;
+		size_t		pl = strlen(r->password);
+
+		/* "***" for the password (never longer than it: the text only shrinks) */
+		while ((hit = strstr(from, r->password)) != NULL)
+		{
+			size_t		stars = pl < 3 ? pl : 3;
+
+			memset(hit, '*', stars);
+			memmove(hit + stars, hit + pl, strlen(hit + pl) + 1);
+			from = hit + stars;
+		}
+	}
+	return buf;
+}
+
+const char *
+pg_error(Relay *r, PGconn *conn, char *buf, size_t len)
+{
+	return one_line(r, conn ? PQerrorMessage(conn) : "out of memory", buf, len);
+}
+
+/* The error of a failed result (or of the connection when there is none). */
+static const char *
+res_error(Relay *r, PGconn *conn, PGresult *res, char *buf, size_t len)
+{
+	const char *m = res ? PQresultErrorMessage(res) : NULL;
+
+	return one_line(r, m && m[0] ? m : PQerrorMessage(conn), buf, len);
+}
+
+/*
+ * Wait until conn's socket is ready for events, at most 200 ms.  Returns
+ * false when the caller should give up: a stop was requested.
+ */
+static bool
+wait_socket(Relay *r, PGconn *conn, short events)
+{
+	struct pollfd pfd = {.fd = PQsocket(conn), .events = events};
+
+	if (*r->stop)
+		return false;
+	if (pfd.fd >= 0 && poll(&pfd, 1, 200) < 0 && errno != EINTR)
+		return false;
+	return !*r->stop;
+}
+
+/*
+ * Run one command and return its last result, like PQexec (the simple query
+ * protocol when nparams is 0, as replication commands need), but waiting in a
+ * poll loop that gives up when a stop is requested: then, and when the
+ * connection broke, it returns NULL (PQresultStatus(NULL) is
+ * PGRES_FATAL_ERROR; the reason is in PQerrorMessage).  A COPY result is
+ * returned as soon as it arrives.  Safe from any thread (it only reads the
+ * stop flag).
+ */
+PGresult *
+pg_exec(Relay *r, PGconn *conn, const char *sql, int nparams, const char *const *params)
+{
+	PGresult   *last = NULL,
+			   *res;
+
+	if (nparams == 0 ? !PQsendQuery(conn, sql)
+		: !PQsendQueryParams(conn, sql, nparams, NULL, params, NULL, NULL, 0))
+		return NULL;
+	for (;;)
+	{
+		ExecStatusType st;
+
+		while (PQisBusy(conn))
+		{
+			if (!wait_socket(r, conn, POLLIN) || !PQconsumeInput(conn))
+			{
+				PQclear(last);
+				return NULL;
+			}
+		}
+		res = PQgetResult(conn);
+		if (res == NULL)
+			break;
+		st = PQresultStatus(res);
+		PQclear(last);
+		last = res;
+		if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH ||
+			PQstatus(conn) == CONNECTION_BAD)
+			break;
+	}
+	return last;
+}
+
+/* Is keyword set (to a non-empty value) in the parsed options? */
+static const char *
+opt_value(PQconninfoOption *opts, const char *keyword)
+{
+	for (PQconninfoOption *o = opts; o->keyword != NULL; o++)
+		if (strcmp(o->keyword, keyword) == 0)
+			return o->val && o->val[0] ? o->val : NULL;
+	return NULL;
+}
+
+/*
+ * Copy a libpq parse error for the log with every quoted part longer than
+ * two characters replaced by "...": libpq quotes the URI or the offending
+ * token, which may hold the password (a quoted "]" or "=" stays).
+ */
+static void
+redact_quoted(const char *msg, char *buf, size_t len)
+{
+	size_t		n = 0;
+	const char *p = msg;
+
+	while (*p && *p != '\n' && n + 6 < len)
+	{
+		const char *close = *p == '"' ? strchr(p + 1, '"') : NULL;
+
+		if (close == NULL)
+		{
+			buf[n++] = *p++;
+			continue;
+		}
+		if (close - p - 1 <= 2 && (size_t) (close - p + 1) < len - n)
+		{
+			memcpy(buf + n, p, (size_t) (close - p + 1));
+			n += (size_t) (close - p + 1);
+		}
+		else
+		{
+			memcpy(buf + n, "\"...\"", 5);
+			n += 5;
+		}
+		p = close + 1;
+	}
+	buf[n] = '\0';
+}
+
+/*
+ * Connect with the user's connection string (or URI) plus, for the
+ * replication connection, replication=database; dbname overrides the
+ * database when not NULL.  Unless the string sets them: connect_timeout 10 s
+ * and tcp_user_timeout 60 s, so that a host that stops answering is noticed.
+ * The connection is made in a poll loop that gives up at once when a stop is
+ * requested (returns NULL, logs nothing) and after connect_timeout seconds
+ * per host.  Then search_path is cleared, so that no object another role
+ * planted can take the place of the built-in ones the relay calls.  Logs what
+ * failed unless quiet, never the password.
+ */
+static PGconn *
+connect_as(Relay *r, bool replication, const char *dbname, bool quiet)
 {
 	PQconninfoOption *opts,
 			   *o;
@@ -33,44 +208,316 @@ pg_connect(Relay *r, bool replication)
 	const char *vals[64];
 	int			n = 0;
 	PGconn	   *conn;
+	const char *ct;
+	int			timeout_s = 10,
+				hosts = 1;
+	int64_t		deadline;
+	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+	char		ebuf[1024];
+	PGresult   *res;
 
 	opts = PQconninfoParse(r->cfg->conninfo, &err);
 	if (opts == NULL)
 	{
-		rlog(r->v, LOG_ERROR, "invalid connection string: %s", err ? err : "out of memory");
+		if (!quiet)
+		{
+			redact_quoted(err ? err : "out of memory", ebuf, sizeof(ebuf));
+			rlog(r->v, LOG_ERROR, "invalid connection string: %s", ebuf);
+		}
 		PQfreemem(err);
 		return NULL;
 	}
-	for (o = opts; o->keyword != NULL && n < 60; o++)
+	for (o = opts; o->keyword != NULL && n < 56; o++)
 	{
-		if (o->val == NULL || strcmp(o->keyword, "replication") == 0)
+		if (o->val == NULL || strcmp(o->keyword, "replication") == 0 ||
+			(dbname && strcmp(o->keyword, "dbname") == 0))
 			continue;
 		keys[n] = o->keyword;
 		vals[n] = o->val;
 		n++;
 	}
+	if ((ct = opt_value(opts, "connect_timeout")) != NULL && atoi(ct) > 0)
+		timeout_s = atoi(ct) < 2 ? 2 : atoi(ct);	/* libpq's own minimum */
+	else
+	{
+		keys[n] = "connect_timeout";
+		vals[n++] = "10";
+	}
+	if (opt_value(opts, "tcp_user_timeout") == NULL)
+	{
+		keys[n] = "tcp_user_timeout";
+		vals[n++] = "60000";
+	}
+	for (const char *h = opt_value(opts, "host"); h && *h; h++)
+		hosts += *h == ',';
+	if (dbname)
+	{
+		keys[n] = "dbname";
+		vals[n++] = dbname;
+	}
 	if (replication)
 	{
 		keys[n] = "replication";
-		vals[n] = "database";
-		n++;
+		vals[n++] = "database";
 	}
 	keys[n] = "fallback_application_name";
-	vals[n] = "cdc-relay";
-	n++;
+	vals[n++] = "cdc-relay";
 	keys[n] = NULL;
 	vals[n] = NULL;
-	conn = PQconnectdbParams(keys, vals, 0);
+	conn = PQconnectStartParams(keys, vals, 0);
 	PQconninfoFree(opts);
+	deadline = now_ms() + (int64_t) timeout_s * 1000 * hosts;
+	while (conn != NULL && PQstatus(conn) != CONNECTION_BAD && st != PGRES_POLLING_OK &&
+		   st != PGRES_POLLING_FAILED)
+	{
+		if (!wait_socket(r, conn, st == PGRES_POLLING_READING ? POLLIN : POLLOUT))
+		{
+			PQfinish(conn);
+			return NULL;
+		}
+		if (now_ms() >= deadline)
+		{
+			if (!quiet)
+				rlog(r->v, LOG_ERROR, "could not connect to the database%s: timeout expired after %d s "
+					 "(connect_timeout)", replication ? " (replication connection)" : "",
+					 timeout_s * hosts);
+			PQfinish(conn);
+			return NULL;
+		}
+		st = PQconnectPoll(conn);
+	}
 	if (conn == NULL || PQstatus(conn) != CONNECTION_OK)
 	{
-		rlog(r->v, LOG_ERROR, "could not connect to the database%s: %s",
-			 replication ? " (replication connection)" : "",
-			 conn ? PQerrorMessage(conn) : "out of memory");
+		if (!quiet)
+			rlog(r->v, LOG_ERROR, "could not connect to the database%s: %s",
+				 replication ? " (replication connection)" : "", pg_error(r, conn, ebuf, sizeof(ebuf)));
 		PQfinish(conn);
 		return NULL;
 	}
+	res = pg_exec(r, conn, "SELECT pg_catalog.set_config('search_path', '', false)", 0, NULL);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+	{
+		if (!quiet && !*r->stop)
+			rlog(r->v, LOG_ERROR, "could not clear search_path: %s", res_error(r, conn, res, ebuf, sizeof(ebuf)));
+		PQclear(res);
+		PQfinish(conn);
+		return NULL;
+	}
+	PQclear(res);
 	return conn;
+}
+
+/* Does the connection string parse?  Logs libpq's reason (redacted) when not. */
+bool
+pg_conninfo_valid(Relay *r)
+{
+	char	   *err = NULL;
+	PQconninfoOption *opts = PQconninfoParse(r->cfg->conninfo, &err);
+	char		ebuf[1024];
+
+	if (opts != NULL)
+	{
+		PQconninfoFree(opts);
+		return true;
+	}
+	redact_quoted(err ? err : "out of memory", ebuf, sizeof(ebuf));
+	rlog(r->v, LOG_ERROR, "invalid connection string: %s", ebuf);
+	PQfreemem(err);
+	return false;
+}
+
+PGconn *
+pg_connect(Relay *r, bool replication)
+{
+	return connect_as(r, replication, NULL, false);
+}
+
+/*
+ * After a failed reconnect: is the relay's database gone?  Asks another
+ * database of the same server (postgres, or template1).  False when that
+ * cannot be told.
+ */
+bool
+pg_database_gone(Relay *r)
+{
+	const char *other = strcmp(r->dbname, "postgres") == 0 ? "template1" : "postgres";
+	PGconn	   *conn = connect_as(r, false, other, true);
+	const char *params[1] = {r->dbname};
+	PGresult   *res;
+	bool		gone = false;
+
+	if (conn == NULL)
+		return false;
+	res = pg_exec(r, conn, "SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1", 1, params);
+	gone = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 0;
+	PQclear(res);
+	PQfinish(conn);
+	if (gone)
+		rlog(r->v, LOG_ERROR, "database \"%s\" no longer exists; the changes it had not yet sent are gone with it; "
+			 "fix: point -d at the database to capture (a new database needs a new slot and snapshot), "
+			 "or stop this relay", r->dbname);
+	return gone;
+}
+
+/* FNV-1a of the slot name: the advisory lock's second key. */
+static uint32_t
+slot_lock_key(const char *slot)
+{
+	uint32_t	h = 2166136261u;
+
+	for (const unsigned char *p = (const unsigned char *) slot; *p; p++)
+		h = (h ^ *p) * 16777619u;
+	return h;
+}
+
+/* The advisory lock's first key: "CDCR". */
+#define SLOT_LOCK_CLASS 1128547154
+
+/*
+ * One relay per slot: (re)connect the guard connection and take the slot's
+ * session advisory lock on it, which it holds for its life.  Called before
+ * any decision about the slot, and again before each reconnect (after a
+ * server restart the lock went with the old session).  Returns 0 when held,
+ * -1 when it could not be checked (connection: try later; logged), -2 when
+ * another relay holds it (logged, with who).
+ */
+int
+pg_guard_acquire(Relay *r)
+{
+	char		k1[16],
+				k2[16],
+				k2u[16];
+	const char *params[2] = {k1, k2};
+	PGresult   *res;
+	char		ebuf[1024];
+	bool		held;
+
+	if (r->guard != NULL)
+	{
+		/* still the session that holds the lock? */
+		res = pg_exec(r, r->guard, "SELECT 1", 0, NULL);
+		held = PQresultStatus(res) == PGRES_TUPLES_OK;
+		PQclear(res);
+		if (held)
+			return 0;
+		PQfinish(r->guard);
+		r->guard = NULL;
+	}
+	r->guard = pg_connect(r, false);
+	if (r->guard == NULL)
+		return -1;
+	snprintf(k1, sizeof(k1), "%d", SLOT_LOCK_CLASS);
+	snprintf(k2, sizeof(k2), "%d", (int32_t) slot_lock_key(r->cfg->slot));
+	snprintf(k2u, sizeof(k2u), "%u", slot_lock_key(r->cfg->slot));
+	res = pg_exec(r, r->guard, "SELECT pg_catalog.pg_try_advisory_lock($1::pg_catalog.int4, $2::pg_catalog.int4)",
+				  2, params);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+	{
+		if (!*r->stop)
+			rlog(r->v, LOG_ERROR, "could not take the slot's advisory lock: %s",
+				 res_error(r, r->guard, res, ebuf, sizeof(ebuf)));
+		PQclear(res);
+		PQfinish(r->guard);
+		r->guard = NULL;
+		return -1;
+	}
+	held = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	PQclear(res);
+	if (held)
+		return 0;
+	{
+		const char *p2[2] = {k1, k2u};
+		const char *who = "unknown";
+		char		whobuf[400];
+
+		res = pg_exec(r, r->guard,
+					  "SELECT a.pid, pg_catalog.coalesce(a.application_name, ''),"
+					  " pg_catalog.coalesce(pg_catalog.host(a.client_addr), 'local socket'),"
+					  " pg_catalog.coalesce(pg_catalog.to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS TZ'), '?')"
+					  " FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid"
+					  " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2"
+					  " AND l.classid = $1::pg_catalog.oid AND l.objid = $2::pg_catalog.oid"
+					  " AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d"
+					  "                   WHERE d.datname = pg_catalog.current_database())",
+					  2, p2);
+		if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) > 0)
+		{
+			snprintf(whobuf, sizeof(whobuf), "server process %s, application \"%s\", client %s, since %s",
+					 PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2),
+					 PQgetvalue(res, 0, 3));
+			who = whobuf;
+		}
+		rlog(r->v, LOG_ERROR, "another cdc-relay is already running on slot \"%s\" (%s); only one relay may use "
+			 "a slot; if that relay is gone but its session lingers, end it: SELECT pg_terminate_backend(<pid>);",
+			 r->cfg->slot, who);
+		PQclear(res);
+	}
+	return -2;
+}
+
+/*
+ * Before streaming from the slot: does it still exist, is it usable, and --
+ * with gap_check -- is it no further than the position the relay recorded as
+ * confirmed (r->ckpt_durable)?  Uses the guard connection.
+ */
+SlotCheck
+pg_slot_check(Relay *r, bool gap_check)
+{
+	const char *params[1] = {r->cfg->slot};
+	PGresult   *res;
+	char		ebuf[1024];
+	SlotCheck	rc = SLOT_OK;
+	uint64_t	confirmed = 0;
+	const char *wal_status;
+	char		b1[24],
+				b2[24];
+
+	if (r->guard == NULL)
+		return SLOT_RETRY;
+	res = pg_exec(r, r->guard,
+				  "SELECT confirmed_flush_lsn::pg_catalog.text, wal_status FROM pg_catalog.pg_replication_slots"
+				  " WHERE slot_name = $1", 1, params);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+	{
+		if (!*r->stop)
+			rlog(r->v, LOG_WARNING, "could not look at replication slot \"%s\": %s", r->cfg->slot,
+				 res_error(r, r->guard, res, ebuf, sizeof(ebuf)));
+		PQclear(res);
+		return SLOT_RETRY;
+	}
+	if (PQntuples(res) == 0)
+	{
+		rlog(r->v, LOG_ERROR, "replication slot \"%s\" does not exist (it was dropped while cdc-relay was using it); "
+			 "changes made since may be missing from Kafka; fix: start cdc-relay again: with --snapshot initial "
+			 "(the default) it creates the slot and takes a new snapshot", r->cfg->slot);
+		PQclear(res);
+		return SLOT_STOP;
+	}
+	wal_status = PQgetisnull(res, 0, 1) ? "" : PQgetvalue(res, 0, 1);
+	if (strcmp(wal_status, "lost") == 0)
+	{
+		rlog(r->v, LOG_ERROR, "replication slot \"%s\" was invalidated (wal_status lost: the server removed WAL it "
+			 "still needed, see max_slot_wal_keep_size), so changes are missing; fix: take a new snapshot with "
+			 "--snapshot always (it drops and re-creates the slot); to keep it from recurring raise "
+			 "max_slot_wal_keep_size or keep the relay running", r->cfg->slot);
+		rc = SLOT_STOP;
+	}
+	else if (gap_check && !PQgetisnull(res, 0, 0) && parse_lsn(PQgetvalue(res, 0, 0), &confirmed))
+	{
+		if (r->ckpt_durable == 0)
+			rlog(r->v, LOG_INFO, "no confirmed position of slot \"%s\" is recorded in %s yet (it is from now on): "
+				 "the slot cannot be checked for a gap this time", r->cfg->slot, r->cfg->state_topic);
+		else if (confirmed > r->ckpt_durable)
+		{
+			rlog(r->v, LOG_ERROR, "replication slot \"%s\" is at %s but cdc-relay confirmed only up to %s: the slot "
+				 "was advanced, or dropped and re-created, by someone else, and changes between %s and %s may be "
+				 "missing from Kafka; fix: take a new snapshot with --snapshot always (it drops and re-creates the slot)",
+				 r->cfg->slot, lsn_str(confirmed, b1), lsn_str(r->ckpt_durable, b2), b2, b1);
+			rc = SLOT_STOP;
+		}
+	}
+	PQclear(res);
+	return rc;
 }
 
 static const char *
@@ -117,6 +564,77 @@ list_has_cdc_relay(const char *list)
 }
 
 /*
+ * The relay runs the extension's functions as its own (often superuser) role:
+ * they, and the schema that holds them, must belong to a superuser or to that
+ * role, and the schema must hold nothing the extension did not create (a
+ * planted overload could be chosen instead of the real function).  Logs each
+ * problem with its fix; returns how many there are.
+ */
+static int
+check_extension_owners(Relay *r, PGconn *conn)
+{
+	PGresult   *res;
+	int			problems = 0;
+	char		ebuf[1024];
+
+	res = pg_exec(r, conn,
+				  "SELECT 'schema', o.rolname, NULL, NULL, false"
+				  "  FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_roles o ON o.oid = n.nspowner"
+				  " WHERE n.nspname = 'cdc_relay' AND NOT o.rolsuper AND o.rolname <> CURRENT_USER"
+				  " UNION ALL "
+				  "SELECT 'function', o.rolname, p.oid::pg_catalog.regprocedure::pg_catalog.text,"
+				  "       EXISTS (SELECT 1 FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid"
+				  "                WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid = p.oid"
+				  "                  AND d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass"
+				  "                  AND d.deptype = 'e' AND e.extname = 'cdc_relay'),"
+				  "       o.rolsuper OR o.rolname = CURRENT_USER"
+				  "  FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace"
+				  "  JOIN pg_catalog.pg_roles o ON o.oid = p.proowner"
+				  " WHERE n.nspname = 'cdc_relay'"
+				  " ORDER BY 1 DESC, 3",
+				  0, NULL);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+	{
+		if (!*r->stop)
+			rlog(r->v, LOG_ERROR, "could not check the owners of the cdc_relay extension's objects: %s",
+				 res_error(r, conn, res, ebuf, sizeof(ebuf)));
+		PQclear(res);
+		return 1;
+	}
+	for (int i = 0; i < PQntuples(res); i++)
+	{
+		const char *kind = PQgetvalue(res, i, 0);
+		const char *owner = PQgetvalue(res, i, 1);
+		const char *fn = PQgetvalue(res, i, 2);
+		bool		member = strcmp(PQgetvalue(res, i, 3), "t") == 0;
+
+		if (strcmp(kind, "schema") == 0)
+		{
+			rlog(r->v, LOG_ERROR, "schema cdc_relay is owned by role \"%s\", which is not a superuser: that role "
+				 "could make the relay run its code; fix: ALTER SCHEMA cdc_relay OWNER TO <a superuser>; and check "
+				 "what the schema holds", owner);
+			problems++;
+		}
+		else if (!member)
+		{
+			rlog(r->v, LOG_ERROR, "schema cdc_relay holds function %s (owner \"%s\") that is not part of the "
+				 "cdc_relay extension: it could be run in place of the extension's own; fix: DROP FUNCTION %s; and "
+				 "take away CREATE on schema cdc_relay from roles that are not superusers", fn, owner, fn);
+			problems++;
+		}
+		else if (strcmp(PQgetvalue(res, i, 4), "t") != 0)
+		{
+			rlog(r->v, LOG_ERROR, "function %s of the cdc_relay extension is owned by role \"%s\", which is not "
+				 "a superuser: that role could make the relay run its code; fix: ALTER FUNCTION %s OWNER TO "
+				 "<a superuser>;", fn, owner, fn);
+			problems++;
+		}
+	}
+	PQclear(res);
+	return problems;
+}
+
+/*
  * Check what the relay needs from the server and log every problem with its
  * exact fix.  Returns the number of problems (0 = all good, -1 = the query
  * itself failed).
@@ -125,24 +643,29 @@ int
 pg_check_prereqs(Relay *r, PGconn *conn, bool need_snapshot)
 {
 	const char *q =
-		"SELECT current_setting('wal_level'),"
-		" (SELECT setting FROM pg_settings WHERE name = 'output_plugin_libraries'),"
-		" EXISTS (SELECT 1 FROM pg_settings WHERE name = 'output_plugin_libraries')"
-		"   OR current_setting('server_version_num')::int < 150019,"
-		" (SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user),"
-		" current_setting('max_replication_slots')::int,"
-		" (SELECT count(*) FROM pg_replication_slots),"
-		" EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1),"
-		" (SELECT extversion FROM pg_extension WHERE extname = 'cdc_relay'),"
-		" to_regprocedure('cdc_relay.snapshot_row(regclass,record,pg_lsn,text[])') IS NOT NULL,"
-		" current_user, current_database(), current_setting('server_encoding')";
+		"SELECT pg_catalog.current_setting('wal_level'),"
+		" (SELECT setting FROM pg_catalog.pg_settings WHERE name = 'output_plugin_libraries'),"
+		" EXISTS (SELECT 1 FROM pg_catalog.pg_settings WHERE name = 'output_plugin_libraries')"
+		"   OR pg_catalog.current_setting('server_version_num')::pg_catalog.int4 < 150019,"
+		" (SELECT rolreplication OR rolsuper FROM pg_catalog.pg_roles WHERE rolname = CURRENT_USER),"
+		" pg_catalog.current_setting('max_replication_slots')::pg_catalog.int4,"
+		" (SELECT pg_catalog.count(*) FROM pg_catalog.pg_replication_slots),"
+		" EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = $1),"
+		" (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'cdc_relay'),"
+		" pg_catalog.to_regprocedure('cdc_relay.snapshot_row(pg_catalog.regclass,record,pg_catalog.pg_lsn,pg_catalog.text[])')"
+		"   IS NOT NULL,"
+		" CURRENT_USER, pg_catalog.current_database(), pg_catalog.current_setting('server_encoding')";
 	const char *params[1] = {r->cfg->slot};
-	PGresult   *res = PQexecParams(conn, q, 1, NULL, params, NULL, NULL, 0);
+	PGresult   *res = pg_exec(r, conn, q, 1, params);
 	int			problems = 0;
+	bool		have_ext = false;
+	char		ebuf[1024];
 
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 	{
-		rlog(r->v, LOG_ERROR, "could not check the server's settings: %s", PQerrorMessage(conn));
+		if (!*r->stop)
+			rlog(r->v, LOG_ERROR, "could not check the server's settings: %s",
+				 res_error(r, conn, res, ebuf, sizeof(ebuf)));
 		PQclear(res);
 		return -1;
 	}
@@ -159,6 +682,8 @@ pg_check_prereqs(Relay *r, PGconn *conn, bool need_snapshot)
 		const char *user = val(res, 0, 9);
 		const char *db = val(res, 0, 10);
 		const char *encoding = val(res, 0, 11);
+
+		have_ext = extversion != NULL;
 
 		if (strcmp(wal_level, "logical") != 0)
 		{
@@ -206,20 +731,27 @@ pg_check_prereqs(Relay *r, PGconn *conn, bool need_snapshot)
 	}
 	PQclear(res);
 
+	/* the extension's objects: only trusted roles' code may run as the relay */
+	if (problems == 0 && have_ext)
+		problems += check_extension_owners(r, conn);
+
 	/* SELECT rights on the captured tables (needs the extension to list them) */
 	if (problems == 0 && need_snapshot)
 	{
 		char	   *arr = pg_plugin_options_array(r);
 		const char *p2[1] = {arr};
 
-		res = PQexecParams(conn,
-						   "SELECT relid::regclass::text FROM cdc_relay.snapshot_tables($1::text[])"
-						   " WHERE NOT has_table_privilege(relid, 'SELECT')",
-						   1, NULL, p2, NULL, NULL, 0);
+		res = pg_exec(r, conn,
+					  "SELECT relid::pg_catalog.regclass::pg_catalog.text"
+					  " FROM cdc_relay.snapshot_tables($1::pg_catalog.text[])"
+					  " WHERE NOT pg_catalog.has_table_privilege(relid::pg_catalog.oid, 'SELECT'::pg_catalog.text)",
+					  1, p2);
 		free(arr);
 		if (PQresultStatus(res) != PGRES_TUPLES_OK)
 		{
-			rlog(r->v, LOG_ERROR, "could not list the tables to capture: %s", PQerrorMessage(conn));
+			if (!*r->stop)
+				rlog(r->v, LOG_ERROR, "could not list the tables to capture: %s",
+					 res_error(r, conn, res, ebuf, sizeof(ebuf)));
 			problems++;
 		}
 		else
@@ -238,11 +770,13 @@ pg_check_prereqs(Relay *r, PGconn *conn, bool need_snapshot)
 int
 pg_identify(Relay *r, PGconn *repl)
 {
-	PGresult   *res = PQexec(repl, "IDENTIFY_SYSTEM");
+	PGresult   *res = pg_exec(r, repl, "IDENTIFY_SYSTEM", 0, NULL);
+	char		ebuf[1024];
 
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 || PQnfields(res) < 4)
 	{
-		rlog(r->v, LOG_ERROR, "IDENTIFY_SYSTEM failed: %s", PQerrorMessage(repl));
+		if (!*r->stop)
+			rlog(r->v, LOG_ERROR, "IDENTIFY_SYSTEM failed: %s", res_error(r, repl, res, ebuf, sizeof(ebuf)));
 		PQclear(res);
 		return -1;
 	}
@@ -265,15 +799,17 @@ int
 pg_slot_lookup(Relay *r, PGconn *conn, bool *exists)
 {
 	const char *params[1] = {r->cfg->slot};
-	PGresult   *res = PQexecParams(conn,
-								   "SELECT plugin, database, slot_type FROM pg_replication_slots WHERE slot_name = $1",
-								   1, NULL, params, NULL, NULL, 0);
+	PGresult   *res = pg_exec(r, conn,
+							  "SELECT plugin, database, slot_type FROM pg_catalog.pg_replication_slots"
+							  " WHERE slot_name = $1", 1, params);
 	int			rc = 0;
+	char		ebuf[1024];
 
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 	{
-		rlog(r->v, LOG_ERROR, "could not look up replication slot \"%s\": %s", r->cfg->slot,
-			 PQerrorMessage(conn));
+		if (!*r->stop)
+			rlog(r->v, LOG_ERROR, "could not look up replication slot \"%s\": %s", r->cfg->slot,
+				 res_error(r, conn, res, ebuf, sizeof(ebuf)));
 		PQclear(res);
 		return -1;
 	}
@@ -308,6 +844,7 @@ pg_create_slot(Relay *r, PGconn *repl, bool export_snapshot, uint64_t *consisten
 {
 	char		cmd[256];
 	PGresult   *res;
+	char		ebuf[1024];
 
 	if (r->server_version >= 150000)
 		snprintf(cmd, sizeof(cmd), "CREATE_REPLICATION_SLOT \"%s\" LOGICAL cdc_relay (SNAPSHOT '%s')",
@@ -315,11 +852,12 @@ pg_create_slot(Relay *r, PGconn *repl, bool export_snapshot, uint64_t *consisten
 	else
 		snprintf(cmd, sizeof(cmd), "CREATE_REPLICATION_SLOT \"%s\" LOGICAL cdc_relay %s",
 				 r->cfg->slot, export_snapshot ? "EXPORT_SNAPSHOT" : "NOEXPORT_SNAPSHOT");
-	res = PQexec(repl, cmd);
+	res = pg_exec(r, repl, cmd, 0, NULL);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
 	{
-		rlog(r->v, LOG_ERROR, "could not create replication slot \"%s\": %s", r->cfg->slot,
-			 PQerrorMessage(repl));
+		if (!*r->stop)
+			rlog(r->v, LOG_ERROR, "could not create replication slot \"%s\": %s", r->cfg->slot,
+				 res_error(r, repl, res, ebuf, sizeof(ebuf)));
 		PQclear(res);
 		return -1;
 	}
@@ -342,13 +880,14 @@ pg_drop_slot(Relay *r, PGconn *repl)
 {
 	char		cmd[160];
 	PGresult   *res;
+	char		ebuf[1024];
 
 	snprintf(cmd, sizeof(cmd), "DROP_REPLICATION_SLOT \"%s\" WAIT", r->cfg->slot);
-	res = PQexec(repl, cmd);
+	res = pg_exec(r, repl, cmd, 0, NULL);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK)
 	{
 		rlog(r->v, LOG_ERROR, "could not drop replication slot \"%s\": %s", r->cfg->slot,
-			 PQerrorMessage(repl));
+			 res_error(r, repl, res, ebuf, sizeof(ebuf)));
 		PQclear(res);
 		return -1;
 	}
@@ -479,12 +1018,32 @@ pg_start_replication(Relay *r, PGconn *repl)
 	}
 	sb_append(&cmd, &len, &cap, ")");
 	rlog(r->v, LOG_DEBUG, "%s", cmd);
-	res = PQexec(repl, cmd);
+	res = pg_exec(r, repl, cmd, 0, NULL);
 	if (PQresultStatus(res) != PGRES_COPY_BOTH)
 	{
-		rlog(r->v, LOG_ERROR, "could not start streaming from slot \"%s\": %s", r->cfg->slot,
-			 PQerrorMessage(repl));
+		const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+		char		ebuf[1024];
+
 		rc = -1;
+		if (*r->stop)
+			;
+		else if (state && strcmp(state, "42704") == 0)
+		{
+			/* undefined_object: the slot is gone */
+			rlog(r->v, LOG_ERROR, "replication slot \"%s\" does not exist (it was dropped while cdc-relay was "
+				 "using it): %s; changes made since may be missing from Kafka; fix: start cdc-relay again: with "
+				 "--snapshot initial (the default) it creates the slot and takes a new snapshot",
+				 r->cfg->slot, res_error(r, repl, res, ebuf, sizeof(ebuf)));
+			rc = -2;
+		}
+		else
+		{
+			rlog(r->v, LOG_ERROR, "could not start streaming from slot \"%s\": %s", r->cfg->slot,
+				 res_error(r, repl, res, ebuf, sizeof(ebuf)));
+			/* object_not_in_prerequisite_state: an invalidated slot says so in pg_replication_slots */
+			if (state && strcmp(state, "55000") == 0 && pg_slot_check(r, false) == SLOT_STOP)
+				rc = -2;
+		}
 	}
 	PQclear(res);
 	free(cmd);
@@ -522,7 +1081,9 @@ pg_send_status(Relay *r, PGconn *repl, uint64_t written, uint64_t flushed, bool 
 	msg[33] = reply_requested ? 1 : 0;
 	if (PQputCopyData(repl, msg, sizeof(msg)) <= 0 || PQflush(repl) != 0)
 	{
-		rlog(r->v, LOG_WARNING, "could not send a status update: %s", PQerrorMessage(repl));
+		char		ebuf[1024];
+
+		rlog(r->v, LOG_WARNING, "could not send a status update: %s", pg_error(r, repl, ebuf, sizeof(ebuf)));
 		return -1;
 	}
 	rlog(r->v, LOG_DEBUG, "status update: written %s, flushed %s", lsn_str(written, b1), lsn_str(flushed, b2));

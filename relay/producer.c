@@ -3,11 +3,92 @@
  *
  * Delivery reports are served by rd_kafka_poll() on the main thread.  A
  * stream message carries its transaction's ring id as its opaque; a snapshot
- * message carries NULL and is counted in snap_pending / snap_failed.
+ * message carries NULL and is counted in snap_pending / snap_failed; a
+ * checkpoint record of the state topic carries CHECKPOINT_OPAQUE.
+ *
+ * A delivery that failed for a reason retrying cannot fix (the message is too
+ * large, the topic refuses it, no authorization: kafka_error_is_permanent)
+ * stops the relay with kafka_reject()'s message, naming the topic, table, key
+ * and size and the setting to change, instead of re-sending it forever.
  */
 #include "relay.h"
 
 #include <string.h>
+
+bool
+kafka_error_is_permanent(rd_kafka_resp_err_t err)
+{
+	switch (err)
+	{
+		case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+		case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+		case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+		case RD_KAFKA_RESP_ERR_INVALID_MSG:
+		case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+		case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
+		case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
+		case RD_KAFKA_RESP_ERR_POLICY_VIOLATION:
+		case RD_KAFKA_RESP_ERR_UNSUPPORTED_FOR_MESSAGE_FORMAT:
+		case RD_KAFKA_RESP_ERR_INVALID_TIMESTAMP:
+		case RD_KAFKA_RESP_ERR_INVALID_REQUIRED_ACKS:
+		case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+		case RD_KAFKA_RESP_ERR__INVALID_ARG:
+			return true;
+		default:
+			return false;
+	}
+}
+
+/*
+ * Log why Kafka will never take this message, with the fix, and make the
+ * relay stop (fatal_set).  Only the first rejection is logged: the ones after
+ * it are its consequences.  Safe from the main thread only.
+ */
+void
+kafka_reject(Relay *r, rd_kafka_resp_err_t err, const char *topic, const char *table,
+			 const void *key, size_t keylen, size_t size)
+{
+	const char *fix;
+	char		fixbuf[600];
+
+	if (r->fatal_set)
+		return;
+	switch (err)
+	{
+		case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+		case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+			snprintf(fixbuf, sizeof(fixbuf),
+					 "raise the limits above %zu bytes: -X message.max.bytes=N for the relay's producer, and "
+					 "the topic's max.message.bytes (kafka-configs --alter --entity-type topics --entity-name %s "
+					 "--add-config max.message.bytes=N) or the brokers' message.max.bytes; or keep such values "
+					 "out of the captured columns", size, topic);
+			fix = fixbuf;
+			break;
+		case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+		case RD_KAFKA_RESP_ERR_INVALID_MSG:
+			fix = "the broker refused the record itself (a compacted topic refuses a message without a key: "
+				"give the table a primary key or a replica identity, or set cleanup.policy=delete on the topic)";
+			break;
+		case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+		case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
+			fix = "grant the relay's Kafka principal WRITE and DESCRIBE on the topic (and IDEMPOTENT_WRITE on the cluster)";
+			break;
+		case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+		case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
+			fix = "create the topic (or allow auto.create.topics.enable on the brokers); topic names must be valid for Kafka";
+			break;
+		default:
+			fix = "see the error above; the broker's log says more";
+			break;
+	}
+	rlog(r->v, LOG_ERROR, "Kafka rejected a message for good: topic %s, table %s, key %.*s%s, %zu bytes: %s; "
+		 "nothing from this transaction on was confirmed to PostgreSQL; fix: %s",
+		 topic, table ? table : "(none)", key ? (int) (keylen > 200 ? 200 : keylen) : 4,
+		 key ? (const char *) key : "null", key && keylen > 200 ? "..." : "", size,
+		 rd_kafka_err2str(err), fix);
+	snprintf(r->fatal, sizeof(r->fatal), "Kafka rejected a message for good (see above)");
+	r->fatal_set = true;
+}
 
 static void
 dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
@@ -18,13 +99,34 @@ dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 	(void) rk;
 	if (!ok)
 	{
-		r->delivery_errors++;
 		snprintf(r->last_delivery_error, sizeof(r->last_delivery_error), "%s: %s",
 				 rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
+		if (kafka_error_is_permanent(m->err))
+		{
+			rd_kafka_headers_t *h = NULL;
+			const void *table = NULL;
+			size_t		tlen = 0;
+			char		tbuf[300];
+
+			if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+				rd_kafka_header_get_last(h, "table", &table, &tlen) == RD_KAFKA_RESP_ERR_NO_ERROR && table)
+				snprintf(tbuf, sizeof(tbuf), "%.*s", (int) tlen, (const char *) table);
+			else
+				tbuf[0] = '\0';
+			kafka_reject(r, m->err, rd_kafka_topic_name(m->rkt), tbuf[0] ? tbuf : NULL,
+						 m->key, m->key_len, m->len + m->key_len);
+		}
 	}
-	else
-		r->delivered++;
-	if (m->_private == NULL)
+	if (m->_private == CHECKPOINT_OPAQUE)
+	{
+		if (ok && r->ckpt_inflight > r->ckpt_durable)
+			r->ckpt_durable = r->ckpt_inflight;
+		else if (!ok)
+			rlog(r->v, LOG_WARNING, "could not record the confirmed position in %s: %s",
+				 r->cfg->state_topic, rd_kafka_err2str(m->err));
+		r->ckpt_inflight = 0;
+	}
+	else if (m->_private == NULL)
 	{
 		atomic_fetch_sub(&r->snap_pending, 1);
 		if (!ok)
@@ -46,6 +148,7 @@ error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 
 		snprintf(r->fatal, sizeof(r->fatal), "%s: %s", rd_kafka_err2name(orig), buf);
 		r->fatal_set = true;
+		r->producer_dead = true;
 		rlog(r->v, LOG_ERROR, "fatal Kafka error: %s", r->fatal);
 		return;
 	}
@@ -141,6 +244,31 @@ producer_open(Relay *r)
 		return -1;
 	}
 	return 0;
+}
+
+/*
+ * Can the cluster be reached?  Asks for metadata (brokers only) and waits at
+ * most timeout_ms.  Logs the reason with the fix and returns -1 when not.
+ */
+int
+producer_check_cluster(Relay *r, int timeout_ms)
+{
+	const struct rd_kafka_metadata *md = NULL;
+	rd_kafka_resp_err_t e = rd_kafka_metadata(r->rk, 0, NULL, &md, timeout_ms);
+
+	if (e == RD_KAFKA_RESP_ERR_NO_ERROR && md != NULL && md->broker_cnt > 0)
+	{
+		rlog(r->v, LOG_DEBUG, "Kafka cluster reached: %d brokers", md->broker_cnt);
+		rd_kafka_metadata_destroy(md);
+		return 0;
+	}
+	if (md)
+		rd_kafka_metadata_destroy(md);
+	rlog(r->v, LOG_ERROR, "could not reach Kafka at %s within %d s: %s; nothing was changed in PostgreSQL; "
+		 "fix: check --brokers (host:port of a Kafka listener) and the security settings "
+		 "(-X security.protocol=..., sasl.*, ssl.*)", r->brokers, timeout_ms / 1000,
+		 e == RD_KAFKA_RESP_ERR_NO_ERROR ? "no brokers in the metadata" : rd_kafka_err2str(e));
+	return -1;
 }
 
 void

@@ -24,11 +24,15 @@ struct RelayBroker;
 
 #define HEARTBEAT_PREFIX "cdc_relay.heartbeat"
 
+/* The opaque of the state topic's checkpoint records (ring ids are small). */
+#define CHECKPOINT_OPAQUE ((void *) UINTPTR_MAX)
+
 typedef struct Relay
 {
 	const RelayConfig *cfg;
 	int			v;				/* verbosity, for rlog() */
 	volatile sig_atomic_t *stop;	/* set by SIGTERM / SIGINT */
+	volatile sig_atomic_t *hup; /* set by SIGHUP (logged and ignored) */
 
 	/* Kafka */
 	const char *brokers;		/* cfg->brokers, or the embedded bootstrap list */
@@ -36,21 +40,38 @@ typedef struct Relay
 	rd_kafka_t *rk;				/* the producer */
 	TxnRing    *ring;			/* in-flight transactions (main thread only) */
 	void	   *topics;			/* tsearch tree of TopicEntry */
-	char		fatal[512];		/* fatal Kafka error, when fatal_set */
+	char		fatal[512];		/* why the relay must stop, when fatal_set */
 	bool		fatal_set;
-	uint64_t	delivered;		/* successful delivery reports (stream) */
-	uint64_t	delivery_errors;
+	bool		producer_dead;	/* a fatal librdkafka error: it delivers no more */
 	char		last_delivery_error[256];
+
+	/*
+	 * The state record (state.c): what the state topic says for our slot.
+	 * ckpt_durable is the position Kafka acknowledged in a checkpoint record;
+	 * the flush position reported to PostgreSQL never passes it, so a slot
+	 * found ahead of it was moved by someone else (a gap).
+	 */
+	char		st_snapshot[16];	/* "complete", "started" or "" (none) */
+	uint64_t	st_consistent_point;
+	uint64_t	st_rows;
+	int			st_tables;
+	uint64_t	ckpt_durable;	/* 0: nothing recorded */
+	uint64_t	ckpt_inflight;	/* LSN of the checkpoint being written, 0: none */
 
 	/* snapshot messages: produced by worker threads, reported on the main one */
 	atomic_uint_fast64_t snap_pending;
 	atomic_uint_fast64_t snap_failed;
 
 	/* PostgreSQL */
+	PGconn	   *guard;			/* holds the slot's advisory lock; SQL */
 	char		sysid[32];		/* IDENTIFY_SYSTEM */
 	char		dbname[128];
 	int			server_version;
+	char	   *password;		/* from the connection string, to redact */
 } Relay;
+
+/* Log a stop request or SIGHUP that arrived (main thread). */
+void		relay_check_signals(Relay *r);
 
 /* Convert an "X/X" LSN to text; buf >= 24 bytes. */
 static inline const char *
@@ -61,13 +82,30 @@ lsn_str(uint64_t lsn, char *buf)
 }
 
 /* pgsrc.c: connections, prerequisites, slots, the replication protocol */
+
+/* What a look at the slot found (pg_slot_check). */
+typedef enum SlotCheck
+{
+	SLOT_OK,
+	SLOT_STOP,					/* a permanent problem, logged with its fix */
+	SLOT_RETRY					/* could not look (connection): try again later */
+} SlotCheck;
+
+bool		pg_conninfo_valid(Relay *r);
 PGconn	   *pg_connect(Relay *r, bool replication);
+PGresult   *pg_exec(Relay *r, PGconn *conn, const char *sql, int nparams,
+					const char *const *params);
+const char *pg_error(Relay *r, PGconn *conn, char *buf, size_t len);
+int			pg_guard_acquire(Relay *r);
+SlotCheck	pg_slot_check(Relay *r, bool gap_check);
+bool		pg_database_gone(Relay *r);
 int			pg_check_prereqs(Relay *r, PGconn *conn, bool need_snapshot);
 int			pg_identify(Relay *r, PGconn *repl);
 int			pg_slot_lookup(Relay *r, PGconn *conn, bool *exists);
 int			pg_create_slot(Relay *r, PGconn *repl, bool export_snapshot,
 						   uint64_t *consistent_point, char *snapshot_name, size_t snaplen);
 int			pg_drop_slot(Relay *r, PGconn *conn);
+/* 0 streaming, -1 retry later, -2 a permanent error (logged with its fix) */
 int			pg_start_replication(Relay *r, PGconn *repl);
 int			pg_send_status(Relay *r, PGconn *repl, uint64_t written, uint64_t flushed,
 						   bool reply_requested);
@@ -76,13 +114,21 @@ int64_t		now_ms(void);
 
 /* producer.c */
 int			producer_open(Relay *r);
+int			producer_check_cluster(Relay *r, int timeout_ms);
 void		producer_close(Relay *r);
 rd_kafka_conf_t *kafka_base_conf(Relay *r, bool producer, char *err, size_t errlen);
 
-/* state.c: the durable snapshot record in Kafka */
-int			state_read_complete(Relay *r, uint64_t *consistent_point, bool *complete);
+/* producer.c: permanent rejections */
+bool		kafka_error_is_permanent(rd_kafka_resp_err_t err);
+void		kafka_reject(Relay *r, rd_kafka_resp_err_t err, const char *topic, const char *table,
+						 const void *key, size_t keylen, size_t size);
+
+/* state.c: the durable record of the snapshot and the confirmed position, in Kafka */
+int			state_read(Relay *r);
 int			state_write(Relay *r, const char *status, uint64_t consistent_point,
 						uint64_t rows, int tables);
+int			state_checkpoint_start(Relay *r, uint64_t lsn);
+int			state_checkpoint_sync(Relay *r, uint64_t lsn, int timeout_ms);
 
 /* snapshot.c */
 /*

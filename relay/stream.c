@@ -56,9 +56,9 @@ typedef struct Stream
 	uint64_t	flushable;		/* everything up to here was delivered */
 	uint64_t	reported;		/* last flush position sent */
 	int64_t		last_status_ms;
+	int64_t		last_checkpoint_ms;
 	int64_t		last_data_ms;
 	int64_t		last_heartbeat_ms;
-	PGconn	   *hb;				/* heartbeat connection, opened lazily */
 	bool		hb_disabled;
 	bool		endpos_reached;
 	bool		retry_delivery; /* the session ended on a failed delivery */
@@ -212,8 +212,18 @@ produce(Stream *s, txn_id id, rd_kafka_topic_t *rkt, const char *key, size_t key
 			return -1;
 		}
 	}
+	{
+		/* not a full queue: Kafka will never take this message */
+		const void *table = NULL;
+		size_t		tlen = 0;
+		char		tbuf[300] = "";
+
+		if (rd_kafka_header_get_last(h, "table", &table, &tlen) == RD_KAFKA_RESP_ERR_NO_ERROR && table)
+			snprintf(tbuf, sizeof(tbuf), "%.*s", (int) tlen, (const char *) table);
+		kafka_reject(r, e, rd_kafka_topic_name(rkt), tbuf[0] ? tbuf : NULL, key, key ? keylen : 0,
+					 (key ? keylen : 0) + (value ? vallen : 0));
+	}
 	rd_kafka_headers_destroy(h);
-	rlog(r->v, LOG_ERROR, "could not produce to %s: %s", rd_kafka_topic_name(rkt), rd_kafka_err2str(e));
 	return -1;
 }
 
@@ -484,16 +494,35 @@ update_flushable(Stream *s)
 		s->flushable = s->received;
 }
 
+/*
+ * The position PostgreSQL may be told is flushed: delivered (flushable), and
+ * recorded as confirmed in the state topic (ckpt_durable), so that a slot
+ * found ahead of the record later was moved by someone else.
+ */
+static uint64_t
+confirmable(Stream *s)
+{
+	return s->flushable < s->r->ckpt_durable ? s->flushable : s->r->ckpt_durable;
+}
+
 static void
 maybe_send_status(Stream *s, bool force)
 {
 	int64_t		now = now_ms();
+	uint64_t	confirm;
 
 	update_flushable(s);
+	/* record the new position first (at most once a second) */
+	if (s->flushable > s->r->ckpt_durable && (force || now - s->last_checkpoint_ms >= 1000))
+	{
+		state_checkpoint_start(s->r, s->flushable);
+		s->last_checkpoint_ms = now;
+	}
 	if (s->repl == NULL)
 		return;
+	confirm = confirmable(s);
 	if (force || now - s->last_status_ms >= s->r->cfg->status_interval_ms ||
-		(s->flushable > s->reported && now - s->last_status_ms >= 1000))
+		(confirm > s->reported && now - s->last_status_ms >= 1000))
 	{
 		/*
 		 * Waiting for --endpos with nothing in flight: ask for a keepalive, so
@@ -504,9 +533,9 @@ maybe_send_status(Stream *s, bool force)
 		bool		ask = s->r->cfg->endpos != 0 && !s->endpos_reached &&
 			ring_count(s->r->ring) == 0 && s->cur == 0;
 
-		if (pg_send_status(s->r, s->repl, s->received > s->flushable ? s->received : s->flushable,
-						   s->flushable, ask) == 0)
-			s->reported = s->flushable;
+		if (pg_send_status(s->r, s->repl, s->received > confirm ? s->received : confirm,
+						   confirm, ask) == 0)
+			s->reported = confirm;
 		s->last_status_ms = now;
 	}
 }
@@ -521,29 +550,30 @@ maybe_heartbeat(Stream *s)
 	Relay	   *r = s->r;
 	int64_t		now = now_ms();
 	PGresult   *res;
+	char		ebuf[1024];
 
-	if (r->cfg->heartbeat_interval_ms == 0 || s->hb_disabled ||
+	if (r->cfg->heartbeat_interval_ms == 0 || s->hb_disabled || r->guard == NULL ||
 		now - s->last_heartbeat_ms < r->cfg->heartbeat_interval_ms ||
 		now - s->last_data_ms < r->cfg->heartbeat_interval_ms)
 		return;
 	s->last_heartbeat_ms = now;
-	if (s->hb == NULL && (s->hb = pg_connect(r, false)) == NULL)
-		return;
-	res = PQexec(s->hb, "SELECT pg_logical_emit_message(true, '" HEARTBEAT_PREFIX "', '')");
+	/* on the guard connection: it is idle, and the lock it holds is unaffected */
+	res = pg_exec(r, r->guard,
+				  "SELECT pg_catalog.pg_logical_emit_message(true, '" HEARTBEAT_PREFIX "'::pg_catalog.text,"
+				  " ''::pg_catalog.text)", 0, NULL);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 	{
-		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+		const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
 
 		if (state && (strcmp(state, "42501") == 0 || strcmp(state, "25006") == 0))
 		{
-			rlog(r->v, LOG_WARNING, "heartbeats disabled: %s(to enable them: GRANT EXECUTE ON FUNCTION "
-				 "pg_logical_emit_message(boolean, text, text) TO the relay's role)", PQerrorMessage(s->hb));
+			rlog(r->v, LOG_WARNING, "heartbeats disabled: %s (to enable them: GRANT EXECUTE ON FUNCTION "
+				 "pg_logical_emit_message(boolean, text, text) TO the relay's role)",
+				 pg_error(r, r->guard, ebuf, sizeof(ebuf)));
 			s->hb_disabled = true;
 		}
-		else
-			rlog(r->v, LOG_WARNING, "heartbeat failed: %s", PQerrorMessage(s->hb));
-		PQfinish(s->hb);
-		s->hb = NULL;
+		else if (!*r->stop)
+			rlog(r->v, LOG_WARNING, "heartbeat failed: %s", pg_error(r, r->guard, ebuf, sizeof(ebuf)));
 	}
 	else
 		rlog(r->v, LOG_DEBUG, "heartbeat sent");
@@ -584,6 +614,7 @@ session(Stream *s)
 		if (burst > 0)
 			s->last_data_ms = now_ms();
 		burst = 0;
+		relay_check_signals(r);
 		if (*r->stop)
 			return SESSION_STOP;
 		if (r->fatal_set)
@@ -687,13 +718,16 @@ drain(Stream *s, int timeout_ms)
 	Relay	   *r = s->r;
 	int64_t		until = now_ms() + timeout_ms;
 
-	while (ring_pending(r->ring) > 0 && now_ms() < until && !r->fatal_set)
+	while (ring_pending(r->ring) > 0 && now_ms() < until && !r->producer_dead)
 	{
 		rd_kafka_poll(r->rk, 100);
 		if (s->repl)
 			maybe_send_status(s, false);
 	}
 	update_flushable(s);
+	/* what was delivered is confirmed once it is recorded */
+	if (s->flushable > r->ckpt_durable && !r->producer_dead)
+		state_checkpoint_sync(r, s->flushable, 5000);
 }
 
 static void
@@ -707,7 +741,7 @@ close_repl(Stream *s)
 
 		int64_t		until = now_ms() + 5000;
 
-		pg_send_status(s->r, s->repl, s->flushable, s->flushable, false);
+		pg_send_status(s->r, s->repl, confirmable(s), confirmable(s), false);
 		/*
 		 * End the COPY: the server may still send data it had in flight
 		 * (discarded: it is not confirmed, so it comes again next time) before
@@ -749,6 +783,32 @@ close_repl(Stream *s)
 	s->repl = NULL;
 }
 
+/*
+ * Before (re)starting replication: hold the slot's lock, find the slot where
+ * the relay left it, start streaming.  Returns 0 streaming, -1 to retry
+ * later, -2 to stop for good (logged with the fix).
+ */
+static int
+start_session(Stream *s)
+{
+	Relay	   *r = s->r;
+	int			rc;
+
+	rc = pg_guard_acquire(r);
+	if (rc != 0)
+		return rc;
+	switch (pg_slot_check(r, true))
+	{
+		case SLOT_OK:
+			break;
+		case SLOT_STOP:
+			return -2;
+		case SLOT_RETRY:
+			return -1;
+	}
+	return pg_start_replication(r, s->repl);
+}
+
 int
 stream_run(Relay *r, PGconn *repl)
 {
@@ -766,39 +826,59 @@ stream_run(Relay *r, PGconn *repl)
 	for (;;)
 	{
 		SessionEnd	end;
+		uint64_t	confirmed_before;
+		bool		reconnect = s.repl == NULL;
+		int			src;
 
-		if (s.repl == NULL)
+		if (reconnect)
 		{
 			s.repl = pg_connect(r, true);
-			if (s.repl == NULL || pg_start_replication(r, s.repl) != 0)
+			if (s.repl == NULL)
 			{
-				if (s.repl)
-					PQfinish(s.repl);
-				s.repl = NULL;
+				if (*r->stop)
+					break;
+				if (pg_database_gone(r))
+				{
+					rc = 1;
+					break;
+				}
 				goto backoff;
 			}
+		}
+		src = start_session(&s);
+		if (src != 0)
+		{
+			PQfinish(s.repl);
+			s.repl = NULL;
+			if (*r->stop)
+				break;
+			if (src == -2)
+			{
+				rc = 1;
+				break;
+			}
+			goto backoff;
+		}
+		if (reconnect)
+		{
 			rlog(r->v, LOG_INFO, "reconnected; streaming from slot \"%s\" again", r->cfg->slot);
 			/* what was delivered while we were away */
 			maybe_send_status(&s, true);
 		}
-		else if (pg_start_replication(r, s.repl) != 0)
-		{
-			PQfinish(s.repl);
-			s.repl = NULL;
-			goto backoff;
-		}
 		else
 			rlog(r->v, LOG_INFO, "streaming from slot \"%s\" into Kafka", r->cfg->slot);
-		backoff_ms = 1000;
 
 		s.cur = 0;
 		s.last_status_ms = 0;
+		confirmed_before = confirmable(&s);
 		end = session(&s);
 		if (end == SESSION_FATAL)
 		{
 			rlog(r->v, LOG_ERROR, "stopping: %s", r->fatal_set ? r->fatal : "fatal error");
 			drain(&s, 5000);
 			close_repl(&s);
+			rlog(r->v, LOG_INFO, "confirmed up to %s (received up to %s)", lsn_str(confirmable(&s), b1),
+				 lsn_str(s.received, b2));
 			rc = 1;
 			break;
 		}
@@ -813,7 +893,7 @@ stream_run(Relay *r, PGconn *repl)
 					 (unsigned long long) ring_pending(r->ring));
 			close_repl(&s);
 			rlog(r->v, LOG_INFO, "confirmed up to %s (received up to %s), %llu transactions, %llu events",
-				 lsn_str(s.flushable, b1), lsn_str(s.received, b2),
+				 lsn_str(confirmable(&s), b1), lsn_str(s.received, b2),
 				 (unsigned long long) s.txns, (unsigned long long) s.events);
 			if (s.endpos_reached && ring_count(r->ring) > 0)
 				rc = 1;
@@ -831,13 +911,19 @@ stream_run(Relay *r, PGconn *repl)
 		ring_reset(r->ring);
 		s.cur = 0;
 		s.received = s.flushable;
+		/* a session that got something through earns a fresh backoff */
+		if (confirmable(&s) > confirmed_before)
+			backoff_ms = 1000;
 backoff:
 		rlog(r->v, LOG_INFO, "reconnecting in %d ms", backoff_ms);
 		{
 			int64_t		until = now_ms() + backoff_ms;
 
 			while (now_ms() < until && !*r->stop && !r->fatal_set)
+			{
 				rd_kafka_poll(r->rk, 100);
+				relay_check_signals(r);
+			}
 		}
 		if (*r->stop)
 			break;
@@ -847,10 +933,7 @@ backoff:
 			break;
 		}
 		backoff_ms = backoff_ms * 2 > 30000 ? 30000 : backoff_ms * 2;
-		continue;
 	}
-	if (s.hb)
-		PQfinish(s.hb);
 	if (s.repl)
 		PQfinish(s.repl);
 	return rc;

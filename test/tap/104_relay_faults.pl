@@ -17,9 +17,10 @@
 #      passes the position recorded after the transactions, every row is in
 #      Kafka.  Then injected Produce errors: 5 retriable NOT_LEADER_FOR_PARTITION
 #      errors (librdkafka retries; the errors must all have been used up by
-#      the relay's requests), and one non-retriable MSG_SIZE_TOO_LARGE (a
-#      failed delivery: the relay re-reads from the slot's confirmed position,
-#      which its log must say); in both cases every row is in Kafka.  This part
+#      the relay's requests), and one MSG_SIZE_TOO_LARGE (Kafka rejects the
+#      message for good: the relay stops with exit 1 and the fix, confirms
+#      nothing from that transaction on, and a restart delivers it); in both
+#      cases every row is in Kafka.  This part
 #      runs a relay with -X max.in.flight.requests.per.connection=1, because
 #      of a limitation of the test broker explained there.
 #  (b) Server restart: a writer commits one row per transaction in a loop
@@ -202,22 +203,31 @@ ok(wait_for_confirmed($node, $slot, $after_retriable),
 	  or diag("kcat: $err");
 }
 
-# A non-retriable Produce error fails a delivery: the relay re-reads.
+# A Produce error that retrying cannot fix (MSG_SIZE_TOO_LARGE) stops the
+# relay with the fix, and confirms nothing from that transaction on; the next
+# start delivers it (the injected error is used up).
 like($broker->command('error produce MSG_SIZE_TOO_LARGE 1'), qr/^ok/,
 	'(a) 1 non-retriable MSG_SIZE_TOO_LARGE Produce error injected');
 my $log_before = length($relay->log_content);
-insert_items(2000, 2049, 'fatal-delivery');
+probe_start();
+my $xid_big = insert_items(2000, 2049, 'rejected-delivery');
+my ($end_big) = probe_commit_ends($xid_big);
 my $after_failed = insert_lsn();
-ok(wait_for_confirmed($node, $slot, $after_failed),
-	'(a) after a failed delivery, confirmed_flush_lsn passes the transaction');
-is(scalar(missing_items(2000, 2049)), 0, '(a) every row of that transaction is in Kafka');
-like(substr($relay->log_content, $log_before), qr/delivery failed/,
-	'(a) the relay logged the failed delivery');
-ok($relay->alive, '(a) the relay is still running');
-is($relay->stop, 0, '(a) the relay exits 0 on SIGTERM (restarted with the default settings)');
+is($relay->finish, 1, '(a) a message Kafka rejects for good stops the relay with exit 1');
+my $rejected_log = substr($relay->log_content, $log_before);
+like($rejected_log,
+	qr/Kafka rejected a message for good: topic cdc\.public\.items, table public\.items, key \{"id":\d+\}, \d+ bytes: .*message\.max\.bytes.*max\.message\.bytes/,
+	'(a) the error names topic, table, key, size and the settings to change');
+is(() = $rejected_log =~ /rejected a message for good/g, 1, '(a) it is logged once: no retry loop');
+ok(lsn_lt(confirmed_flush($node, $slot), $end_big),
+	'(a) confirmed_flush_lsn did not pass the rejected transaction');
 $relay = start_relay($node, $broker, @relay_args);
 $relay->wait_for_log(qr/streaming from slot "$slot" into Kafka/)
   or BAIL_OUT('the relay did not start streaming');
+ok(wait_for_confirmed($node, $slot, $after_failed),
+	'(a) after a restart, confirmed_flush_lsn passes the transaction');
+is(scalar(missing_items(2000, 2049)), 0, '(a) every row of that transaction is in Kafka');
+ok($relay->alive, '(a) the relay is still running');
 
 # ---- (b) server restart -------------------------------------------------------------
 
