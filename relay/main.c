@@ -91,6 +91,7 @@ setup(Relay *r, PGconn *repl, bool *stream_after)
 	*stream_after = cfg->snapshot != SNAPSHOT_INITIAL_ONLY;
 	if (pg_identify(r, repl) != 0 || pg_slot_lookup(r, r->guard, &exists) != 0 || state_read(r) != 0)
 		return 1;
+	producer_check_state_topic(r);
 	complete = strcmp(r->st_snapshot, "complete") == 0;
 	switch (cfg->snapshot)
 	{

@@ -38,6 +38,7 @@ typedef struct Relay
 	const char *brokers;		/* cfg->brokers, or the embedded bootstrap list */
 	struct RelayBroker *broker; /* -b embedded */
 	rd_kafka_t *rk;				/* the producer */
+	rd_kafka_queue_t *admin_q;	/* an Admin API request in flight, or NULL */
 	TxnRing    *ring;			/* in-flight transactions (main thread only) */
 	void	   *topics;			/* tsearch tree of TopicEntry */
 	char		fatal[512];		/* why the relay must stop, when fatal_set */
@@ -115,6 +116,8 @@ int64_t		now_ms(void);
 /* producer.c */
 int			producer_open(Relay *r);
 int			producer_check_cluster(Relay *r, int timeout_ms);
+void		producer_check_state_topic(Relay *r);
+void		producer_poll_admin(Relay *r);
 void		producer_close(Relay *r);
 rd_kafka_conf_t *kafka_base_conf(Relay *r, bool producer, char *err, size_t errlen);
 

@@ -615,6 +615,7 @@ session(Stream *s)
 			s->last_data_ms = now_ms();
 		burst = 0;
 		relay_check_signals(r);
+		producer_poll_admin(r);
 		if (*r->stop)
 			return SESSION_STOP;
 		if (r->fatal_set)

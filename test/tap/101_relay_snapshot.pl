@@ -343,7 +343,11 @@ my $sysid = $node->safe_psql('postgres', 'SELECT system_identifier FROM pg_contr
 	my @msgs = consume($bs, 'cdc.__state');
 	my @mine = grep { ($_->{key} // '') eq "$sysid/postgres/cdc_relay" } @msgs;
 	my @complete = grep { my $v = $json->decode($_->{value}); $v->{snapshot} eq 'complete' } @mine;
-	is(scalar(@complete), 1, 'state topic: one "complete" record for the slot');
+	# "complete", then one record per checkpoint of the confirmed position, each
+	# carrying the snapshot's fields again (a compacted topic keeps the last)
+	cmp_ok(scalar(@complete), '>=', 1, 'state topic: "complete" records for the slot');
+	is(scalar(grep { $json->decode($_->{value})->{consistent_point} ne $cp } @complete), 0,
+		'state records: all "complete" records name the consistent point');
 	if (@complete)
 	{
 		my $v = $json->decode($complete[-1]{value});
@@ -352,7 +356,12 @@ my $sysid = $node->safe_psql('postgres', 'SELECT system_identifier FROM pg_contr
 		is($v->{tables}, 7, 'state record: 7 tables');
 	}
 	is(last_by_key(\@msgs)->{"$sysid/postgres/cdc_relay"}, $complete[-1]{value},
-		'state topic: the last record for the slot is the complete one');
+		'state topic: the last record for the slot is a complete one');
+	my @confirmed = map { $json->decode($_->{value})->{confirmed_lsn} // '0/0' } @complete;
+	my @back = grep { lsn_cmp($confirmed[$_], $confirmed[ $_ - 1 ]) < 0 } 1 .. $#confirmed;
+	is(scalar(@back), 0, 'state records: the confirmed position never goes back');
+	ok(lsn_cmp($confirmed[-1], $cp) >= 0 && lsn_cmp($confirmed[-1], confirmed_flush($node, 'cdc_relay')) >= 0,
+		"state records: the last confirmed position ($confirmed[-1]) is at or past the consistent point and the slot's confirmed_flush_lsn");
 }
 
 # ---- restart: no new snapshot, new changes arrive ------------------------------------
