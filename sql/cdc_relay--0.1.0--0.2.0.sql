@@ -20,8 +20,12 @@ COMMENT ON FUNCTION cdc_relay.snapshot_tables(text[]) IS
 'tables an initial snapshot must read for cdc_relay run with these options';
 
 -- One table row as <key JSON> TAB <snapshot read event JSON>, encoded as the
--- plugin encodes an insert:
---   COPY (SELECT cdc_relay.snapshot_row('s.t'::regclass, t, '0/16B3748', '{}')
+-- plugin encodes an insert (t.* is the whole row: a bare t would mean a
+-- column t if the table has one; every argument is cast, so that no
+-- function of another schema on the caller's search_path is a better match):
+--   COPY (SELECT cdc_relay.snapshot_row('s.t'::pg_catalog.regclass, t.*,
+--                                       '0/16B3748'::pg_catalog.pg_lsn,
+--                                       '{}'::pg_catalog.text[])
 --           FROM ONLY s.t t) TO STDOUT
 CREATE FUNCTION cdc_relay.snapshot_row(rel regclass, r record, lsn pg_lsn,
                                        options text[] DEFAULT '{}')

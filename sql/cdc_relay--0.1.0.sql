@@ -2,6 +2,18 @@
 
 \echo Use "CREATE EXTENSION cdc_relay" to load this file. \quit
 
+-- First of all: refuse a schema cdc_relay that CREATE EXTENSION did not
+-- create and that a role other than a superuser owns, can write to, or has
+-- put objects in (the extension's callers, often superusers, would run
+-- them).  The check is a temporary function, so that nothing is created
+-- in the schema or called from it before it has been checked; it is gone
+-- when the script ends.
+CREATE FUNCTION pg_temp.cdc_relay_check_install_schema() RETURNS void
+AS 'MODULE_PATHNAME', 'cdc_relay_check_install_schema'
+LANGUAGE C;
+SELECT pg_temp.cdc_relay_check_install_schema();
+DROP FUNCTION pg_temp.cdc_relay_check_install_schema();
+
 -- The logical decoding output plugin itself needs no SQL objects: it is
 -- loaded by library name (pg_recvlogical -P cdc_relay).  These functions
 -- help applications and operators around it.

@@ -2,6 +2,18 @@
 
 \echo Use "CREATE EXTENSION cdc_relay" to load this file. \quit
 
+-- First of all: refuse a schema cdc_relay that CREATE EXTENSION did not
+-- create and that a role other than a superuser owns, can write to, or has
+-- put objects in (the extension's callers, often superusers, would run
+-- them).  The check is a temporary function, so that nothing is created
+-- in the schema or called from it before it has been checked; it is gone
+-- when the script ends.
+CREATE FUNCTION pg_temp.cdc_relay_check_install_schema() RETURNS void
+AS 'MODULE_PATHNAME', 'cdc_relay_check_install_schema'
+LANGUAGE C;
+SELECT pg_temp.cdc_relay_check_install_schema();
+DROP FUNCTION pg_temp.cdc_relay_check_install_schema();
+
 -- The logical decoding output plugin itself needs no SQL objects: it is
 -- loaded by library name (pg_recvlogical -P cdc_relay).  These functions
 -- help applications and operators around it.
@@ -126,8 +138,12 @@ COMMENT ON FUNCTION cdc_relay.snapshot_tables(text[]) IS
 'tables an initial snapshot must read for cdc_relay run with these options';
 
 -- One table row as <key JSON> TAB <snapshot read event JSON>, encoded as the
--- plugin encodes an insert:
---   COPY (SELECT cdc_relay.snapshot_row('s.t'::regclass, t, '0/16B3748', '{}')
+-- plugin encodes an insert (t.* is the whole row: a bare t would mean a
+-- column t if the table has one; every argument is cast, so that no
+-- function of another schema on the caller's search_path is a better match):
+--   COPY (SELECT cdc_relay.snapshot_row('s.t'::pg_catalog.regclass, t.*,
+--                                       '0/16B3748'::pg_catalog.pg_lsn,
+--                                       '{}'::pg_catalog.text[])
 --           FROM ONLY s.t t) TO STDOUT
 CREATE FUNCTION cdc_relay.snapshot_row(rel regclass, r record, lsn pg_lsn,
                                        options text[] DEFAULT '{}')

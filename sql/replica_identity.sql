@@ -3,7 +3,9 @@
 -- under FULL/NOTHING, null without any; taken from the old tuple when the WAL
 -- has one.  before = identity columns under DEFAULT/INDEX (only when the WAL
 -- logged an old tuple: delete, or update changing the identity), every
--- column under FULL, null under NOTHING and without a key.
+-- column under FULL, null under NOTHING and without a key.  A key that the
+-- WAL does not carry (a delete under NOTHING) is null with "key_unknown"
+-- saying why; a table without a key has a null key and no key_unknown.
 SELECT 'init' FROM pg_create_logical_replication_slot('replica_identity_slot', 'cdc_relay');
 
 CREATE TABLE ri_default (id int PRIMARY KEY, v text, w int);
@@ -63,7 +65,8 @@ SELECT data FROM pg_logical_slot_get_changes('replica_identity_slot', NULL, NULL
 -- the same, as a table: one row per change.  Under NOTHING the WAL never
 -- has an old tuple: the key comes from the new row (so a key-changing update
 -- shows the NEW id) and a delete has neither key nor before.
-SELECT j->>'table' AS tbl, j->>'op' AS op, j->'key' AS key, j->'before' AS before, j->'after' AS after
+SELECT j->>'table' AS tbl, j->>'op' AS op, j->'key' AS key, j->'before' AS before, j->'after' AS after,
+       j->>'key_unknown' AS key_unknown
   FROM (SELECT n, data::jsonb AS j FROM ev) s
  WHERE j->>'op' IN ('c', 'u', 'd') ORDER BY n;
 

@@ -124,6 +124,8 @@ typedef struct CdcRelEntry
 	int			nkeys;			/* 0: no key (key is null) */
 	int		   *keycols;		/* indexes into cols */
 	bool		old_has_all;	/* old tuple carries every column (FULL) */
+	const char *identity;		/* "replica identity nothing", ...: why the
+								 * WAL may lack the key (key_unknown) */
 	Oid			target_relid;	/* the relation the event names */
 	TupleConversionMap *map;	/* leaf -> root conversion, or NULL */
 	bool		needs_output_settings;	/* some column's type does */

@@ -881,6 +881,58 @@ cdc_append_row_notes(StringInfo out, const CdcRowNotes *notes)
 	appendStringInfoCharMacro(out, '}');
 }
 
+/* ,"key_unknown":"<reason>" when reason is not NULL */
+static void
+append_key_unknown(StringInfo out, char *reason)
+{
+	if (reason == NULL)
+		return;
+	cdc_append_literal(out, ",\"key_unknown\":");
+	cdc_append_json_string(out, reason, strlen(reason));
+	pfree(reason);
+}
+
+/*
+ * Why the key of a change on entry's relation is not known, or NULL when
+ * it is (or the relation has no key columns, so the key is null anyway).
+ * keyvals/keynulls is the deformed row the key is taken from, NULL when the
+ * change has none (a delete whose old row the WAL does not have).  A key
+ * column whose value is stored out of line and is not in the WAL
+ * (unchanged TOAST: the new row of an update whose old key the WAL does
+ * not have) is not known either.  A key is never made of the known
+ * columns alone: that would be another row's key.
+ */
+static char *
+key_unknown_reason(const CdcRelEntry *entry, const Datum *keyvals,
+				   const bool *keynulls)
+{
+	StringInfoData cols;
+	int			nunknown = 0;
+
+	if (entry->nkeys == 0)
+		return NULL;
+	if (keyvals == NULL)
+		return psprintf("old row not in the WAL (%s)", entry->identity);
+	for (int k = 0; k < entry->nkeys; k++)
+	{
+		const CdcColumn *col = &entry->cols[entry->keycols[k]];
+		int			a = col->attnum - 1;
+
+		if (keynulls[a] || col->type.typlen != -1 ||
+			!VARATT_IS_EXTERNAL_ONDISK(DatumGetPointer(keyvals[a])))
+			continue;
+		if (nunknown++ == 0)
+			initStringInfo(&cols);
+		else
+			appendStringInfoString(&cols, ", ");
+		appendStringInfoString(&cols, quote_identifier(col->name));
+	}
+	if (nunknown == 0)
+		return NULL;
+	return psprintf("unchanged TOAST key column%s %s not in the WAL (%s)",
+					nunknown > 1 ? "s" : "", cols.data, entry->identity);
+}
+
 /*
  * Append the start of a change event on entry's relation, up to and
  * including its key:
@@ -889,9 +941,12 @@ cdc_append_row_notes(StringInfo out, const CdcRowNotes *notes)
  *
  * op is the opening through the op field ({"op":"c").  The key is made of
  * entry's key columns of the deformed row keyvals/keynulls, or null when
- * keyvals is NULL or the relation has no key.  With key_prefix the key JSON
- * and a tab come first (<key> TAB {"op":...); the event's key field is then
- * a copy of those bytes, not a second encoding.
+ * the relation has no key.  When the relation has a key but its value is
+ * not known (keyvals is NULL, or a key column is unchanged TOAST, see
+ * key_unknown_reason), the key is null too, followed by
+ * ,"key_unknown":"<why>".  With key_prefix the key JSON and a tab come
+ * first (<key> TAB {"op":...); the event's key field is then a copy of
+ * those bytes, not a second encoding.
  *
  * newkeyvals/newkeynulls (key_prefix only, else NULL): the new row of an
  * update whose old row the WAL has.  When its key differs from the old one
@@ -906,7 +961,8 @@ cdc_append_event_head(StringInfo out, const char *op, const CdcRelEntry *entry,
 					  bool key_prefix, bool numeric_as_number,
 					  CdcRowNotes *notes)
 {
-	bool		has_key = (keyvals != NULL && entry->nkeys > 0);
+	char	   *unknown = key_unknown_reason(entry, keyvals, keynulls);
+	bool		has_key = (keyvals != NULL && entry->nkeys > 0 && unknown == NULL);
 	int			key_start;
 	int			key_len;
 
@@ -920,6 +976,7 @@ cdc_append_event_head(StringInfo out, const char *op, const CdcRelEntry *entry,
 						   entry->nkeys, numeric_as_number, CDC_IMAGE_KEY, notes);
 		else
 			cdc_append_bytes(out, "null", 4);
+		append_key_unknown(out, unknown);
 		return;
 	}
 
@@ -960,6 +1017,7 @@ cdc_append_event_head(StringInfo out, const char *op, const CdcRelEntry *entry,
 	memcpy(out->data + out->len, out->data + key_start, key_len);
 	out->len += key_len;
 	out->data[out->len] = '\0';
+	append_key_unknown(out, unknown);
 }
 
 /*

@@ -4,7 +4,9 @@
  *		cdc_relay.version(), and the two functions behind an initial
  *		snapshot, cdc_relay.snapshot_tables() (which tables to read) and
  *		cdc_relay.snapshot_row() (one table row as a snapshot read event,
- *		encoded exactly as the output plugin encodes an insert).
+ *		encoded exactly as the output plugin encodes an insert), and
+ *		the check every install script runs before it creates anything
+ *		(cdc_relay_check_install_schema).
  *		(cdc_relay.check_setup() is plain SQL in the install script.)
  *
  * Both snapshot functions take the plugin's options as a text[] of
@@ -14,24 +16,36 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/relation.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "access/xact.h"
 #include "catalog/catalog.h"
+#include "catalog/dependency.h"
+#include "catalog/indexing.h"
 #include "catalog/namespace.h"
+#include "catalog/objectaddress.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_depend.h"
+#include "catalog/pg_extension.h"
 #include "catalog/pg_namespace.h"
+#include "commands/extension.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/pg_lsn.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 
 #include "cdc_relay.h"
 #include "compat.h"
@@ -39,6 +53,7 @@
 PG_FUNCTION_INFO_V1(cdc_relay_version);
 PG_FUNCTION_INFO_V1(cdc_relay_snapshot_tables);
 PG_FUNCTION_INFO_V1(cdc_relay_snapshot_row);
+PG_FUNCTION_INFO_V1(cdc_relay_check_install_schema);
 
 /* cdc_relay.version(): the version of the loaded library. */
 Datum
@@ -425,4 +440,209 @@ cdc_relay_snapshot_row(PG_FUNCTION_ARGS)
 	cache->outsize = Min(out.len + out.len / 4 + 64, 8192);
 	SET_VARSIZE(out.data, out.len);
 	PG_RETURN_TEXT_P((text *) out.data);
+}
+
+/* ---------------------------------------------------------------------
+ * The install scripts' check of the extension's schema
+ * --------------------------------------------------------------------- */
+
+/* The schema of the extension being created, from its pg_extension row. */
+static Oid
+creating_extension_schema(void)
+{
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	Oid			nspoid = InvalidOid;
+
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(CurrentExtensionObject));
+	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+		nspoid = ((Form_pg_extension) GETSTRUCT(tup))->extnamespace;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	if (!OidIsValid(nspoid))
+		elog(ERROR, "could not find extension %u", CurrentExtensionObject);
+	return nspoid;
+}
+
+/* At most this many of the objects found in the schema are named. */
+#define SCHEMA_CHECK_NAMED 5
+
+/*
+ * The objects in schema nspoid (every object in a schema depends on it),
+ * the extension being created aside: how many, with the descriptions of
+ * the first SCHEMA_CHECK_NAMED appended to names, comma-separated.
+ */
+static int
+schema_objects(Oid nspoid, StringInfo names)
+{
+	Relation	rel;
+	ScanKeyData key[2];
+	SysScanDesc scan;
+	HeapTuple	tup;
+	int			n = 0;
+
+	rel = table_open(DependRelationId, AccessShareLock);
+	ScanKeyInit(&key[0], Anum_pg_depend_refclassid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(NamespaceRelationId));
+	ScanKeyInit(&key[1], Anum_pg_depend_refobjid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(nspoid));
+	scan = systable_beginscan(rel, DependReferenceIndexId, true, NULL, 2, key);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		Form_pg_depend dep = (Form_pg_depend) GETSTRUCT(tup);
+		ObjectAddress obj;
+		char	   *desc;
+
+		if (dep->classid == ExtensionRelationId &&
+			dep->objid == CurrentExtensionObject)
+			continue;
+		if (n < SCHEMA_CHECK_NAMED)
+		{
+			ObjectAddressSubSet(obj, dep->classid, dep->objid, dep->objsubid);
+			/* qualified, although the script's search_path has the schema */
+			desc = getObjectIdentity(&obj, true);
+			if (n > 0)
+				appendStringInfoString(names, ", ");
+			if (desc != NULL)
+				appendStringInfo(names, "%s %s", getObjectTypeDescription(&obj, true),
+								 desc);
+			else
+				appendStringInfoString(names, "an object being dropped");
+		}
+		n++;
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return n;
+}
+
+/*
+ * The roles other than superusers (PUBLIC included) to which the schema's
+ * ACL grants CREATE, except skip (its owner when that is reported
+ * already; InvalidOid for none, which is not PUBLIC's ACL_ID_PUBLIC here):
+ * how many, with their names appended to names.  A schema without an ACL
+ * grants CREATE to its owner only.
+ */
+static int
+schema_creators(HeapTuple nsptup, Oid skip, StringInfo names)
+{
+	bool		isnull;
+	Datum		datum;
+	Acl		   *acl;
+	AclItem    *items;
+	int			n = 0;
+
+	datum = SysCacheGetAttr(NAMESPACEOID, nsptup, Anum_pg_namespace_nspacl,
+							&isnull);
+	if (isnull)
+		return 0;
+	acl = DatumGetAclP(datum);
+	items = ACL_DAT(acl);
+	for (int i = 0; i < ACL_NUM(acl); i++)
+	{
+		Oid			grantee = items[i].ai_grantee;
+
+		if ((ACLITEM_GET_PRIVS(items[i]) & ACL_CREATE) == 0 ||
+			(OidIsValid(skip) && grantee == skip))
+			continue;
+		if (grantee != ACL_ID_PUBLIC && superuser_arg(grantee))
+			continue;
+		if (n > 0)
+			appendStringInfoString(names, ", ");
+		if (grantee == ACL_ID_PUBLIC)
+			appendStringInfoString(names, "PUBLIC");
+		else
+			appendStringInfo(names, "role \"%s\"",
+							 GetUserNameFromId(grantee, false));
+		n++;
+	}
+	return n;
+}
+
+/*
+ * Run by every install script of cdc_relay before it creates anything
+ * (as a temporary function, so that no function of the schema is called
+ * and nothing is left behind).  CREATE EXTENSION creates the schema named
+ * in the control file when it is missing, and otherwise installs into the
+ * existing one, whose owner could have put functions there that the
+ * extension's users (the relay, often a superuser) would call.  This
+ * raises an ERROR (duplicate_schema) unless the schema is
+ *
+ *	- the one this CREATE EXTENSION created: its catalog row was written by
+ *	  the current transaction, it is owned by the current (superuser) role
+ *	  and holds nothing, or
+ *	- one that only superusers can have written to: owned by a superuser,
+ *	  holding nothing, and granting CREATE to no other role (as the schema
+ *	  that DROP EXTENSION cdc_relay leaves behind, or that pg_dump restores
+ *	  before its CREATE EXTENSION).
+ *
+ * The detail of the error names what was found.
+ */
+Datum
+cdc_relay_check_install_schema(PG_FUNCTION_ARGS)
+{
+	Oid			nspoid;
+	HeapTuple	tup;
+	Form_pg_namespace nsp;
+	const char *extname;
+	bool		written_here;
+	bool		owner_super;
+	int			nobjects;
+	int			ncreators;
+	StringInfoData objects;
+	StringInfoData creators;
+	StringInfoData detail;
+
+	extname = creating_extension ? get_extension_name(CurrentExtensionObject) : NULL;
+	if (extname == NULL || strcmp(extname, "cdc_relay") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cdc_relay_check_install_schema() can only be called by CREATE EXTENSION cdc_relay")));
+
+	nspoid = creating_extension_schema();
+	tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nspoid));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for schema %u", nspoid);
+	nsp = (Form_pg_namespace) GETSTRUCT(tup);
+
+	written_here = TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetXmin(tup->t_data));
+	owner_super = superuser_arg(nsp->nspowner);
+	initStringInfo(&objects);
+	initStringInfo(&creators);
+	nobjects = schema_objects(nspoid, &objects);
+	ncreators = schema_creators(tup, owner_super ? InvalidOid : nsp->nspowner,
+								&creators);
+
+	if (nobjects == 0 &&
+		((written_here && nsp->nspowner == GetUserId()) ||
+		 (owner_super && ncreators == 0)))
+	{
+		ReleaseSysCache(tup);
+		PG_RETURN_VOID();
+	}
+
+	initStringInfo(&detail);
+	appendStringInfo(&detail, "It is owned by role \"%s\"%s",
+					 GetUserNameFromId(nsp->nspowner, false),
+					 owner_super ? "" : ", which is not a superuser");
+	if (nobjects > 0)
+		appendStringInfo(&detail, "; it holds %d object%s: %s%s", nobjects,
+						 nobjects > 1 ? "s" : "", objects.data,
+						 nobjects > SCHEMA_CHECK_NAMED ? ", ..." : "");
+	if (ncreators > 0)
+		appendStringInfo(&detail, "; %s may create objects in it", creators.data);
+	appendStringInfoChar(&detail, '.');
+	ereport(ERROR,
+			(errcode(ERRCODE_DUPLICATE_SCHEMA),
+			 errmsg("schema \"%s\" already exists and was not created by CREATE EXTENSION cdc_relay",
+					NameStr(nsp->nspname)),
+			 errdetail_internal("%s", detail.data),
+			 errhint("Check what the schema holds and who owns it, drop it, and run CREATE EXTENSION cdc_relay again.")));
+	PG_RETURN_VOID();			/* not reached */
 }

@@ -4,10 +4,12 @@
  *		decide what to send, one JSON object per message (format version 1).
  *
  *	 begin    {"op":"begin","xid":..,"commit_lsn":..,"ts":..}
- *	 change   [<key> TAB]{"op":"c|u|d","schema":..,"table":..,"key":{..}|null,
- *			   "before":{..}|null,"after":{..}|null[,"unchanged_toast":[..]],
- *			   [,"json_null":{..}],"xid":..,"lsn":..,"commit_lsn":..,"seq":n,"ts":..}
- *			  (the key prefix with the key-prefix option)
+ *	 change   [<key> TAB]{"op":"c|u|d","schema":..,"table":..,"key":{..}|null
+ *			   [,"key_unknown":".."],"before":{..}|null,"after":{..}|null
+ *			   [,"unchanged_toast":[..]][,"json_null":{..}],
+ *			   "xid":..,"lsn":..,"commit_lsn":..,"seq":n,"ts":..}
+ *			  (the key prefix with the key-prefix option; a key the WAL does
+ *			  not carry is null, with key_unknown saying why)
  *	 truncate {"op":"t","tables":[{"schema":..,"table":..}],"cascade":..,
  *			   "restart_identity":.., <tail>}
  *	 message  {"op":"m","prefix":..,"transactional":..,"content":..,

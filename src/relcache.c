@@ -191,6 +191,31 @@ key_index(Relation rel)
 }
 
 /*
+ * The relation's replica identity, as key_unknown names it: what decides
+ * whether the WAL has the old key.  An identity index that was dropped
+ * leaves the WAL without one, as NOTHING does.
+ */
+static const char *
+identity_label(Relation rel)
+{
+	switch (rel->rd_rel->relreplident)
+	{
+		case REPLICA_IDENTITY_NOTHING:
+			return "replica identity nothing";
+		case REPLICA_IDENTITY_FULL:
+			return "replica identity full";
+		case REPLICA_IDENTITY_INDEX:
+			return OidIsValid(RelationGetReplicaIndex(rel)) ?
+				"replica identity index" :
+				"replica identity index, whose index was dropped";
+		default:
+			return OidIsValid(RelationGetReplicaIndex(rel)) ?
+				"replica identity default" :
+				"replica identity default, without a primary key";
+	}
+}
+
+/*
  * The relation whose names a change on relid carries: its partition root
  * with partition-root, else itself.
  */
@@ -310,6 +335,7 @@ cdc_relentry_build(CdcRelEntry *entry, Relation relation,
 	/* The WAL's old tuple has every column only under REPLICA IDENTITY FULL. */
 	entry->old_has_all =
 		(relation->rd_rel->relreplident == REPLICA_IDENTITY_FULL);
+	entry->identity = identity_label(relation);
 
 	if (root != NULL)
 		RelationClose(root);
