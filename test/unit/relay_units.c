@@ -1,8 +1,8 @@
 /*
  * relay_units.c: unit tests of the relay's pure modules, ring.c (in-flight
  * transactions, flush LSN only after delivery, in commit order) and topic.c
- * (table -> Kafka topic names).  TAP output; exits non-zero on any failure.
- * Built and run by `make -C relay check` (with ASan/UBSan).
+ * (table -> Kafka topic names, topic collisions).  TAP output; exits non-zero
+ * on any failure.  Built and run by `make -C relay check` (with ASan/UBSan).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,19 +14,23 @@
 static int	tests;
 static int	failures;
 
+/*
+ * One TAP line: the condition is evaluated once (some have side effects); new
+ * lines in the description (libpq's messages) are shown as "\n".
+ */
 #define CHECK(cond, ...) \
 	do { \
+		bool		ok_ = (cond); \
+		char		d_[2048]; \
 		tests++; \
-		if (cond) \
-			printf("ok %d - ", tests); \
-		else \
-		{ \
+		if (!ok_) \
 			failures++; \
-			printf("not ok %d - ", tests); \
-		} \
-		printf(__VA_ARGS__); \
+		snprintf(d_, sizeof(d_), __VA_ARGS__); \
+		printf("%s %d - ", ok_ ? "ok" : "not ok", tests); \
+		for (const char *c_ = d_; *c_; c_++) \
+			fputs(*c_ == '\n' ? "\\n" : (char[2]) {*c_, 0}, stdout); \
 		printf("\n"); \
-		if (!(cond)) \
+		if (!ok_) \
 			printf("#   failed at %s:%d: %s\n", __FILE__, __LINE__, #cond); \
 	} while (0)
 
@@ -250,6 +254,96 @@ test_topics(void)
 		  "invalid prefixes refused");
 }
 
+/* ---- topic collisions ---- */
+
+static void
+test_topic_collisions(void)
+{
+	char		a[TOPIC_MAX_LEN + 1];
+	char		b[TOPIC_MAX_LEN + 1];
+	char		msg[512];
+	size_t		i,
+				j;
+
+	CHECK(topic_names_collide("cdc.sales.order_items", "cdc.sales_order.items"),
+		  "cdc.sales.order_items and cdc.sales_order.items collide");
+	CHECK(topic_names_collide("a_b", "a.b") && topic_names_collide("a.b", "a_b"), "'.' and '_' collide both ways");
+	CHECK(!topic_names_collide("cdc.public.t", "cdc.public.t"), "a topic does not collide with itself");
+	CHECK(!topic_names_collide("a.b", "a-b") && !topic_names_collide("a.b", "a.bc") &&
+		  !topic_names_collide("a.b", "A.b"), "'-', a longer name and another case do not collide");
+
+	/* the relay's own names for the tables */
+	topic_for_table("cdc", "sales", 5, "order_items", 11, a);
+	topic_for_table("cdc", "sales_order", 11, "items", 5, b);
+	CHECK(strcmp(a, "cdc.sales.order_items") == 0 && strcmp(b, "cdc.sales_order.items") == 0,
+		  "topic_for_table keeps '_': %s, %s", a, b);
+	CHECK(topic_names_collide(a, b), "sales.order_items and sales_order.items give colliding topics");
+	/* a '.' inside a name is encoded, so it never collides with a separator */
+	topic_for_table("cdc", "sales", 5, "order.items", 11, b);
+	CHECK(!topic_names_collide(a, b), "sales.\"order.items\" (%s) does not collide with %s", b, a);
+	/* the state topic can collide with a table's */
+	topic_for_table("cdc", "_", 1, "state", 5, a);
+	CHECK(topic_names_collide(a, "cdc.__state"), "table _.state (%s) collides with cdc.__state", a);
+
+	{
+		const char *const list[] = {"cdc.public.a", "cdc.sales.order_items", "cdc.x.y",
+		"cdc.sales_order.items", "cdc.x_y"};
+
+		CHECK(topic_find_collision(list, 5, &i, &j) && i == 1 && j == 3,
+			  "first collision in a list: 1 and 3 (got %zu and %zu)", i, j);
+	}
+	{
+		/* the smallest j wins, whatever the sort order of the names */
+		const char *const list[] = {"z.b", "c.d", "c_d", "z_b"};
+
+		CHECK(topic_find_collision(list, 4, &i, &j) && i == 1 && j == 2,
+			  "the pair with the smaller second index is reported (got %zu and %zu)", i, j);
+	}
+	{
+		const char *const list[] = {"x.y", "q", "x.y", "x_y"};
+
+		CHECK(topic_find_collision(list, 4, &i, &j) && i == 0 && j == 3,
+			  "a topic listed twice is no collision, the one after it is (got %zu and %zu)", i, j);
+	}
+	{
+		const char *const dup[] = {"a.b", "a.b", "c"};
+		const char *const one[] = {"a.b"};
+
+		CHECK(!topic_find_collision(dup, 3, &i, &j) && i == 3 && j == 3, "duplicates only: no collision");
+		CHECK(!topic_find_collision(one, 1, &i, &j) && !topic_find_collision(one, 0, &i, &j),
+			  "0 or 1 topics: no collision");
+	}
+	{
+		/* many distinct tables, then one that collides with the first */
+		enum { N = 20000 };
+		char	  **names = malloc((N + 1) * sizeof(char *));
+		bool		found;
+
+		for (int k = 0; k < N; k++)
+		{
+			char		t[32];
+			int			len = snprintf(t, sizeof(t), "t_%d", k);
+
+			names[k] = malloc(TOPIC_MAX_LEN + 1);
+			topic_for_table("cdc", "public", 6, t, (size_t) len, names[k]);
+		}
+		CHECK(!topic_find_collision((const char *const *) names, N, &i, &j), "20000 distinct tables: no collision");
+		names[N] = strdup("cdc.public.t.0");
+		found = topic_find_collision((const char *const *) names, N + 1, &i, &j);
+		CHECK(found && i == 0 && j == N, "a new table colliding with the first is found (%zu, %zu)", i, j);
+		for (int k = 0; k <= N; k++)
+			free(names[k]);
+		free(names);
+	}
+
+	topic_collision_message(msg, sizeof(msg), "sales.order_items", "cdc.sales.order_items",
+							"sales_order.items", "cdc.sales_order.items");
+	CHECK(strcmp(msg, "tables sales.order_items and sales_order.items map to Kafka topics "
+				 "cdc.sales.order_items and cdc.sales_order.items, which Kafka treats as colliding "
+				 "('.' and '_' are the same in metric names); fix: exclude one with --exclude-tables "
+				 "or rename it") == 0, "the collision message (%s)", msg);
+}
+
 int
 main(void)
 {
@@ -257,6 +351,7 @@ main(void)
 	test_ring_failure();
 	test_ring_growth();
 	test_topics();
+	test_topic_collisions();
 	printf("1..%d\n", tests);
 	if (failures)
 		printf("# %d of %d checks failed\n", failures, tests);
