@@ -1,13 +1,18 @@
 /*
  * relay_units.c: unit tests of the relay's pure modules, ring.c (in-flight
- * transactions, flush LSN only after delivery, in commit order) and topic.c
- * (table -> Kafka topic names, topic collisions).  TAP output; exits non-zero
- * on any failure.  Built and run by `make -C relay check` (with ASan/UBSan).
+ * transactions, flush LSN only after delivery, in commit order), topic.c
+ * (table -> Kafka topic names, topic collisions), redact.c (libpq error text
+ * made safe and one line long, fed with libpq's own messages).  TAP output;
+ * exits non-zero on any failure.  Built and run by `make -C relay check`
+ * (with ASan/UBSan).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <libpq-fe.h>
+
+#include "redact.h"
 #include "ring.h"
 #include "topic.h"
 
@@ -344,6 +349,187 @@ test_topic_collisions(void)
 				 "or rename it") == 0, "the collision message (%s)", msg);
 }
 
+/* ---- redact.c ---- */
+
+/* libpq's own error text for a connection string it refuses (NULL if it parses) */
+static char *
+parse_error(const char *conninfo)
+{
+	char	   *err = NULL;
+	PQconninfoOption *o = PQconninfoParse(conninfo, &err);
+	char	   *copy;
+
+	if (o != NULL)
+	{
+		PQconninfoFree(o);
+		return NULL;
+	}
+	copy = strdup(err ? err : "(no message)");
+	PQfreemem(err);
+	return copy;
+}
+
+static void
+test_redact_conninfo_error(void)
+{
+	static const struct
+	{
+		const char *conninfo;
+		const char *secret;		/* libpq echoes it; it must go */
+		const char *want;		/* the redacted text, NULL: not compared */
+	}			cases[] = {
+		/* item 10 of issue 7, with libpq 15's wording */
+		{"postgresql://u:secret@[::1", "secret",
+		"end of string reached when looking for matching \"...\" in IPv6 host address in URI: \"...\"\n"},
+		{"postgresql://u:sec%zzret@localhost/db", "sec%zzret", "invalid percent-encoded token: \"...\"\n"},
+		/* passwords that hold the quote, ": \"" or a new line */
+		{"postgresql://u:sec\"ret@[::1", "ret@",
+		"end of string reached when looking for matching \"...\" in IPv6 host address in URI: \"...\"\n"},
+		{"postgresql://u:a: \"b\"c@[::1", "b\"c",
+		"end of string reached when looking for matching \"...\" in IPv6 host address in URI: \"...\"\n"},
+		{"postgresql://u:sec\nret@[::1", "ret@",
+		"end of string reached when looking for matching \"...\" in IPv6 host address in URI: \"...\"\n"},
+		{"postgresql://u:sec%00ret@h/db", "sec%00ret", NULL},
+		{"postgresql://u:sec%zz\"ret@h/db", "ret", NULL},
+		{"postgresql://u:secret@h/db?secret=1", "secret", NULL},
+	};
+
+	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++)
+	{
+		char	   *err = parse_error(cases[k].conninfo);
+		char	   *red;
+		char		line[256];
+
+		CHECK(err != NULL && strstr(err, cases[k].secret) != NULL,
+			  "case %zu: libpq refuses it and echoes the secret (%s)", k, err ? err : "parsed");
+		if (err == NULL)
+			continue;
+		red = redact_conninfo_error(err);
+		CHECK(red != NULL && strstr(red, cases[k].secret) == NULL, "case %zu: redacted: %s", k, red);
+		if (cases[k].want)
+			CHECK(strcmp(red, cases[k].want) == 0, "case %zu: the reason stays (%s)", k, red);
+		conninfo_error_line(err, cases[k].conninfo, line, sizeof(line));
+		CHECK(strstr(line, cases[k].secret) == NULL && strchr(line, '\n') == NULL &&
+			  strstr(line, "\"...\"") != NULL, "case %zu: conninfo_error_line: %s", k, line);
+		free(red);
+		free(err);
+	}
+	{
+		char	   *r1 = redact_conninfo_error("no quotes at all\n");
+		char	   *r2 = redact_conninfo_error("a \"b\" c \"d");
+		char	   *r3 = redact_conninfo_error("x: \"only one");
+
+		CHECK(strcmp(r1, "no quotes at all\n") == 0, "no quotes: unchanged");
+		CHECK(strcmp(r2, "a \"...\" c \"...\"") == 0, "an unmatched quote hides the rest (%s)", r2);
+		CHECK(strcmp(r3, "x: \"...\"") == 0, "a lone quote after \": \" hides the rest (%s)", r3);
+		free(r1);
+		free(r2);
+		free(r3);
+	}
+}
+
+static void
+check_flat(const char *in, const char *want)
+{
+	char	   *out = pq_error_flatten(in);
+
+	CHECK(out != NULL && strcmp(out, want) == 0, "flatten -> \"%s\" (got \"%s\")", want, out);
+	free(out);
+}
+
+static void
+test_pq_error_flatten(void)
+{
+	check_flat("ERROR:  x\nDETAIL:  y\nHINT: z\n", "x; DETAIL: y; HINT: z");
+	check_flat("FATAL:  database \"d\" does not exist\n", "database \"d\" does not exist");
+	check_flat("ERROR:  replication slot \"s\" does not exist\n", "replication slot \"s\" does not exist");
+	check_flat("server closed the connection unexpectedly\n\tThis probably means the server terminated abnormally\n\tbefore or while processing the request.\n",
+			   "server closed the connection unexpectedly; This probably means the server terminated abnormally; "
+			   "before or while processing the request.");
+	check_flat("ERROR:  a\r\nCONTEXT:  b\r\n\n", "a; CONTEXT: b");
+	check_flat("no newline", "no newline");
+	check_flat("", "");
+	check_flat(NULL, "");
+	check_flat("\n\n", "");
+	check_flat("ERROR:", "ERROR:");
+
+	/* libpq's real text for a refused connection: several lines */
+	{
+		PGconn	   *conn = PQconnectdb("host=127.0.0.1 port=1 connect_timeout=5");
+		const char *m = PQerrorMessage(conn);
+		char	   *flat = pq_error_flatten(m);
+
+		CHECK(PQstatus(conn) == CONNECTION_BAD && strchr(m, '\n') != NULL, "libpq's connection error spans lines");
+		CHECK(flat && strchr(flat, '\n') == NULL && strchr(flat, '\t') == NULL &&
+			  strstr(flat, "port 1 failed") != NULL, "flattened: %s", flat);
+		free(flat);
+		PQfinish(conn);
+	}
+}
+
+static void
+check_secret(const char *text, const char *secret, const char *want)
+{
+	char	   *out = redact_secret(text, secret);
+
+	CHECK(out != NULL && strcmp(out, want) == 0, "redact \"%s\" from \"%s\" -> \"%s\" (got \"%s\")",
+		  secret ? secret : "(null)", text, want, out);
+	free(out);
+}
+
+static void
+check_conninfo_secrets(const char *text, const char *conninfo, const char *want)
+{
+	char	   *out = redact_conninfo_secrets(text, conninfo);
+
+	CHECK(out != NULL && strcmp(out, want) == 0, "secrets of [%s] removed from \"%s\" -> \"%s\" (got \"%s\")",
+		  conninfo ? conninfo : "(null)", text, want, out);
+	free(out);
+}
+
+static void
+test_redact_secrets(void)
+{
+	char		buf[24];
+
+	check_secret("password sekrit and sekrit", "sekrit", "password ... and ...");
+	check_secret("nothing here", "sekrit", "nothing here");
+	check_secret("keep", NULL, "keep");
+	check_secret("keep", "", "keep");
+	check_secret("aaa", "aa", "...a");
+	check_secret("x", "x", "...");
+
+	check_conninfo_secrets("failed for sekrit", "host=h password=sekrit", "failed for ...");
+	check_conninfo_secrets("se cr'et or se cr\\'et", "host=h password='se cr\\'et'", "... or ...");
+	check_conninfo_secrets("p@ss or p%40ss", "postgresql://u:p%40ss@h/db", "... or ...");
+	check_conninfo_secrets("postgres://u:pw1@h", "postgres://u:pw1@h", "postgres://u:...@h");
+	/* connection strings libpq refuses: the password as typed */
+	check_conninfo_secrets("token sec%zzret", "postgresql://u:sec%zzret@localhost/db", "token ...");
+	check_conninfo_secrets("u:secret@[::1", "postgresql://u:secret@[::1", "u:...@[::1");
+	check_conninfo_secrets("sekrit", "host=h password=sekrit bogus=1", "...");
+	check_conninfo_secrets("sekrit", "host=h password = sekrit 'unterminated", "...");
+	check_conninfo_secrets("no password", "host=h dbname=d", "no password");
+	check_conninfo_secrets("unchanged", NULL, "unchanged");
+
+	CHECK(!conninfo_has_password("host=h dbname=d"), "no password in host=h dbname=d");
+	CHECK(conninfo_has_password("host=h password=x"), "password=x is a password");
+	CHECK(!conninfo_has_password("host=h password="), "an empty password is none");
+	CHECK(!conninfo_has_password("postgresql://u@h/db"), "no password in a URI with a user only");
+	CHECK(conninfo_has_password("postgresql://u:x@h/db"), "u:x@ is a password");
+	CHECK(conninfo_has_password("postgresql://h/db?password=x"), "?password=x is a password");
+	CHECK(conninfo_has_password("postgresql://u:sec%zzret@localhost/db"), "a malformed URI's password is found");
+	CHECK(conninfo_has_password("host=h 'password=x"), "a malformed string that mentions a password: true");
+
+	/* the secret is removed before the text is cut, so no part of it is left */
+	pq_error_line("ERROR:  abcdefghijklmnopqrs sekrit\n", "password=sekrit", buf, sizeof(buf));
+	CHECK(strcmp(buf, "abcdefghijklmnopqrs ...") == 0, "pq_error_line flattens and redacts (%s)", buf);
+	pq_error_line("ERROR:  abcdefghijklmnopqrstu sekrit\n", "password=sekrit", buf, sizeof(buf));
+	CHECK(strstr(buf, "sek") == NULL && strlen(buf) == sizeof(buf) - 1, "cut after redaction (%s)", buf);
+	pq_error_line("FATAL:  password authentication failed for user \"u\"\nDETAIL:  x\n", "postgresql://u:x@h",
+				  buf, 8);
+	CHECK(strlen(buf) == 7, "cut to the buffer (%s)", buf);
+}
+
 int
 main(void)
 {
@@ -352,6 +538,9 @@ main(void)
 	test_ring_growth();
 	test_topics();
 	test_topic_collisions();
+	test_redact_conninfo_error();
+	test_pq_error_flatten();
+	test_redact_secrets();
 	printf("1..%d\n", tests);
 	if (failures)
 		printf("# %d of %d checks failed\n", failures, tests);
