@@ -2,16 +2,23 @@
  * relay_units.c: unit tests of the relay's pure modules, ring.c (in-flight
  * transactions, flush LSN only after delivery, in commit order), topic.c
  * (table -> Kafka topic names, topic collisions), redact.c (libpq error text
- * made safe and one line long, fed with libpq's own messages).  TAP output;
- * exits non-zero on any failure.  Built and run by `make -C relay check`
- * (with ASan/UBSan).
+ * made safe and one line long, fed with libpq's own messages) and of
+ * config.c's parsing (required options, refused Kafka properties, the config
+ * file's comments, quotes, byte order mark and permission warning).  TAP
+ * output; exits non-zero on any failure.  Built and run by `make -C relay
+ * check` (with ASan/UBSan).
  */
+#include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <libpq-fe.h>
 
+#include "config.h"
 #include "redact.h"
 #include "ring.h"
 #include "topic.h"
@@ -530,6 +537,272 @@ test_redact_secrets(void)
 	CHECK(strlen(buf) == 7, "cut to the buffer (%s)", buf);
 }
 
+/* ---- config.c ---- */
+
+static char tmpdir[64];
+
+static char *
+write_tmp(const char *name, const char *content, mode_t mode)
+{
+	char	   *path = malloc(strlen(tmpdir) + strlen(name) + 2);
+	FILE	   *f;
+
+	sprintf(path, "%s/%s", tmpdir, name);
+	f = fopen(path, "w");
+	fputs(content, f);
+	fclose(f);
+	chmod(path, mode);
+	return path;
+}
+
+/*
+ * config_parse_run on "run" and the NULL-terminated arguments; what it wrote
+ * on stderr goes to *stderr_text (malloc'd).
+ */
+static int
+parse_args(RelayConfig *cfg, char *err, size_t errlen, char **stderr_text, ...)
+{
+	char	   *argv[32];
+	int			argc = 0;
+	va_list		ap;
+	char		path[128];
+	int			fd,
+				saved,
+				rc;
+	FILE	   *f;
+	long		n;
+
+	argv[argc++] = "run";
+	va_start(ap, stderr_text);
+	while ((argv[argc] = va_arg(ap, char *)) != NULL)
+		argc++;
+	va_end(ap);
+	err[0] = '\0';
+
+	snprintf(path, sizeof(path), "%s/stderr", tmpdir);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	saved = dup(2);
+	dup2(fd, 2);
+	rc = config_parse_run(argc, argv, cfg, err, errlen);
+	dup2(saved, 2);
+	close(saved);
+	close(fd);
+	f = fopen(path, "r");
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	rewind(f);
+	*stderr_text = calloc(1, (size_t) n + 1);
+	if (fread(*stderr_text, 1, (size_t) n, f) != (size_t) n)
+		(*stderr_text)[0] = '\0';
+	fclose(f);
+	return rc;
+}
+
+static void
+test_config(void)
+{
+	RelayConfig cfg;
+	char		err[1024];
+	char	   *se;
+	int			rc;
+	const char *refused[][2] = {
+		{"acks", "1"}, {"acks", "0"}, {"acks", "2"}, {"acks", ""}, {"request.required.acks", "1"},
+		{"topic.acks", "1"}, {"topic.request.required.acks", "0"},
+		{"enable.idempotence", "false"}, {"enable.idempotence", "0"}, {"enable.idempotence", "FALSE"},
+		{"partitioner", "random"}, {"topic.partitioner", "random"},
+	};
+	const char *accepted[][2] = {
+		{"acks", "all"}, {"acks", "-1"}, {"acks", "ALL"}, {"request.required.acks", "all"},
+		{"enable.idempotence", "true"}, {"enable.idempotence", "1"}, {"partitioner", "murmur2"},
+		{"delivery.report.only.error", "false"}, {"message.timeout.ms", "0"}, {"linger.ms", "50"},
+	};
+
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/relay_units_XXXXXX");
+	if (mkdtemp(tmpdir) == NULL)
+	{
+		CHECK(false, "mkdtemp");
+		return;
+	}
+
+	/* --topic-prefix is required */
+	rc = parse_args(&cfg, err, sizeof(err), &se, "-d", "dbname=x", "-b", "h:1", NULL);
+	CHECK(rc == 2 && strcmp(err, "no topic prefix given: use --topic-prefix NAME (topics are NAME.<schema>.<table>; "
+							"give each database its own prefix)") == 0, "no --topic-prefix: refused (%s)", err);
+	config_free(&cfg);
+	free(se);
+	rc = parse_args(&cfg, err, sizeof(err), &se, "-d", "dbname=x", "-b", "h:1", "--topic-prefix", "shop", NULL);
+	CHECK(rc == 0 && strcmp(cfg.topic_prefix, "shop") == 0 && strcmp(cfg.state_topic, "shop.__state") == 0,
+		  "--topic-prefix shop: topics shop.*, state topic shop.__state (%s)", err);
+	config_free(&cfg);
+	free(se);
+
+	/* a malformed connection string: refused up front, without the password */
+	rc = parse_args(&cfg, err, sizeof(err), &se, "-d", "postgresql://u:secret@[::1", "-b", "h:1",
+					"--topic-prefix", "p", NULL);
+	CHECK(rc == 2 && strcmp(err, "invalid connection string: end of string reached when looking for matching "
+							"\"...\" in IPv6 host address in URI: \"...\"") == 0,
+		  "unterminated IPv6 host: refused, redacted (%s)", err);
+	config_free(&cfg);
+	free(se);
+	rc = parse_args(&cfg, err, sizeof(err), &se, "-d", "postgresql://u:sec%zzret@localhost/db", "-b", "h:1",
+					"--topic-prefix", "p", NULL);
+	CHECK(rc == 2 && strcmp(err, "invalid connection string: invalid percent-encoded token: \"...\"") == 0,
+		  "bad %% escape: refused, redacted (%s)", err);
+	config_free(&cfg);
+	free(se);
+
+	for (size_t k = 0; k < sizeof(refused) / sizeof(refused[0]); k++)
+	{
+		char		x[128],
+					want[256];
+
+		snprintf(x, sizeof(x), "%s=%s", refused[k][0], refused[k][1]);
+		snprintf(want, sizeof(want), "-X %s would weaken the delivery guarantee: ", x);
+		rc = parse_args(&cfg, err, sizeof(err), &se, "-d", "dbname=d", "-b", "h:1", "--topic-prefix", "p", "-X", x, NULL);
+		CHECK(rc == 2 && strncmp(err, want, strlen(want)) == 0 && strchr(err, '\n') == NULL,
+			  "-X %s refused (%s)", x, err);
+		config_free(&cfg);
+		free(se);
+	}
+	rc = parse_args(&cfg, err, sizeof(err), &se, "-d", "dbname=d", "-b", "h:1", "--topic-prefix", "p",
+					"-X", "delivery.report.only.error=true", NULL);
+	CHECK(rc == 2 && strncmp(err, "-X delivery.report.only.error=true would keep cdc-relay from ever confirming", 75) == 0,
+		  "-X delivery.report.only.error=true refused (%s)", err);
+	config_free(&cfg);
+	free(se);
+	for (size_t k = 0; k < sizeof(accepted) / sizeof(accepted[0]); k++)
+	{
+		char		x[128];
+
+		snprintf(x, sizeof(x), "%s=%s", accepted[k][0], accepted[k][1]);
+		rc = parse_args(&cfg, err, sizeof(err), &se, "-d", "dbname=d", "-b", "h:1", "--topic-prefix", "p", "-X", x, NULL);
+		CHECK(rc == 0 && cfg.nkafka == 1 && strcmp(cfg.kafka[0].value, accepted[k][1]) == 0,
+			  "-X %s accepted (%s)", x, err);
+		config_free(&cfg);
+		free(se);
+	}
+
+	/* the config file: comments, quotes, byte order mark */
+	{
+		char	   *path = write_tmp("full.conf",
+									 "\xEF\xBB\xBF" "dbname = host=h dbname=d   # the database\n"
+									 "brokers = h:1\t# a tab, then a comment\n"
+									 "topic-prefix = shop # the prefix\n"
+									 "slot = 's_1'   # quoted\n"
+									 "kafka.client.id = \"a # b\"  # a quoted #\n"
+									 "kafka.linger.ms=7#no space\n"
+									 "tables = O'Brien.*   # an apostrophe in a word\n"
+									 "exclude-tables = \"x\\\"y\" \n"
+									 "# a whole line\n"
+									 "   # an indented one\n"
+									 "\n"
+									 "publication = 'it\\'s # not a comment'\n",
+									 0600);
+
+		rc = parse_args(&cfg, err, sizeof(err), &se, "-c", path, NULL);
+		CHECK(rc == 0, "config file with comments and a BOM: accepted (%s)", err);
+		if (rc == 0)
+		{
+			CHECK(strcmp(cfg.conninfo, "host=h dbname=d") == 0, "dbname without the comment (%s)", cfg.conninfo);
+			CHECK(strcmp(cfg.brokers, "h:1") == 0, "brokers (%s)", cfg.brokers);
+			CHECK(strcmp(cfg.topic_prefix, "shop") == 0, "topic-prefix (%s)", cfg.topic_prefix);
+			CHECK(strcmp(cfg.slot, "s_1") == 0, "quoted slot (%s)", cfg.slot);
+			CHECK(cfg.nkafka == 2 && strcmp(cfg.kafka[0].value, "a # b") == 0 &&
+				  strcmp(cfg.kafka[1].key, "linger.ms") == 0 && strcmp(cfg.kafka[1].value, "7") == 0,
+				  "kafka.* values (%s, %s)", cfg.nkafka > 0 ? cfg.kafka[0].value : "",
+				  cfg.nkafka > 1 ? cfg.kafka[1].value : "");
+			CHECK(strcmp(cfg.tables, "O'Brien.*") == 0, "an apostrophe inside a word (%s)", cfg.tables);
+			CHECK(strcmp(cfg.exclude_tables, "x\"y") == 0, "\\\" in a quoted value (%s)", cfg.exclude_tables);
+			CHECK(strcmp(cfg.publication, "it's # not a comment") == 0, "\\' and # in a quoted value (%s)",
+				  cfg.publication);
+		}
+		CHECK(se[0] == '\0', "no password: nothing on stderr (%s)", se);
+		config_free(&cfg);
+		free(se);
+		free(path);
+	}
+	{
+		char	   *path = write_tmp("libpq.conf",
+									 "dbname = host=h password='a\\'b#c' # the comment\n"
+									 "brokers = h:1\ntopic-prefix = p\n", 0600);
+
+		rc = parse_args(&cfg, err, sizeof(err), &se, "-c", path, NULL);
+		CHECK(rc == 0 && strcmp(cfg.conninfo, "host=h password='a\\'b#c'") == 0,
+			  "libpq quoting in the conninfo: # inside it stays (%s)", rc == 0 ? cfg.conninfo : err);
+		CHECK(se[0] == '\0', "mode 0600 with a password: no warning (%s)", se);
+		config_free(&cfg);
+		free(se);
+		chmod(path, 0644);
+		rc = parse_args(&cfg, err, sizeof(err), &se, "-c", path, NULL);
+		CHECK(rc == 0 && strstr(se, " WARNING config file ") != NULL &&
+			  strstr(se, " is readable by other users and holds a password; fix: chmod 600 ") != NULL &&
+			  strstr(se, path) != NULL && strstr(se, "a\\'b") == NULL,
+			  "mode 0644 with a password: the warning (%s)", se);
+		config_free(&cfg);
+		free(se);
+		free(path);
+	}
+	{
+		char	   *uri = write_tmp("uri.conf", "dbname = postgresql://u:pw@h/d\nbrokers=h:1\ntopic-prefix=p\n", 0640);
+		char	   *kafka = write_tmp("kafka.conf", "kafka.sasl.password = pw\n", 0604);
+		char	   *none = write_tmp("none.conf", "dbname = host=h user=u\nkafka.sasl.username = u\n", 0666);
+
+		rc = parse_args(&cfg, err, sizeof(err), &se, "-c", uri, NULL);
+		CHECK(rc == 0 && strstr(se, "holds a password") != NULL, "URI password, mode 0640: the warning");
+		config_free(&cfg);
+		free(se);
+		rc = parse_args(&cfg, err, sizeof(err), &se, "-d", "dbname=d", "-b", "h:1", "--topic-prefix", "p", "-c", kafka, NULL);
+		CHECK(rc == 0 && strstr(se, "holds a password") != NULL, "kafka.sasl.password, mode 0604: the warning");
+		config_free(&cfg);
+		free(se);
+		rc = parse_args(&cfg, err, sizeof(err), &se, "-b", "h:1", "--topic-prefix", "p", "-c", none, NULL);
+		CHECK(rc == 0 && se[0] == '\0', "no password, mode 0666: no warning (%s)", se);
+		config_free(&cfg);
+		free(se);
+		free(uri);
+		free(kafka);
+		free(none);
+	}
+	{
+		char	   *acks = write_tmp("acks.conf", "# weaker\nkafka.acks = 1   # no\n", 0600);
+		char	   *open = write_tmp("open.conf", "slot = s1\ntables = 'abc # c\n", 0600);
+		char	   *prefix = write_tmp("prefix.conf", "topic-prefix = from_file # c\n", 0600);
+		char		want[256];
+
+		rc = parse_args(&cfg, err, sizeof(err), &se, "-d", "dbname=d", "-b", "h:1", "--topic-prefix", "p", "-c", acks, NULL);
+		snprintf(want, sizeof(want), "%s:2: kafka.acks = 1 would weaken the delivery guarantee: ", acks);
+		CHECK(rc == 2 && strncmp(err, want, strlen(want)) == 0, "kafka.acks = 1 in a file: refused (%s)", err);
+		config_free(&cfg);
+		free(se);
+		rc = parse_args(&cfg, err, sizeof(err), &se, "-d", "dbname=d", "-b", "h:1", "--topic-prefix", "p", "-c", open, NULL);
+		snprintf(want, sizeof(want), "%s:2: the quote at column 10 is not closed", open);
+		CHECK(rc == 2 && strcmp(err, want) == 0, "an unclosed quote: refused (%s)", err);
+		config_free(&cfg);
+		free(se);
+		rc = parse_args(&cfg, err, sizeof(err), &se, "-d", "dbname=d", "-b", "h:1", "-c", prefix, NULL);
+		CHECK(rc == 0 && strcmp(cfg.topic_prefix, "from_file") == 0, "topic-prefix from the file (%s)", err);
+		config_free(&cfg);
+		free(se);
+		rc = parse_args(&cfg, err, sizeof(err), &se, "-d", "dbname=d", "-b", "h:1", "-c", prefix, "--topic-prefix", "cli", NULL);
+		CHECK(rc == 0 && strcmp(cfg.topic_prefix, "cli") == 0, "the command line wins over the file");
+		config_free(&cfg);
+		free(se);
+		unlink(acks);
+		unlink(open);
+		unlink(prefix);
+		free(acks);
+		free(open);
+		free(prefix);
+	}
+	{
+		char		cmd[128];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+		if (system(cmd) != 0)
+			printf("# could not remove %s\n", tmpdir);
+	}
+}
+
 int
 main(void)
 {
@@ -541,6 +814,7 @@ main(void)
 	test_redact_conninfo_error();
 	test_pq_error_flatten();
 	test_redact_secrets();
+	test_config();
 	printf("1..%d\n", tests);
 	if (failures)
 		printf("# %d of %d checks failed\n", failures, tests);
