@@ -3,9 +3,13 @@
  *
  * The config file holds "key = value" lines with the long option names
  * ("slot = orders", "snapshot-jobs = 4") and librdkafka properties with a
- * "kafka." prefix ("kafka.compression.type = lz4"); "#" starts a comment.
- * Options on the command line win over the file.  Any error is one line in
- * err and exit code 2; values of secret keys are never repeated in it.
+ * "kafka." prefix ("kafka.compression.type = lz4").  A "#" outside quotes
+ * starts a comment; a UTF-8 byte order mark at the start is skipped; a value
+ * wholly in '...' or "..." loses the quotes (\\ and a backslash before the
+ * quote character stand for that character).  Options on the command line win
+ * over the file.  Any error is one line in err and exit code 2; values of
+ * secret keys are never repeated in it.  Kafka properties that would weaken
+ * the delivery guarantee are refused (config_kafka_refusal).
  */
 #include "config.h"
 
@@ -17,7 +21,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
 
+#include <libpq-fe.h>
+
+#include "log.h"
+#include "redact.h"
 #include "topic.h"
 
 enum
@@ -69,7 +79,7 @@ config_usage(FILE *out)
 		  "then every committed change, in order, from a logical replication slot.\n"
 		  "\n"
 		  "Usage:\n"
-		  "  cdc-relay run -d CONNINFO -b BROKERS [OPTION]...\n"
+		  "  cdc-relay run -d CONNINFO -b BROKERS --topic-prefix PREFIX [OPTION]...\n"
 		  "  cdc-relay broker [--brokers N] [--partitions N] [--topic NAME]...\n"
 		  "  cdc-relay --help | --version\n"
 		  "\n"
@@ -78,7 +88,8 @@ config_usage(FILE *out)
 		  "  -b, --brokers=LIST         Kafka bootstrap servers (host:port,...), or \"embedded\"\n"
 		  "                             for a Kafka-protocol test broker inside the relay\n"
 		  "  -S, --slot=NAME            replication slot (default: cdc_relay)\n"
-		  "      --topic-prefix=PREFIX  topics are PREFIX.<schema>.<table> (default: cdc)\n"
+		  "      --topic-prefix=PREFIX  required: topics are PREFIX.<schema>.<table>; give each\n"
+		  "                             database its own prefix\n"
 		  "      --tables=PATTERNS      capture only these tables (schema.table patterns, * and ?)\n"
 		  "      --exclude-tables=PATTERNS  do not capture these tables\n"
 		  "      --publication=NAMES    capture only the tables of these publications\n"
@@ -87,9 +98,11 @@ config_usage(FILE *out)
 		  "                             snapshot did not finish), never, always, initial-only\n"
 		  "      --snapshot-jobs=N      parallel connections reading the snapshot (default: 2)\n"
 		  "      --no-tombstones        do not follow a delete with a tombstone\n"
-		  "  -X, KEY=VALUE              librdkafka producer property (repeatable)\n"
+		  "  -X, KEY=VALUE              librdkafka producer property (repeatable); acks other\n"
+		  "                             than all and enable.idempotence=false are refused\n"
 		  "  -c, --config=FILE          \"key = value\" lines: long option names, and\n"
-		  "                             kafka.<property> for librdkafka properties\n"
+		  "                             kafka.<property> for librdkafka properties;\n"
+		  "                             # starts a comment (outside quotes)\n"
 		  "      --state-topic=TOPIC    where snapshot completion is recorded\n"
 		  "                             (default: PREFIX.__state)\n"
 		  "      --endpos=LSN           stop once the stream reaches LSN (X/X)\n"
@@ -201,18 +214,71 @@ add_kafka(RelayConfig *cfg, const char *key, const char *value)
 	cfg->nkafka++;
 }
 
+/* value, without surrounding white space, equals word (case-insensitively) */
+static bool
+value_is(const char *value, const char *word)
+{
+	size_t		n = strlen(word);
+
+	while (isspace((unsigned char) *value))
+		value++;
+	if (strncasecmp(value, word, n) != 0)
+		return false;
+	for (value += n; *value; value++)
+		if (!isspace((unsigned char) *value))
+			return false;
+	return true;
+}
+
+/* librdkafka's reading of a boolean: true, t or 1 (case-insensitively) */
+static bool
+value_is_true(const char *value)
+{
+	return value_is(value, "true") || value_is(value, "t") || value_is(value, "1");
+}
+
+#define WEAKENS "would weaken the delivery guarantee: "
+#define ACKS_REASON \
+	WEAKENS "cdc-relay confirms a position to PostgreSQL only after Kafka acknowledged every " \
+	"message before it, which needs acks=all (-1) with enable.idempotence=true (they also keep " \
+	"each key's changes in order and without duplicates from retries); remove the setting"
+
+const char *
+config_kafka_refusal(const char *key, const char *value)
+{
+	/* librdkafka takes topic properties with a "topic." prefix too */
+	if (strncmp(key, "topic.", 6) == 0)
+		key += 6;
+	if (strcmp(key, "acks") == 0 || strcmp(key, "request.required.acks") == 0)
+		return value_is(value, "all") || value_is(value, "-1") ? NULL : ACKS_REASON;
+	if (strcmp(key, "enable.idempotence") == 0)
+		return value_is_true(value) ? NULL : ACKS_REASON;
+	if (strcmp(key, "partitioner") == 0 && value_is(value, "random"))
+		return WEAKENS "a key's changes would be spread over partitions and so read out of "
+			"order; use a key-hashing partitioner (the relay's default is murmur2_random)";
+	if (strcmp(key, "delivery.report.only.error") == 0 && value_is_true(value))
+		return "would keep cdc-relay from ever confirming a position to PostgreSQL (the slot "
+			"would hold WAL for good): it confirms a position only when delivery reports say "
+			"every message before it arrived, and this turns off the reports of successful "
+			"deliveries; remove the setting";
+	return NULL;
+}
+
 /* "key=value" of -X */
 static int
 apply_kafka_pair(RelayConfig *cfg, const char *pair, char *err, size_t errlen)
 {
 	const char *eq = strchr(pair, '=');
 	char		key[256];
+	const char *refusal;
 
 	if (eq == NULL || eq == pair || (size_t) (eq - pair) >= sizeof(key))
 		return fail(err, errlen, "-X expects KEY=VALUE (a librdkafka property), got \"%.60s\"",
 					config_key_is_secret(pair) ? "..." : pair);
 	memcpy(key, pair, (size_t) (eq - pair));
 	key[eq - pair] = '\0';
+	if ((refusal = config_kafka_refusal(key, eq + 1)) != NULL)
+		return fail(err, errlen, "-X %s=%s %s", key, eq + 1, refusal);
 	add_kafka(cfg, key, eq + 1);
 	return 0;
 }
@@ -348,6 +414,80 @@ trim(char **s)
 	*s = p;
 }
 
+/*
+ * Cut a config line at its comment: the first '#' outside quotes.  A quote
+ * (' or ") opens a quoted part only at the start of a word (after white
+ * space or '=', as in "password='a#b'" or "key = "a # b""), so that an
+ * apostrophe inside a word ("O'Brien") is an ordinary character; in a quoted
+ * part a backslash escapes the next character (libpq's rule).  Returns false
+ * when a quoted part is not closed; *col is then its 1-based column.
+ */
+static bool
+cut_comment(char *line, int *col)
+{
+	char		quote = 0;
+	char	   *open = NULL;
+
+	for (char *p = line; *p; p++)
+	{
+		if (quote)
+		{
+			if (*p == '\\' && p[1] != '\0')
+				p++;
+			else if (*p == quote)
+				quote = 0;
+		}
+		else if (*p == '#')
+		{
+			*p = '\0';
+			return true;
+		}
+		else if ((*p == '\'' || *p == '"') &&
+				 (p == line || isspace((unsigned char) p[-1]) || p[-1] == '='))
+		{
+			quote = *p;
+			open = p;
+		}
+	}
+	if (quote)
+	{
+		*col = (int) (open - line) + 1;
+		return false;
+	}
+	return true;
+}
+
+/*
+ * A value wholly in quotes ('...' or "...", as cut_comment reads them) loses
+ * them, and \\ and \<quote> in it become \ and <quote>; any other value is
+ * left as it is.
+ */
+static void
+unquote(char **value)
+{
+	char	   *v = *value;
+	char		q = v[0];
+	char	   *p,
+			   *o;
+
+	if (q != '\'' && q != '"')
+		return;
+	for (p = v + 1; *p && *p != q; p++)
+		if (*p == '\\' && p[1] != '\0')
+			p++;
+	if (*p != q || p[1] != '\0')
+		return;					/* not one quoted string */
+	*p = '\0';
+	for (p = o = v + 1; *p; p++)
+	{
+		if (*p == '\\' && (p[1] == '\\' || p[1] == q))
+			p++;
+		*o++ = *p;
+	}
+	*o = '\0';
+	*value = v + 1;
+}
+
 static int
 load_config_file(RelayConfig *cfg, const char *path, char *err, size_t errlen)
 {
@@ -356,6 +496,8 @@ load_config_file(RelayConfig *cfg, const char *path, char *err, size_t errlen)
 	size_t		cap = 0;
 	int			lineno = 0;
 	int			rc = 0;
+	bool		holds_password = false;
+	struct stat st;
 
 	if (f == NULL)
 		return fail(err, errlen, "could not open config file \"%s\": %s", path, strerror(errno));
@@ -366,11 +508,20 @@ load_config_file(RelayConfig *cfg, const char *path, char *err, size_t errlen)
 				   *value,
 				   *eq;
 		const struct option *o;
+		const char *refusal;
 		char		sub[1024];
+		int			col;
 
 		lineno++;
+		if (lineno == 1 && strncmp(p, "\xEF\xBB\xBF", 3) == 0)
+			p += 3;				/* UTF-8 byte order mark */
+		if (!cut_comment(p, &col))
+		{
+			rc = fail(err, errlen, "%s:%d: the quote at column %d is not closed", path, lineno, col);
+			break;
+		}
 		trim(&p);
-		if (*p == '\0' || *p == '#')
+		if (*p == '\0')
 			continue;
 		eq = strchr(p, '=');
 		if (eq == NULL)
@@ -383,19 +534,19 @@ load_config_file(RelayConfig *cfg, const char *path, char *err, size_t errlen)
 		value = eq + 1;
 		trim(&key);
 		trim(&value);
-		/* optional quotes around the value */
-		if (strlen(value) >= 2 && (value[0] == '"' || value[0] == '\'') &&
-			value[strlen(value) - 1] == value[0])
-		{
-			value[strlen(value) - 1] = '\0';
-			value++;
-		}
+		unquote(&value);
 		if (strncmp(key, "kafka.", 6) == 0)
 		{
 			if (key[6] == '\0')
 				rc = fail(err, errlen, "%s:%d: \"kafka.\" needs a librdkafka property name", path, lineno);
+			else if ((refusal = config_kafka_refusal(key + 6, value)) != NULL)
+				rc = fail(err, errlen, "%s:%d: %s = %s %s", path, lineno, key, value, refusal);
 			else
+			{
 				add_kafka(cfg, key + 6, value);
+				if (config_key_is_secret(key + 6) && value[0] != '\0')
+					holds_password = true;
+			}
 			continue;
 		}
 		for (o = long_options; o->name != NULL; o++)
@@ -412,11 +563,17 @@ load_config_file(RelayConfig *cfg, const char *path, char *err, size_t errlen)
 			rc = fail(err, errlen, "%s:%d: \"%s\" needs a value", path, lineno, key);
 			break;
 		}
+		if (o->val == 'd' && conninfo_has_password(value))
+			holds_password = true;
 		rc = apply(cfg, o->val, key, o->has_arg == no_argument && value[0] == '\0' ? NULL : value,
 				   sub, sizeof(sub));
 		if (rc != 0)
 			fail(err, errlen, "%s:%d: %s", path, lineno, sub);
 	}
+	if (holds_password && fstat(fileno(f), &st) == 0 && (st.st_mode & 077) != 0)
+		rlog(LOG_WARNING, LOG_WARNING,
+			 "config file %s is readable by other users and holds a password; fix: chmod 600 %s",
+			 path, path);
 	free(line);
 	fclose(f);
 	return rc;
@@ -427,7 +584,6 @@ set_defaults(RelayConfig *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->slot = xstrdup("cdc_relay");
-	cfg->topic_prefix = xstrdup("cdc");
 	cfg->snapshot = SNAPSHOT_INITIAL;
 	cfg->snapshot_jobs = 2;
 	cfg->tombstones = true;
@@ -489,6 +645,23 @@ config_parse_run(int argc, char **argv, RelayConfig *cfg, char *err, size_t errl
 		return fail(err, errlen, "no database given: use -d CONNINFO (or \"dbname = ...\" in the config file)");
 	if (cfg->brokers == NULL)
 		return fail(err, errlen, "no Kafka brokers given: use -b HOST:PORT[,...] or -b embedded");
+	if (cfg->topic_prefix == NULL)
+		return fail(err, errlen, "no topic prefix given: use --topic-prefix NAME (topics are NAME.<schema>.<table>; "
+					"give each database its own prefix)");
+	{
+		/* refuse a malformed conninfo before anything starts; libpq's reason, redacted */
+		char	   *perr = NULL;
+		PQconninfoOption *opts = PQconninfoParse(cfg->conninfo, &perr);
+		char		reason[512];
+
+		if (opts == NULL)
+		{
+			conninfo_error_line(perr ? perr : "out of memory", cfg->conninfo, reason, sizeof(reason));
+			PQfreemem(perr);
+			return fail(err, errlen, "invalid connection string: %s", reason);
+		}
+		PQconninfoFree(opts);
+	}
 	if (cfg->state_topic == NULL)
 	{
 		size_t		n = strlen(cfg->topic_prefix) + sizeof(".__state");

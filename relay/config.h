@@ -28,7 +28,7 @@ typedef struct RelayConfig
 	char	   *conninfo;		/* -d: libpq connection string or URI */
 	char	   *brokers;		/* -b: bootstrap list, or "embedded" */
 	char	   *slot;
-	char	   *topic_prefix;
+	char	   *topic_prefix;	/* required: never NULL after a successful parse */
 	char	   *tables;			/* plugin include-tables, or NULL */
 	char	   *exclude_tables;
 	char	   *publication;
@@ -49,7 +49,15 @@ typedef struct RelayConfig
 /*
  * Parse "run" arguments (argv[0] is "run").  Returns 0 when the relay should
  * run, 1 when --help was printed (exit 0), 2 on bad usage (the reason is in
- * err, one line).
+ * err, one line, without the "cdc-relay: " the caller puts before it).
+ * -d, -b and --topic-prefix are required (command line or config file);
+ * Kafka properties config_kafka_refusal() refuses are bad usage, and so is a
+ * connection string libpq cannot parse ("invalid connection string: <libpq's
+ * reason, quoted parts replaced by "...">", see redact.h), so a successful
+ * parse guarantees PQconninfoParse(cfg->conninfo) succeeds.  The config
+ * file's only output is one WARNING log line (log.h format, on stderr) when
+ * it holds a password (in the conninfo or a secret kafka.* key) and is
+ * readable by others (mode & 077).
  */
 int			config_parse_run(int argc, char **argv, RelayConfig *cfg,
 							 char *err, size_t errlen);
@@ -58,6 +66,19 @@ void		config_usage(FILE *out);
 
 /* "X/Y" hex LSN; false if malformed. */
 bool		parse_lsn(const char *s, uint64_t *lsn);
+
+/*
+ * NULL when the librdkafka property key=value (as for -X, without "kafka.")
+ * keeps the relay's delivery guarantee; else why not, as the end of a
+ * sentence that starts with the property ("would weaken the delivery
+ * guarantee: ...; remove the setting").  Refused: acks and
+ * request.required.acks other than all or -1, enable.idempotence other than
+ * true (these two: "would weaken the delivery guarantee"), partitioner=random,
+ * delivery.report.only.error=true; also with librdkafka's "topic." prefix.
+ * librdkafka itself refuses, with idempotence on, max.in.flight > 5,
+ * retries = 0 and queuing.strategy=lifo.
+ */
+const char *config_kafka_refusal(const char *key, const char *value);
 
 /* True for librdkafka/relay keys whose values must never be logged. */
 bool		config_key_is_secret(const char *key);

@@ -4,6 +4,7 @@
 #include "topic.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -162,4 +163,103 @@ table_display_name(const char *schema, const char *table)
 	}
 	*p = '\0';
 	return out;
+}
+
+/* '.' and '_' are one character to Kafka's collision check */
+static int
+cmp_folded(const char *a, const char *b)
+{
+	for (;; a++, b++)
+	{
+		unsigned char ca = (unsigned char) (*a == '.' ? '_' : *a);
+		unsigned char cb = (unsigned char) (*b == '.' ? '_' : *b);
+
+		if (ca != cb)
+			return ca < cb ? -1 : 1;
+		if (ca == '\0')
+			return 0;
+	}
+}
+
+bool
+topic_names_collide(const char *a, const char *b)
+{
+	return strcmp(a, b) != 0 && cmp_folded(a, b) == 0;
+}
+
+typedef struct TopicRef
+{
+	const char *name;
+	size_t		index;
+} TopicRef;
+
+static int
+cmp_ref(const void *x, const void *y)
+{
+	const TopicRef *a = x;
+	const TopicRef *b = y;
+	int			c = cmp_folded(a->name, b->name);
+
+	if (c != 0)
+		return c;
+	return a->index < b->index ? -1 : a->index > b->index;
+}
+
+bool
+topic_find_collision(const char *const *topics, size_t n, size_t *i, size_t *j)
+{
+	TopicRef   *refs;
+	bool		found = false;
+
+	*i = *j = n;
+	if (n < 2)
+		return false;
+	refs = malloc(n * sizeof(TopicRef));
+	if (refs == NULL)
+		return false;
+	for (size_t k = 0; k < n; k++)
+	{
+		refs[k].name = topics[k];
+		refs[k].index = k;
+	}
+	qsort(refs, n, sizeof(TopicRef), cmp_ref);
+
+	/*
+	 * Each group of equal folded names is in index order; in it, the first
+	 * entry that differs from the group's first collides with that first
+	 * entry (all between are equal to it), and with nothing earlier.
+	 */
+	for (size_t g = 0; g < n;)
+	{
+		size_t		end = g + 1;
+
+		while (end < n && cmp_folded(refs[g].name, refs[end].name) == 0)
+			end++;
+		for (size_t k = g + 1; k < end; k++)
+			if (strcmp(refs[k].name, refs[g].name) != 0)
+			{
+				if (!found || refs[k].index < *j)
+				{
+					*i = refs[g].index;
+					*j = refs[k].index;
+					found = true;
+				}
+				break;
+			}
+		g = end;
+	}
+	free(refs);
+	return found;
+}
+
+const char *
+topic_collision_message(char *buf, size_t buflen, const char *table_a, const char *topic_a,
+						const char *table_b, const char *topic_b)
+{
+	if (buflen > 0)
+		snprintf(buf, buflen,
+				 "tables %s and %s map to Kafka topics %s and %s, which Kafka treats as colliding "
+				 "('.' and '_' are the same in metric names); fix: exclude one with --exclude-tables "
+				 "or rename it", table_a, table_b, topic_a, topic_b);
+	return buf;
 }

@@ -43,4 +43,39 @@ size_t		topic_for_table(const char *prefix,
  */
 char	   *table_display_name(const char *schema, const char *table);
 
+/*
+ * Kafka refuses to create a topic whose name equals an existing one's once
+ * every '.' is read as '_' (they clash in its metric names): cdc.sales.order_items
+ * and cdc.sales_order.items cannot both exist.  topic_for_table() keeps '_'
+ * and the separators '.', so such pairs come from real table names.
+ *
+ * topic_names_collide: a and b differ, and are equal with '.' read as '_'.
+ */
+bool		topic_names_collide(const char *a, const char *b);
+
+/*
+ * The first colliding pair among topics[0..n-1]: the smallest j that
+ * collides with an earlier topic, and the first such i < j.  Entries equal
+ * to each other (the same topic twice) do not collide.  Returns true and sets
+ * *i, *j when there is one; false when none (or out of memory: then *i and
+ * *j are set to n, so a caller can tell).  O(n log n).  Callers pass every
+ * topic the relay writes: the tables' topics, and the state and messages
+ * topics too (a table "_"."state" would give cdc._.state, which clashes with
+ * cdc.__state).
+ */
+bool		topic_find_collision(const char *const *topics, size_t n,
+								 size_t *i, size_t *j);
+
+/*
+ * The relay's one-line error for a collision (no "ERROR" prefix: rlog adds
+ * it), naming both tables (display names) and both topics, with the fix:
+ *   tables A and B map to Kafka topics X and Y, which Kafka treats as
+ *   colliding ('.' and '_' are the same in metric names); fix: exclude one
+ *   with --exclude-tables or rename it
+ * Written to buf (cut to buflen - 1 bytes); returns buf.
+ */
+const char *topic_collision_message(char *buf, size_t buflen,
+									const char *table_a, const char *topic_a,
+									const char *table_b, const char *topic_b);
+
 #endif

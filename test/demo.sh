@@ -4,7 +4,7 @@
 # Builds and installs cdc_relay (the output plugin, the extension and the cdc-relay
 # daemon), starts a throwaway PostgreSQL server (test/lib/pg.sh), creates a small shop
 # schema with a few rows, and starts
-#     cdc-relay run -d <the server> -b embedded
+#     cdc-relay run -d <the server> -b embedded --topic-prefix cdc
 # `-b embedded` runs a Kafka-protocol broker inside the relay (librdkafka's mock
 # cluster: real Kafka wire protocol, data in memory, for tests and demos only); the
 # relay logs its address and this script reads it from that line.  Then it shows, with
@@ -70,11 +70,12 @@ INSERT INTO orders (customer_id, amount) VALUES (1, 19.99), (2, 5.00), (1, 120.5
 INSERT INTO order_notes (order_id, note) VALUES (3, 'gift wrap');
 SQL
 
-say "Starting the relay: cdc-relay run -d '$(pg_connstr)' -b embedded"
+say "Starting the relay: cdc-relay run -d '$(pg_connstr)' -b embedded --topic-prefix cdc"
 echo "    -b embedded: a Kafka-protocol broker inside the relay (test only, data in memory)."
+echo "    --topic-prefix cdc: topics are cdc.<schema>.<table> (required: give each database its own prefix)."
 echo "    The slot does not exist yet, so the relay creates it and takes the initial snapshot first."
 RELAY_LOG=$DIR/relay.log
-"$RELAY" run -d "$(pg_connstr)" -b embedded --status-interval 1 2>"$RELAY_LOG" &
+"$RELAY" run -d "$(pg_connstr)" -b embedded --topic-prefix cdc --status-interval 1 2>"$RELAY_LOG" &
 RELAY_PID=$!
 pg_bg_pid "$RELAY_PID"
 relay_streaming() {

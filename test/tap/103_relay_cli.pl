@@ -2,16 +2,26 @@
 # errors, prerequisite checks and the --snapshot modes never / initial-only.
 #
 #   - bad usage (unknown option, missing value, bad --snapshot, --snapshot-jobs,
-#     --endpos, --topic-prefix, -X without '=', missing -d / -b, stray
-#     argument) and bad config files (unknown key, line without '=', bad value,
-#     missing file): exit 2, stderr is exactly "cdc-relay: <reason>" (the
-#     reason names the option, or the file and line) and the "Try" line;
+#     --endpos, --topic-prefix, -X without '=', missing -d / -b /
+#     --topic-prefix, stray argument, Kafka properties that weaken the
+#     delivery guarantee: -X acks=1, -X enable.idempotence=false, kafka.acks
+#     in a config file) and bad config files (unknown key, line without '=',
+#     bad value, unclosed quote, missing file): exit 2, stderr is exactly
+#     "cdc-relay: <reason>" (the reason names the option, or the file and
+#     line) and the "Try" line;
+#   - a config file's "# comment" after a value and a UTF-8 byte order mark:
+#     a bad value behind them is reported as that value, and a file full of
+#     them runs a snapshot with the values it holds;
 #   - an unknown librdkafka property (-X) is reported when the producer is
 #     created: exit 1 or 2 and a message naming the property;
-#   - --help (exit 0) documents run and broker; --version;
+#   - --help (exit 0) documents run and broker, --topic-prefix as required;
+#     --version;
 #   - a password in the connection string (key=value or URI, on the command
 #     line or in a config file) or in a -X secret property never appears on
-#     stderr, also at -v -v;
+#     stderr, also at -v -v; malformed URIs (unterminated IPv6 host, bad %
+#     escape) give "invalid connection string" without the password;
+#   - a config file that holds a password and is readable by others gets a
+#     WARNING with the chmod fix; a 0600 one does not;
 #   - prerequisites, on a second cluster with wal_level=replica and the default
 #     output_plugin_libraries: exit 1, each problem logged with its exact fix,
 #     no slot created; running the logged fixes makes the relay work;
@@ -49,10 +59,16 @@ sub write_file
 }
 
 # ---- bad usage: exit 2, one line, then the Try line ---------------------------------
-my @ok = ('-d', 'dbname=postgres', '-b', '127.0.0.1:9');
+my @ok = ('-d', 'dbname=postgres', '-b', '127.0.0.1:9', '--topic-prefix', 'cdc');
 my $cfg_unknown = write_file('unknown.conf', "# comment\nslot = s1\nslots = s2\n");
 my $cfg_noeq = write_file('noeq.conf', "slot = s1\n\njust some words\n");
 my $cfg_badval = write_file('badval.conf', "slot = s1\n# jobs\nsnapshot-jobs = 0\n");
+# a byte order mark and comments after values: the bad value is "0", so both were dealt with
+my $cfg_bom = write_file('bom.conf', "\xEF\xBB\xBFsnapshot-jobs = 0   # none at all\n");
+my $cfg_comment = write_file('comment.conf', "slot = s1 # the slot\nsnapshot = sometimes\t# bad\n");
+my $cfg_quote = write_file('quote.conf', "slot = s1\ntables = 'public.*\n");
+my $cfg_acks = write_file('acks.conf', "slot = s1\nkafka.acks = 1   # faster\n");
+my $WEAKEN = 'would weaken the delivery guarantee: cdc-relay confirms a position to PostgreSQL only after Kafka acknowledged every message before it, which needs acks=all';
 my @usage = (
 	[ 'unknown option', [ 'run', @ok, '--bogus' ], qr/^cdc-relay: unknown option --bogus$/ ],
 	[ 'unknown short option', [ 'run', @ok, '-Z' ], qr/^cdc-relay: option -Z is not an option of run$/ ],
@@ -72,6 +88,22 @@ my @usage = (
 	[ '-X without =', [ 'run', @ok, '-X', 'linger.ms' ], qr/^cdc-relay: -X expects KEY=VALUE \(a librdkafka property\), got "linger.ms"$/ ],
 	[ 'missing -d', [ 'run', '-b', '127.0.0.1:9' ], qr/^cdc-relay: no database given: use -d CONNINFO/ ],
 	[ 'missing -b', [ 'run', '-d', 'dbname=postgres' ], qr/^cdc-relay: no Kafka brokers given: use -b/ ],
+	[ 'missing --topic-prefix', [ 'run', '-d', 'dbname=postgres', '-b', '127.0.0.1:9' ],
+		qr/^cdc-relay: no topic prefix given: use --topic-prefix NAME \(topics are NAME\.<schema>\.<table>; give each database its own prefix\)$/ ],
+	[ '-X acks=1', [ 'run', @ok, '-X', 'acks=1' ], qr/^cdc-relay: -X acks=1 \Q$WEAKEN\E/ ],
+	[ '-X acks=0', [ 'run', @ok, '-X', 'acks=0' ], qr/^cdc-relay: -X acks=0 \Q$WEAKEN\E/ ],
+	[ '-X request.required.acks=1', [ 'run', @ok, '-X', 'request.required.acks=1' ],
+		qr/^cdc-relay: -X request.required.acks=1 \Q$WEAKEN\E/ ],
+	[ '-X enable.idempotence=false', [ 'run', @ok, '-X', 'enable.idempotence=false' ],
+		qr/^cdc-relay: -X enable.idempotence=false \Q$WEAKEN\E/ ],
+	[ '-X enable.idempotence=false with acks=1', [ 'run', @ok, '-X', 'enable.idempotence=false', '-X', 'acks=1' ],
+		qr/^cdc-relay: -X enable.idempotence=false \Q$WEAKEN\E/ ],
+	[ '-X partitioner=random', [ 'run', @ok, '-X', 'partitioner=random' ],
+		qr/^cdc-relay: -X partitioner=random would weaken the delivery guarantee: a key's changes would be spread over partitions/ ],
+	[ 'malformed URI: unterminated IPv6 host', [ 'run', '-d', 'postgresql://u:sekrit123@[::1', '-b', '127.0.0.1:9', '--topic-prefix', 'cdc' ],
+		qr/^cdc-relay: invalid connection string: end of string reached when looking for matching "..." in IPv6 host address in URI: "..."$/ ],
+	[ 'malformed URI: bad % escape', [ 'run', '-d', 'postgresql://u:sek%zzrit123@localhost/db', '-b', '127.0.0.1:9', '--topic-prefix', 'cdc' ],
+		qr/^cdc-relay: invalid connection string: invalid percent-encoded token: "..."$/ ],
 	[ 'stray argument', [ 'run', @ok, 'extra' ], qr/^cdc-relay: unexpected argument "extra"$/ ],
 	[ 'no command', [], qr/^cdc-relay: no command given$/ ],
 	[ 'unknown command', ['runn'], qr/^cdc-relay: unknown command "runn"/ ],
@@ -81,6 +113,14 @@ my @usage = (
 		qr/^cdc-relay: \Q$cfg_noeq\E:3: expected "key = value"$/ ],
 	[ 'config: bad value', [ 'run', @ok, '-c', $cfg_badval ],
 		qr/^cdc-relay: \Q$cfg_badval\E:3: --snapshot-jobs "0": expected an integer from 1 to 64$/ ],
+	[ 'config: byte order mark, comment after the value', [ 'run', @ok, '-c', $cfg_bom ],
+		qr/^cdc-relay: \Q$cfg_bom\E:1: --snapshot-jobs "0": expected an integer from 1 to 64$/ ],
+	[ 'config: comments after values', [ 'run', @ok, '-c', $cfg_comment ],
+		qr/^cdc-relay: \Q$cfg_comment\E:2: --snapshot "sometimes": valid values are/ ],
+	[ 'config: unclosed quote', [ 'run', @ok, '-c', $cfg_quote ],
+		qr/^cdc-relay: \Q$cfg_quote\E:2: the quote at column 10 is not closed$/ ],
+	[ 'config: kafka.acks = 1', [ 'run', @ok, '-c', $cfg_acks ],
+		qr/^cdc-relay: \Q$cfg_acks\E:2: kafka.acks = 1 \Q$WEAKEN\E/ ],
 	[ 'config: missing file', [ 'run', @ok, '-c', "$tmp/nonexistent.conf" ],
 		qr/^cdc-relay: could not open config file "\Q$tmp\E\/nonexistent.conf": No such file or directory$/ ],
 );
@@ -113,6 +153,7 @@ for my $u (@usage)
 	like($out, qr/cdc-relay run -d CONNINFO -b BROKERS/, '--help documents run');
 	like($out, qr/cdc-relay broker/, '--help documents broker');
 	like($out, qr/--snapshot=MODE.*--snapshot-jobs=N.*--endpos=LSN/s, '--help lists the run options');
+	like($out, qr/--topic-prefix=PREFIX\s+required/, '--help says --topic-prefix is required');
 	is($err, '', '--help: nothing on stderr');
 	($rc, $out, $err) = relay_args('run', '--help');
 	is($rc, 0, 'run --help exits 0');
@@ -124,12 +165,16 @@ for my $u (@usage)
 
 # ---- secrets never on stderr --------------------------------------------------------
 {
-	my $cfg = write_file('secret.conf', "dbname = host=127.0.0.1 port=1 dbname=postgres password=sekrit123\nbrokers = 127.0.0.1:9\n");
+	my $cfg = write_file('secret.conf', "dbname = host=127.0.0.1 port=1 dbname=postgres password=sekrit123\nbrokers = 127.0.0.1:9\ntopic-prefix = cdc\n");
+	chmod(0600, $cfg);
 	my @cases = (
 		[ 'conninfo password', [ 'run', '-d', 'host=127.0.0.1 port=1 dbname=postgres user=u password=sekrit123', '-b', '127.0.0.1:9' ] ],
-		[ 'URI password', [ 'run', '-d', 'postgresql://u:sekrit123@127.0.0.1:1/postgres', '-b', '127.0.0.1:9' ] ],
-		[ 'conninfo password at -v -v', [ 'run', '-v', '-v', '-d', "host=127.0.0.1 port=1 password='sekrit123' dbname=postgres", '-b', '127.0.0.1:9' ] ],
-		[ 'bad conninfo with a password', [ 'run', '-d', 'host=127.0.0.1 port=1 password=sekrit123 bogus=1', '-b', '127.0.0.1:9' ] ],
+		[ 'URI password', [ 'run', '-d', 'postgresql://u:sekrit123@127.0.0.1:1/postgres', '-b', '127.0.0.1:9', '--topic-prefix', 'cdc' ] ],
+		[ 'conninfo password at -v -v', [ 'run', '-v', '-v', '-d', "host=127.0.0.1 port=1 password='sekrit123' dbname=postgres", '-b', '127.0.0.1:9', '--topic-prefix', 'cdc' ] ],
+		[ 'bad conninfo with a password', [ 'run', '-d', 'host=127.0.0.1 port=1 password=sekrit123 bogus=1', '-b', '127.0.0.1:9', '--topic-prefix', 'cdc' ] ],
+		[ 'malformed URI (IPv6 host) at -v -v', [ 'run', '-v', '-v', '-d', 'postgresql://u:sekrit123@[::1', '-b', '127.0.0.1:9', '--topic-prefix', 'cdc' ] ],
+		[ 'malformed URI (% escape) at -v -v', [ 'run', '-v', '-v', '-d', 'postgresql://u:sek%zzrit123@localhost/db', '-b', '127.0.0.1:9', '--topic-prefix', 'cdc' ] ],
+		[ 'malformed URI in a config file', [ 'run', '-c', write_file('bad_uri.conf', "dbname = postgresql://u:sekrit123@[::1\n"), '-b', '127.0.0.1:9', '--topic-prefix', 'cdc' ] ],
 		[ 'password in the config file', [ 'run', '-v', '-v', '-c', $cfg ] ],
 		[ '-X secret without =', [ 'run', @ok, '-X', 'sasl.passwordsekrit123' ] ],
 		[ '-X unknown secret property', [ 'run', @ok, '-X', 'sasl.password.x=sekrit123' ] ],
@@ -139,8 +184,46 @@ for my $u (@usage)
 		my ($name, $args) = @$c;
 		my ($rc, $out, $err) = relay_args(@$args);
 		ok(defined $rc && $rc != 0, "$name: fails (exit " . ($rc // 'none') . ")");
-		unlike($err . $out, qr/sekrit123/, "$name: the password is not printed");
+		unlike($err . $out, qr/sekrit123|sek%zzrit123|zzrit/, "$name: the password is not printed");
+		like($err, qr/invalid connection string: /, "$name: says the connection string is invalid")
+		  if $name =~ /malformed/;
 	}
+}
+
+# ---- a config file that holds a password and others may read ---------------------------
+{
+	my @cases = (
+		[ 'conninfo password', "dbname = host=127.0.0.1 port=1 dbname=postgres password=sekrit123   # the database\n" ],
+		[ 'URI password', "dbname = postgresql://u:sekrit123\@127.0.0.1:1/postgres\n" ],
+		[ 'kafka.sasl.password', "dbname = dbname=postgres\nkafka.sasl.password = sekrit123\n" ],
+	);
+	for my $c (@cases)
+	{
+		my ($name, $content) = @$c;
+		# no topic prefix: exit 2 right after the file was read
+		my $f = write_file('readable.conf', $content . "brokers = 127.0.0.1:9\n");
+		for my $mode (0644, 0640, 0600)
+		{
+			chmod($mode, $f) or die "chmod $f: $!";
+			my ($rc, $out, $err) = relay_args('run', '-c', $f);
+			my $what = sprintf('%s, mode %04o', $name, $mode);
+			is($rc, 2, "$what: exit 2 (no topic prefix)");
+			my $warned = $err =~ /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} UTC WARNING config file \Q$f\E is readable by other users and holds a password; fix: chmod 600 \Q$f\E$/m;
+			if ($mode & 077)
+			{
+				ok($warned, "$what: the warning with the fix") or diag($err);
+			}
+			else
+			{
+				ok(!$warned && $err !~ /readable by other users/, "$what: no warning") or diag($err);
+			}
+			unlike($err, qr/sekrit123/, "$what: the password is not printed");
+		}
+	}
+	my $f = write_file('nopassword.conf', "dbname = host=127.0.0.1 user=u dbname=postgres\nbrokers = 127.0.0.1:9\n");
+	chmod(0666, $f);
+	my ($rc, $out, $err) = relay_args('run', '-c', $f);
+	unlike($err, qr/readable by other users/, 'no password, mode 0666: no warning');
 }
 
 # ---- the main cluster ----------------------------------------------------------------
@@ -217,6 +300,38 @@ $node->safe_psql('postgres', 'CREATE EXTENSION cdc_relay; CREATE ROLE norepl LOG
 	($rc, $out, $err) = run_relay($node->connstr('postgres') . ' user=norepl', $broker,
 		'-S', 'norepl_slot', '--topic-prefix', 'norepl', '--snapshot', 'never', '--endpos', $end);
 	is($rc, 0, 'after ALTER ROLE ... REPLICATION the relay works') or diag($err);
+}
+
+# ---- a config file with a byte order mark and comments, run for real -----------------------
+$node->safe_psql('postgres', q{
+CREATE TABLE cfg_t (id int PRIMARY KEY, v text);
+CREATE TABLE cfg_other (id int PRIMARY KEY);
+INSERT INTO cfg_t SELECT g, 'row # ' || g FROM generate_series(1, 5) g;
+INSERT INTO cfg_other VALUES (1);
+});
+{
+	my $connstr = $node->connstr('postgres');
+	my $f = write_file('working.conf', "\xEF\xBB\xBF# cdc-relay settings\n"
+		  . "dbname = $connstr   # the test cluster\n"
+		  . "brokers = $bs\t# the test broker\n"
+		  . "topic-prefix = cfgfile # one prefix per database\n"
+		  . "slot = cfg_slot#no space before the comment\n"
+		  . "tables = 'public.cfg_t'   # only this table\n"
+		  . "snapshot = initial-only\n"
+		  . "kafka.client.id = \"relay # test\"\n"
+		  . "   # an indented comment\n");
+	my ($rc, $out, $err) = relay_args('run', '-c', $f);
+	is($rc, 0, 'config file with a BOM and comments: the snapshot ran') or diag($err);
+	is($node->safe_psql('postgres', "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'cfg_slot'"),
+		1, 'config file: the slot named in it (before a comment) was created');
+	my @msgs = consume($bs, 'cfgfile.public.cfg_t');
+	is(scalar(grep { ($_->{headers}{op} // '') eq 'r' } @msgs), 5,
+		'config file: its topic prefix and table list were used');
+	my $missing = 0;
+	consume($bs, 'cfgfile.public.cfg_other', missing => \$missing);
+	ok($missing, 'config file: the table left out by its tables setting has no topic');
+	$node->safe_psql('postgres',
+		"SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = 'cfg_slot'");
 }
 
 # ---- --snapshot initial-only --------------------------------------------------------------

@@ -471,8 +471,8 @@ sub start_broker
 
 =item start_relay($node_or_conninfo, $broker_or_bootstrap, [\%opt,] @extra)
 
-Starts `cdc-relay run -d CONNINFO -b BOOTSTRAP --status-interval 0.5 @extra`
-in the background (stdout and stderr to tmp_check/log/relay_<n>.log).
+Starts `cdc-relay run -d CONNINFO -b BOOTSTRAP --status-interval 0.5
+--topic-prefix cdc @extra` in the background (stdout and stderr to tmp_check/log/relay_<n>.log).
 CONNINFO is $node->connstr('postgres') (or $opt{dbname}'s) for a
 PostgreSQL::Test::Cluster, else the string given.  %opt: bin => binary (default
 relay_bin()), dbname => database, name => log file name.  Returns a
@@ -488,6 +488,12 @@ written to tmp_check/log/relay_<n>.log.  With $broker undef, no -b is given
 and with $node undef no -d (for usage tests); %opt nodefaults => 1 drops
 --status-interval too, and exact => 1 runs the binary with @extra only (no
 "run", no options added).
+
+--topic-prefix is mandatory for the relay; both add `--topic-prefix cdc`
+(so tests keep their cdc.* topic names) unless @extra already holds
+--topic-prefix (or --topic-prefix=NAME), also with nodefaults.  A
+topic-prefix line of a config file (-c) is thus overridden: test that with
+exact => 1.
 
 =cut
 
@@ -505,6 +511,7 @@ sub _relay_cmd
 	}
 	push @cmd, '-b', (ref($broker) ? $broker->{bootstrap} : $broker) if defined $broker;
 	push @cmd, '--status-interval', '0.5' unless $opt{nodefaults};
+	push @cmd, '--topic-prefix', 'cdc' unless grep { /^--topic-prefix(=|$)/ } @extra;
 	push @cmd, @extra;
 	return (\%opt, @cmd);
 }

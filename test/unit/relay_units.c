@@ -1,32 +1,48 @@
 /*
  * relay_units.c: unit tests of the relay's pure modules, ring.c (in-flight
- * transactions, flush LSN only after delivery, in commit order) and topic.c
- * (table -> Kafka topic names).  TAP output; exits non-zero on any failure.
- * Built and run by `make -C relay check` (with ASan/UBSan).
+ * transactions, flush LSN only after delivery, in commit order), topic.c
+ * (table -> Kafka topic names, topic collisions), redact.c (libpq error text
+ * made safe and one line long, fed with libpq's own messages) and of
+ * config.c's parsing (required options, refused Kafka properties, the config
+ * file's comments, quotes, byte order mark and permission warning).  TAP
+ * output; exits non-zero on any failure.  Built and run by `make -C relay
+ * check` (with ASan/UBSan).
  */
+#include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <libpq-fe.h>
+
+#include "config.h"
+#include "redact.h"
 #include "ring.h"
 #include "topic.h"
 
 static int	tests;
 static int	failures;
 
+/*
+ * One TAP line: the condition is evaluated once (some have side effects); new
+ * lines in the description (libpq's messages) are shown as "\n".
+ */
 #define CHECK(cond, ...) \
 	do { \
+		bool		ok_ = (cond); \
+		char		d_[2048]; \
 		tests++; \
-		if (cond) \
-			printf("ok %d - ", tests); \
-		else \
-		{ \
+		if (!ok_) \
 			failures++; \
-			printf("not ok %d - ", tests); \
-		} \
-		printf(__VA_ARGS__); \
+		snprintf(d_, sizeof(d_), __VA_ARGS__); \
+		printf("%s %d - ", ok_ ? "ok" : "not ok", tests); \
+		for (const char *c_ = d_; *c_; c_++) \
+			fputs(*c_ == '\n' ? "\\n" : (char[2]) {*c_, 0}, stdout); \
 		printf("\n"); \
-		if (!(cond)) \
+		if (!ok_) \
 			printf("#   failed at %s:%d: %s\n", __FILE__, __LINE__, #cond); \
 	} while (0)
 
@@ -250,6 +266,543 @@ test_topics(void)
 		  "invalid prefixes refused");
 }
 
+/* ---- topic collisions ---- */
+
+static void
+test_topic_collisions(void)
+{
+	char		a[TOPIC_MAX_LEN + 1];
+	char		b[TOPIC_MAX_LEN + 1];
+	char		msg[512];
+	size_t		i,
+				j;
+
+	CHECK(topic_names_collide("cdc.sales.order_items", "cdc.sales_order.items"),
+		  "cdc.sales.order_items and cdc.sales_order.items collide");
+	CHECK(topic_names_collide("a_b", "a.b") && topic_names_collide("a.b", "a_b"), "'.' and '_' collide both ways");
+	CHECK(!topic_names_collide("cdc.public.t", "cdc.public.t"), "a topic does not collide with itself");
+	CHECK(!topic_names_collide("a.b", "a-b") && !topic_names_collide("a.b", "a.bc") &&
+		  !topic_names_collide("a.b", "A.b"), "'-', a longer name and another case do not collide");
+
+	/* the relay's own names for the issue's tables */
+	topic_for_table("cdc", "sales", 5, "order_items", 11, a);
+	topic_for_table("cdc", "sales_order", 11, "items", 5, b);
+	CHECK(strcmp(a, "cdc.sales.order_items") == 0 && strcmp(b, "cdc.sales_order.items") == 0,
+		  "topic_for_table keeps '_': %s, %s", a, b);
+	CHECK(topic_names_collide(a, b), "sales.order_items and sales_order.items give colliding topics");
+	/* a '.' inside a name is encoded, so it never collides with a separator */
+	topic_for_table("cdc", "sales", 5, "order.items", 11, b);
+	CHECK(!topic_names_collide(a, b), "sales.\"order.items\" (%s) does not collide with %s", b, a);
+	/* the state topic can collide with a table's */
+	topic_for_table("cdc", "_", 1, "state", 5, a);
+	CHECK(topic_names_collide(a, "cdc.__state"), "table _.state (%s) collides with cdc.__state", a);
+
+	{
+		const char *const list[] = {"cdc.public.a", "cdc.sales.order_items", "cdc.x.y",
+		"cdc.sales_order.items", "cdc.x_y"};
+
+		CHECK(topic_find_collision(list, 5, &i, &j) && i == 1 && j == 3,
+			  "first collision in a list: 1 and 3 (got %zu and %zu)", i, j);
+	}
+	{
+		/* the smallest j wins, whatever the sort order of the names */
+		const char *const list[] = {"z.b", "c.d", "c_d", "z_b"};
+
+		CHECK(topic_find_collision(list, 4, &i, &j) && i == 1 && j == 2,
+			  "the pair with the smaller second index is reported (got %zu and %zu)", i, j);
+	}
+	{
+		const char *const list[] = {"x.y", "q", "x.y", "x_y"};
+
+		CHECK(topic_find_collision(list, 4, &i, &j) && i == 0 && j == 3,
+			  "a topic listed twice is no collision, the one after it is (got %zu and %zu)", i, j);
+	}
+	{
+		const char *const dup[] = {"a.b", "a.b", "c"};
+		const char *const one[] = {"a.b"};
+
+		CHECK(!topic_find_collision(dup, 3, &i, &j) && i == 3 && j == 3, "duplicates only: no collision");
+		CHECK(!topic_find_collision(one, 1, &i, &j) && !topic_find_collision(one, 0, &i, &j),
+			  "0 or 1 topics: no collision");
+	}
+	{
+		/* many distinct tables, then one that collides with the first */
+		enum { N = 20000 };
+		char	  **names = malloc((N + 1) * sizeof(char *));
+		bool		found;
+
+		for (int k = 0; k < N; k++)
+		{
+			char		t[32];
+			int			len = snprintf(t, sizeof(t), "t_%d", k);
+
+			names[k] = malloc(TOPIC_MAX_LEN + 1);
+			topic_for_table("cdc", "public", 6, t, (size_t) len, names[k]);
+		}
+		CHECK(!topic_find_collision((const char *const *) names, N, &i, &j), "20000 distinct tables: no collision");
+		names[N] = strdup("cdc.public.t.0");
+		found = topic_find_collision((const char *const *) names, N + 1, &i, &j);
+		CHECK(found && i == 0 && j == N, "a new table colliding with the first is found (%zu, %zu)", i, j);
+		for (int k = 0; k <= N; k++)
+			free(names[k]);
+		free(names);
+	}
+
+	topic_collision_message(msg, sizeof(msg), "sales.order_items", "cdc.sales.order_items",
+							"sales_order.items", "cdc.sales_order.items");
+	CHECK(strcmp(msg, "tables sales.order_items and sales_order.items map to Kafka topics "
+				 "cdc.sales.order_items and cdc.sales_order.items, which Kafka treats as colliding "
+				 "('.' and '_' are the same in metric names); fix: exclude one with --exclude-tables "
+				 "or rename it") == 0, "the collision message (%s)", msg);
+}
+
+/* ---- redact.c ---- */
+
+/* libpq's own error text for a connection string it refuses (NULL if it parses) */
+static char *
+parse_error(const char *conninfo)
+{
+	char	   *err = NULL;
+	PQconninfoOption *o = PQconninfoParse(conninfo, &err);
+	char	   *copy;
+
+	if (o != NULL)
+	{
+		PQconninfoFree(o);
+		return NULL;
+	}
+	copy = strdup(err ? err : "(no message)");
+	PQfreemem(err);
+	return copy;
+}
+
+static void
+test_redact_conninfo_error(void)
+{
+	static const struct
+	{
+		const char *conninfo;
+		const char *secret;		/* libpq echoes it; it must go */
+		const char *want;		/* the redacted text, NULL: not compared */
+	}			cases[] = {
+		/* item 10 of issue 7, with libpq 15's wording */
+		{"postgresql://u:secret@[::1", "secret",
+		"end of string reached when looking for matching \"...\" in IPv6 host address in URI: \"...\"\n"},
+		{"postgresql://u:sec%zzret@localhost/db", "sec%zzret", "invalid percent-encoded token: \"...\"\n"},
+		/* passwords that hold the quote, ": \"" or a new line */
+		{"postgresql://u:sec\"ret@[::1", "ret@",
+		"end of string reached when looking for matching \"...\" in IPv6 host address in URI: \"...\"\n"},
+		{"postgresql://u:a: \"b\"c@[::1", "b\"c",
+		"end of string reached when looking for matching \"...\" in IPv6 host address in URI: \"...\"\n"},
+		{"postgresql://u:sec\nret@[::1", "ret@",
+		"end of string reached when looking for matching \"...\" in IPv6 host address in URI: \"...\"\n"},
+		{"postgresql://u:sec%00ret@h/db", "sec%00ret", NULL},
+		{"postgresql://u:sec%zz\"ret@h/db", "ret", NULL},
+		{"postgresql://u:secret@h/db?secret=1", "secret", NULL},
+	};
+
+	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++)
+	{
+		char	   *err = parse_error(cases[k].conninfo);
+		char	   *red;
+		char		line[256];
+
+		CHECK(err != NULL && strstr(err, cases[k].secret) != NULL,
+			  "case %zu: libpq refuses it and echoes the secret (%s)", k, err ? err : "parsed");
+		if (err == NULL)
+			continue;
+		red = redact_conninfo_error(err);
+		CHECK(red != NULL && strstr(red, cases[k].secret) == NULL, "case %zu: redacted: %s", k, red);
+		if (cases[k].want)
+			CHECK(strcmp(red, cases[k].want) == 0, "case %zu: the reason stays (%s)", k, red);
+		conninfo_error_line(err, cases[k].conninfo, line, sizeof(line));
+		CHECK(strstr(line, cases[k].secret) == NULL && strchr(line, '\n') == NULL &&
+			  strstr(line, "\"...\"") != NULL, "case %zu: conninfo_error_line: %s", k, line);
+		free(red);
+		free(err);
+	}
+	{
+		char	   *r1 = redact_conninfo_error("no quotes at all\n");
+		char	   *r2 = redact_conninfo_error("a \"b\" c \"d");
+		char	   *r3 = redact_conninfo_error("x: \"only one");
+
+		CHECK(strcmp(r1, "no quotes at all\n") == 0, "no quotes: unchanged");
+		CHECK(strcmp(r2, "a \"...\" c \"...\"") == 0, "an unmatched quote hides the rest (%s)", r2);
+		CHECK(strcmp(r3, "x: \"...\"") == 0, "a lone quote after \": \" hides the rest (%s)", r3);
+		free(r1);
+		free(r2);
+		free(r3);
+	}
+}
+
+static void
+check_flat(const char *in, const char *want)
+{
+	char	   *out = pq_error_flatten(in);
+
+	CHECK(out != NULL && strcmp(out, want) == 0, "flatten -> \"%s\" (got \"%s\")", want, out);
+	free(out);
+}
+
+static void
+test_pq_error_flatten(void)
+{
+	check_flat("ERROR:  x\nDETAIL:  y\nHINT: z\n", "x; DETAIL: y; HINT: z");
+	check_flat("FATAL:  database \"d\" does not exist\n", "database \"d\" does not exist");
+	check_flat("ERROR:  replication slot \"s\" does not exist\n", "replication slot \"s\" does not exist");
+	check_flat("server closed the connection unexpectedly\n\tThis probably means the server terminated abnormally\n\tbefore or while processing the request.\n",
+			   "server closed the connection unexpectedly; This probably means the server terminated abnormally; "
+			   "before or while processing the request.");
+	check_flat("ERROR:  a\r\nCONTEXT:  b\r\n\n", "a; CONTEXT: b");
+	check_flat("no newline", "no newline");
+	check_flat("", "");
+	check_flat(NULL, "");
+	check_flat("\n\n", "");
+	check_flat("ERROR:", "ERROR:");
+
+	/* libpq's real text for a refused connection: several lines */
+	{
+		PGconn	   *conn = PQconnectdb("host=127.0.0.1 port=1 connect_timeout=5");
+		const char *m = PQerrorMessage(conn);
+		char	   *flat = pq_error_flatten(m);
+
+		CHECK(PQstatus(conn) == CONNECTION_BAD && strchr(m, '\n') != NULL, "libpq's connection error spans lines");
+		CHECK(flat && strchr(flat, '\n') == NULL && strchr(flat, '\t') == NULL &&
+			  strstr(flat, "port 1 failed") != NULL, "flattened: %s", flat);
+		free(flat);
+		PQfinish(conn);
+	}
+}
+
+static void
+check_secret(const char *text, const char *secret, const char *want)
+{
+	char	   *out = redact_secret(text, secret);
+
+	CHECK(out != NULL && strcmp(out, want) == 0, "redact \"%s\" from \"%s\" -> \"%s\" (got \"%s\")",
+		  secret ? secret : "(null)", text, want, out);
+	free(out);
+}
+
+static void
+check_conninfo_secrets(const char *text, const char *conninfo, const char *want)
+{
+	char	   *out = redact_conninfo_secrets(text, conninfo);
+
+	CHECK(out != NULL && strcmp(out, want) == 0, "secrets of [%s] removed from \"%s\" -> \"%s\" (got \"%s\")",
+		  conninfo ? conninfo : "(null)", text, want, out);
+	free(out);
+}
+
+static void
+test_redact_secrets(void)
+{
+	char		buf[24];
+
+	check_secret("password sekrit and sekrit", "sekrit", "password ... and ...");
+	check_secret("nothing here", "sekrit", "nothing here");
+	check_secret("keep", NULL, "keep");
+	check_secret("keep", "", "keep");
+	check_secret("aaa", "aa", "...a");
+	check_secret("x", "x", "...");
+
+	check_conninfo_secrets("failed for sekrit", "host=h password=sekrit", "failed for ...");
+	check_conninfo_secrets("se cr'et or se cr\\'et", "host=h password='se cr\\'et'", "... or ...");
+	check_conninfo_secrets("p@ss or p%40ss", "postgresql://u:p%40ss@h/db", "... or ...");
+	check_conninfo_secrets("postgres://u:pw1@h", "postgres://u:pw1@h", "postgres://u:...@h");
+	/* connection strings libpq refuses: the password as typed */
+	check_conninfo_secrets("token sec%zzret", "postgresql://u:sec%zzret@localhost/db", "token ...");
+	check_conninfo_secrets("u:secret@[::1", "postgresql://u:secret@[::1", "u:...@[::1");
+	check_conninfo_secrets("sekrit", "host=h password=sekrit bogus=1", "...");
+	check_conninfo_secrets("sekrit", "host=h password = sekrit 'unterminated", "...");
+	check_conninfo_secrets("no password", "host=h dbname=d", "no password");
+	check_conninfo_secrets("unchanged", NULL, "unchanged");
+
+	CHECK(!conninfo_has_password("host=h dbname=d"), "no password in host=h dbname=d");
+	CHECK(conninfo_has_password("host=h password=x"), "password=x is a password");
+	CHECK(!conninfo_has_password("host=h password="), "an empty password is none");
+	CHECK(!conninfo_has_password("postgresql://u@h/db"), "no password in a URI with a user only");
+	CHECK(conninfo_has_password("postgresql://u:x@h/db"), "u:x@ is a password");
+	CHECK(conninfo_has_password("postgresql://h/db?password=x"), "?password=x is a password");
+	CHECK(conninfo_has_password("postgresql://u:sec%zzret@localhost/db"), "a malformed URI's password is found");
+	CHECK(conninfo_has_password("host=h 'password=x"), "a malformed string that mentions a password: true");
+
+	/* the secret is removed before the text is cut, so no part of it is left */
+	pq_error_line("ERROR:  abcdefghijklmnopqrs sekrit\n", "password=sekrit", buf, sizeof(buf));
+	CHECK(strcmp(buf, "abcdefghijklmnopqrs ...") == 0, "pq_error_line flattens and redacts (%s)", buf);
+	pq_error_line("ERROR:  abcdefghijklmnopqrstu sekrit\n", "password=sekrit", buf, sizeof(buf));
+	CHECK(strstr(buf, "sek") == NULL && strlen(buf) == sizeof(buf) - 1, "cut after redaction (%s)", buf);
+	pq_error_line("FATAL:  password authentication failed for user \"u\"\nDETAIL:  x\n", "postgresql://u:x@h",
+				  buf, 8);
+	CHECK(strlen(buf) == 7, "cut to the buffer (%s)", buf);
+}
+
+/* ---- config.c ---- */
+
+static char tmpdir[64];
+
+static char *
+write_tmp(const char *name, const char *content, mode_t mode)
+{
+	char	   *path = malloc(strlen(tmpdir) + strlen(name) + 2);
+	FILE	   *f;
+
+	sprintf(path, "%s/%s", tmpdir, name);
+	f = fopen(path, "w");
+	fputs(content, f);
+	fclose(f);
+	chmod(path, mode);
+	return path;
+}
+
+/*
+ * config_parse_run on "run" and the NULL-terminated arguments; what it wrote
+ * on stderr goes to *stderr_text (malloc'd).
+ */
+static int
+parse_args(RelayConfig *cfg, char *err, size_t errlen, char **stderr_text, ...)
+{
+	char	   *argv[32];
+	int			argc = 0;
+	va_list		ap;
+	char		path[128];
+	int			fd,
+				saved,
+				rc;
+	FILE	   *f;
+	long		n;
+
+	argv[argc++] = "run";
+	va_start(ap, stderr_text);
+	while ((argv[argc] = va_arg(ap, char *)) != NULL)
+		argc++;
+	va_end(ap);
+	err[0] = '\0';
+
+	snprintf(path, sizeof(path), "%s/stderr", tmpdir);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	saved = dup(2);
+	dup2(fd, 2);
+	rc = config_parse_run(argc, argv, cfg, err, errlen);
+	dup2(saved, 2);
+	close(saved);
+	close(fd);
+	f = fopen(path, "r");
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	rewind(f);
+	*stderr_text = calloc(1, (size_t) n + 1);
+	if (fread(*stderr_text, 1, (size_t) n, f) != (size_t) n)
+		(*stderr_text)[0] = '\0';
+	fclose(f);
+	return rc;
+}
+
+static void
+test_config(void)
+{
+	RelayConfig cfg;
+	char		err[1024];
+	char	   *se;
+	int			rc;
+	const char *refused[][2] = {
+		{"acks", "1"}, {"acks", "0"}, {"acks", "2"}, {"acks", ""}, {"request.required.acks", "1"},
+		{"topic.acks", "1"}, {"topic.request.required.acks", "0"},
+		{"enable.idempotence", "false"}, {"enable.idempotence", "0"}, {"enable.idempotence", "FALSE"},
+		{"partitioner", "random"}, {"topic.partitioner", "random"},
+	};
+	const char *accepted[][2] = {
+		{"acks", "all"}, {"acks", "-1"}, {"acks", "ALL"}, {"request.required.acks", "all"},
+		{"enable.idempotence", "true"}, {"enable.idempotence", "1"}, {"partitioner", "murmur2"},
+		{"delivery.report.only.error", "false"}, {"message.timeout.ms", "0"}, {"linger.ms", "50"},
+	};
+
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/relay_units_XXXXXX");
+	if (mkdtemp(tmpdir) == NULL)
+	{
+		CHECK(false, "mkdtemp");
+		return;
+	}
+
+	/* --topic-prefix is required */
+	rc = parse_args(&cfg, err, sizeof(err), &se, "-d", "dbname=x", "-b", "h:1", NULL);
+	CHECK(rc == 2 && strcmp(err, "no topic prefix given: use --topic-prefix NAME (topics are NAME.<schema>.<table>; "
+							"give each database its own prefix)") == 0, "no --topic-prefix: refused (%s)", err);
+	config_free(&cfg);
+	free(se);
+	rc = parse_args(&cfg, err, sizeof(err), &se, "-d", "dbname=x", "-b", "h:1", "--topic-prefix", "shop", NULL);
+	CHECK(rc == 0 && strcmp(cfg.topic_prefix, "shop") == 0 && strcmp(cfg.state_topic, "shop.__state") == 0,
+		  "--topic-prefix shop: topics shop.*, state topic shop.__state (%s)", err);
+	config_free(&cfg);
+	free(se);
+
+	/* a malformed connection string: refused up front, without the password */
+	rc = parse_args(&cfg, err, sizeof(err), &se, "-d", "postgresql://u:secret@[::1", "-b", "h:1",
+					"--topic-prefix", "p", NULL);
+	CHECK(rc == 2 && strcmp(err, "invalid connection string: end of string reached when looking for matching "
+							"\"...\" in IPv6 host address in URI: \"...\"") == 0,
+		  "unterminated IPv6 host: refused, redacted (%s)", err);
+	config_free(&cfg);
+	free(se);
+	rc = parse_args(&cfg, err, sizeof(err), &se, "-d", "postgresql://u:sec%zzret@localhost/db", "-b", "h:1",
+					"--topic-prefix", "p", NULL);
+	CHECK(rc == 2 && strcmp(err, "invalid connection string: invalid percent-encoded token: \"...\"") == 0,
+		  "bad %% escape: refused, redacted (%s)", err);
+	config_free(&cfg);
+	free(se);
+
+	for (size_t k = 0; k < sizeof(refused) / sizeof(refused[0]); k++)
+	{
+		char		x[128],
+					want[256];
+
+		snprintf(x, sizeof(x), "%s=%s", refused[k][0], refused[k][1]);
+		snprintf(want, sizeof(want), "-X %s would weaken the delivery guarantee: ", x);
+		rc = parse_args(&cfg, err, sizeof(err), &se, "-d", "dbname=d", "-b", "h:1", "--topic-prefix", "p", "-X", x, NULL);
+		CHECK(rc == 2 && strncmp(err, want, strlen(want)) == 0 && strchr(err, '\n') == NULL,
+			  "-X %s refused (%s)", x, err);
+		config_free(&cfg);
+		free(se);
+	}
+	rc = parse_args(&cfg, err, sizeof(err), &se, "-d", "dbname=d", "-b", "h:1", "--topic-prefix", "p",
+					"-X", "delivery.report.only.error=true", NULL);
+	CHECK(rc == 2 && strncmp(err, "-X delivery.report.only.error=true would keep cdc-relay from ever confirming", 75) == 0,
+		  "-X delivery.report.only.error=true refused (%s)", err);
+	config_free(&cfg);
+	free(se);
+	for (size_t k = 0; k < sizeof(accepted) / sizeof(accepted[0]); k++)
+	{
+		char		x[128];
+
+		snprintf(x, sizeof(x), "%s=%s", accepted[k][0], accepted[k][1]);
+		rc = parse_args(&cfg, err, sizeof(err), &se, "-d", "dbname=d", "-b", "h:1", "--topic-prefix", "p", "-X", x, NULL);
+		CHECK(rc == 0 && cfg.nkafka == 1 && strcmp(cfg.kafka[0].value, accepted[k][1]) == 0,
+			  "-X %s accepted (%s)", x, err);
+		config_free(&cfg);
+		free(se);
+	}
+
+	/* the config file: comments, quotes, byte order mark */
+	{
+		char	   *path = write_tmp("full.conf",
+									 "\xEF\xBB\xBF" "dbname = host=h dbname=d   # the database\n"
+									 "brokers = h:1\t# a tab, then a comment\n"
+									 "topic-prefix = shop # the prefix\n"
+									 "slot = 's_1'   # quoted\n"
+									 "kafka.client.id = \"a # b\"  # a quoted #\n"
+									 "kafka.linger.ms=7#no space\n"
+									 "tables = O'Brien.*   # an apostrophe in a word\n"
+									 "exclude-tables = \"x\\\"y\" \n"
+									 "# a whole line\n"
+									 "   # an indented one\n"
+									 "\n"
+									 "publication = 'it\\'s # not a comment'\n",
+									 0600);
+
+		rc = parse_args(&cfg, err, sizeof(err), &se, "-c", path, NULL);
+		CHECK(rc == 0, "config file with comments and a BOM: accepted (%s)", err);
+		if (rc == 0)
+		{
+			CHECK(strcmp(cfg.conninfo, "host=h dbname=d") == 0, "dbname without the comment (%s)", cfg.conninfo);
+			CHECK(strcmp(cfg.brokers, "h:1") == 0, "brokers (%s)", cfg.brokers);
+			CHECK(strcmp(cfg.topic_prefix, "shop") == 0, "topic-prefix (%s)", cfg.topic_prefix);
+			CHECK(strcmp(cfg.slot, "s_1") == 0, "quoted slot (%s)", cfg.slot);
+			CHECK(cfg.nkafka == 2 && strcmp(cfg.kafka[0].value, "a # b") == 0 &&
+				  strcmp(cfg.kafka[1].key, "linger.ms") == 0 && strcmp(cfg.kafka[1].value, "7") == 0,
+				  "kafka.* values (%s, %s)", cfg.nkafka > 0 ? cfg.kafka[0].value : "",
+				  cfg.nkafka > 1 ? cfg.kafka[1].value : "");
+			CHECK(strcmp(cfg.tables, "O'Brien.*") == 0, "an apostrophe inside a word (%s)", cfg.tables);
+			CHECK(strcmp(cfg.exclude_tables, "x\"y") == 0, "\\\" in a quoted value (%s)", cfg.exclude_tables);
+			CHECK(strcmp(cfg.publication, "it's # not a comment") == 0, "\\' and # in a quoted value (%s)",
+				  cfg.publication);
+		}
+		CHECK(se[0] == '\0', "no password: nothing on stderr (%s)", se);
+		config_free(&cfg);
+		free(se);
+		free(path);
+	}
+	{
+		char	   *path = write_tmp("libpq.conf",
+									 "dbname = host=h password='a\\'b#c' # the comment\n"
+									 "brokers = h:1\ntopic-prefix = p\n", 0600);
+
+		rc = parse_args(&cfg, err, sizeof(err), &se, "-c", path, NULL);
+		CHECK(rc == 0 && strcmp(cfg.conninfo, "host=h password='a\\'b#c'") == 0,
+			  "libpq quoting in the conninfo: # inside it stays (%s)", rc == 0 ? cfg.conninfo : err);
+		CHECK(se[0] == '\0', "mode 0600 with a password: no warning (%s)", se);
+		config_free(&cfg);
+		free(se);
+		chmod(path, 0644);
+		rc = parse_args(&cfg, err, sizeof(err), &se, "-c", path, NULL);
+		CHECK(rc == 0 && strstr(se, " WARNING config file ") != NULL &&
+			  strstr(se, " is readable by other users and holds a password; fix: chmod 600 ") != NULL &&
+			  strstr(se, path) != NULL && strstr(se, "a\\'b") == NULL,
+			  "mode 0644 with a password: the warning (%s)", se);
+		config_free(&cfg);
+		free(se);
+		free(path);
+	}
+	{
+		char	   *uri = write_tmp("uri.conf", "dbname = postgresql://u:pw@h/d\nbrokers=h:1\ntopic-prefix=p\n", 0640);
+		char	   *kafka = write_tmp("kafka.conf", "kafka.sasl.password = pw\n", 0604);
+		char	   *none = write_tmp("none.conf", "dbname = host=h user=u\nkafka.sasl.username = u\n", 0666);
+
+		rc = parse_args(&cfg, err, sizeof(err), &se, "-c", uri, NULL);
+		CHECK(rc == 0 && strstr(se, "holds a password") != NULL, "URI password, mode 0640: the warning");
+		config_free(&cfg);
+		free(se);
+		rc = parse_args(&cfg, err, sizeof(err), &se, "-d", "dbname=d", "-b", "h:1", "--topic-prefix", "p", "-c", kafka, NULL);
+		CHECK(rc == 0 && strstr(se, "holds a password") != NULL, "kafka.sasl.password, mode 0604: the warning");
+		config_free(&cfg);
+		free(se);
+		rc = parse_args(&cfg, err, sizeof(err), &se, "-b", "h:1", "--topic-prefix", "p", "-c", none, NULL);
+		CHECK(rc == 0 && se[0] == '\0', "no password, mode 0666: no warning (%s)", se);
+		config_free(&cfg);
+		free(se);
+		free(uri);
+		free(kafka);
+		free(none);
+	}
+	{
+		char	   *acks = write_tmp("acks.conf", "# weaker\nkafka.acks = 1   # no\n", 0600);
+		char	   *open = write_tmp("open.conf", "slot = s1\ntables = 'abc # c\n", 0600);
+		char	   *prefix = write_tmp("prefix.conf", "topic-prefix = from_file # c\n", 0600);
+		char		want[256];
+
+		rc = parse_args(&cfg, err, sizeof(err), &se, "-d", "dbname=d", "-b", "h:1", "--topic-prefix", "p", "-c", acks, NULL);
+		snprintf(want, sizeof(want), "%s:2: kafka.acks = 1 would weaken the delivery guarantee: ", acks);
+		CHECK(rc == 2 && strncmp(err, want, strlen(want)) == 0, "kafka.acks = 1 in a file: refused (%s)", err);
+		config_free(&cfg);
+		free(se);
+		rc = parse_args(&cfg, err, sizeof(err), &se, "-d", "dbname=d", "-b", "h:1", "--topic-prefix", "p", "-c", open, NULL);
+		snprintf(want, sizeof(want), "%s:2: the quote at column 10 is not closed", open);
+		CHECK(rc == 2 && strcmp(err, want) == 0, "an unclosed quote: refused (%s)", err);
+		config_free(&cfg);
+		free(se);
+		rc = parse_args(&cfg, err, sizeof(err), &se, "-d", "dbname=d", "-b", "h:1", "-c", prefix, NULL);
+		CHECK(rc == 0 && strcmp(cfg.topic_prefix, "from_file") == 0, "topic-prefix from the file (%s)", err);
+		config_free(&cfg);
+		free(se);
+		rc = parse_args(&cfg, err, sizeof(err), &se, "-d", "dbname=d", "-b", "h:1", "-c", prefix, "--topic-prefix", "cli", NULL);
+		CHECK(rc == 0 && strcmp(cfg.topic_prefix, "cli") == 0, "the command line wins over the file");
+		config_free(&cfg);
+		free(se);
+		unlink(acks);
+		unlink(open);
+		unlink(prefix);
+		free(acks);
+		free(open);
+		free(prefix);
+	}
+	{
+		char		cmd[128];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+		if (system(cmd) != 0)
+			printf("# could not remove %s\n", tmpdir);
+	}
+}
+
 int
 main(void)
 {
@@ -257,6 +810,11 @@ main(void)
 	test_ring_failure();
 	test_ring_growth();
 	test_topics();
+	test_topic_collisions();
+	test_redact_conninfo_error();
+	test_pq_error_flatten();
+	test_redact_secrets();
+	test_config();
 	printf("1..%d\n", tests);
 	if (failures)
 		printf("# %d of %d checks failed\n", failures, tests);
