@@ -50,25 +50,6 @@ relay_check_signals(Relay *r)
 }
 
 /*
- * The password of the connection string, to keep it out of every log line
- * (malloc'd, NULL when there is none or the string does not parse).
- */
-static char *
-conninfo_password(const char *conninfo)
-{
-	PQconninfoOption *opts = PQconninfoParse(conninfo, NULL);
-	char	   *pw = NULL;
-
-	if (opts == NULL)
-		return NULL;
-	for (PQconninfoOption *o = opts; o->keyword != NULL; o++)
-		if (strcmp(o->keyword, "password") == 0 && o->val && o->val[0])
-			pw = strdup(o->val);
-	PQconninfoFree(opts);
-	return pw;
-}
-
-/*
  * Decide about the snapshot, create the slot, take the snapshot if needed.
  * Runs with the slot's advisory lock held (r->guard).  A slot this run
  * created is dropped again when the run ends before its snapshot completed:
@@ -117,6 +98,9 @@ setup(Relay *r, PGconn *repl, bool *stream_after)
 				 problems, problems > 1 ? "s" : "");
 		return 1;
 	}
+	/* topics Kafka would refuse as colliding: before anything is created */
+	if (r->have_extension && pg_check_topics(r, r->guard) != 0)
+		return 1;
 	if (!need && cfg->snapshot == SNAPSHOT_INITIAL_ONLY)
 	{
 		rlog(r->v, LOG_INFO, "the snapshot of slot \"%s\" is complete already; nothing to do", cfg->slot);
@@ -221,18 +205,12 @@ run_relay(int argc, char **argv)
 	r.stop = &stop_requested;
 	r.hup = &hup_received;
 	r.brokers = cfg.brokers;
-	r.password = conninfo_password(cfg.conninfo);
 	r.ring = ring_new();
 	if (r.ring == NULL)
 		return 1;
 	rlog(r.v, LOG_INFO, "cdc-relay %s starting (slot \"%s\", topics %s.<schema>.<table>)",
 		 CDC_RELAY_VERSION, cfg.slot, cfg.topic_prefix);
 
-	if (!pg_conninfo_valid(&r))
-	{
-		rc = 1;
-		goto out;
-	}
 	if (strcmp(cfg.brokers, "embedded") == 0)
 	{
 		r.broker = relay_broker_start(cfg.embedded_brokers, 1, err, sizeof(err));
@@ -290,7 +268,6 @@ out:
 		PQfinish(r.guard);
 	relay_broker_stop(r.broker);
 	ring_free(r.ring);
-	free(r.password);
 	rlog(r.v, LOG_INFO, "cdc-relay exiting with status %d", rc);
 	config_free(&cfg);
 	return rc;

@@ -3,6 +3,8 @@
  * checks, replication slots and the streaming replication protocol.
  */
 #include "relay.h"
+#include "redact.h"
+#include "topic.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -20,52 +22,11 @@ now_ms(void)
 	return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/*
- * libpq's error text on one line, without the password: "ERROR:  x\nDETAIL:
- * y\n" becomes "x; DETAIL: y".  buf >= 64 bytes; returns buf.
- */
+/* libpq's (multi-line) message as one log line, without the password. */
 static const char *
 one_line(Relay *r, const char *msg, char *buf, size_t len)
 {
-	size_t		n = 0;
-	const char *p = msg ? msg : "";
-
-	/* the first line's severity says nothing the log line does not */
-	if (strncmp(p, "ERROR:  ", 8) == 0 || strncmp(p, "FATAL:  ", 8) == 0)
-		p += 8;
-	for (; *p && n + 3 < len; p++)
-	{
-		if (*p == '\n')
-		{
-			if (p[1] == '\0')
-				break;
-			buf[n++] = ';';
-			buf[n++] = ' ';
-			continue;
-		}
-		/* "DETAIL:  y" -> "DETAIL: y" */
-		if (*p == ' ' && n > 0 && buf[n - 1] == ' ' && n > 1 && buf[n - 2] == ':')
-			continue;
-		buf[n++] = *p;
-	}
-	buf[n] = '\0';
-	if (r->password && r->password[0])
-	{
-		char	   *hit,
-				   *from = buf;
-		size_t		pl = strlen(r->password);
-
-		/* "***" for the password (never longer than it: the text only shrinks) */
-		while ((hit = strstr(from, r->password)) != NULL)
-		{
-			size_t		stars = pl < 3 ? pl : 3;
-
-			memset(hit, '*', stars);
-			memmove(hit + stars, hit + pl, strlen(hit + pl) + 1);
-			from = hit + stars;
-		}
-	}
-	return buf;
+	return pq_error_line(msg, r->cfg->conninfo, buf, len);
 }
 
 const char *
@@ -153,41 +114,6 @@ opt_value(PQconninfoOption *opts, const char *keyword)
 }
 
 /*
- * Copy a libpq parse error for the log with every quoted part longer than
- * two characters replaced by "...": libpq quotes the URI or the offending
- * token, which may hold the password (a quoted "]" or "=" stays).
- */
-static void
-redact_quoted(const char *msg, char *buf, size_t len)
-{
-	size_t		n = 0;
-	const char *p = msg;
-
-	while (*p && *p != '\n' && n + 6 < len)
-	{
-		const char *close = *p == '"' ? strchr(p + 1, '"') : NULL;
-
-		if (close == NULL)
-		{
-			buf[n++] = *p++;
-			continue;
-		}
-		if (close - p - 1 <= 2 && (size_t) (close - p + 1) < len - n)
-		{
-			memcpy(buf + n, p, (size_t) (close - p + 1));
-			n += (size_t) (close - p + 1);
-		}
-		else
-		{
-			memcpy(buf + n, "\"...\"", 5);
-			n += 5;
-		}
-		p = close + 1;
-	}
-	buf[n] = '\0';
-}
-
-/*
  * Connect with the user's connection string (or URI) plus, for the
  * replication connection, replication=database; dbname overrides the
  * database when not NULL.  Unless the string sets them: connect_timeout 10 s
@@ -220,10 +146,8 @@ connect_as(Relay *r, bool replication, const char *dbname, bool quiet)
 	if (opts == NULL)
 	{
 		if (!quiet)
-		{
-			redact_quoted(err ? err : "out of memory", ebuf, sizeof(ebuf));
-			rlog(r->v, LOG_ERROR, "invalid connection string: %s", ebuf);
-		}
+			rlog(r->v, LOG_ERROR, "invalid connection string: %s",
+				 conninfo_error_line(err ? err : "out of memory", r->cfg->conninfo, ebuf, sizeof(ebuf)));
 		PQfreemem(err);
 		return NULL;
 	}
@@ -305,25 +229,6 @@ connect_as(Relay *r, bool replication, const char *dbname, bool quiet)
 	}
 	PQclear(res);
 	return conn;
-}
-
-/* Does the connection string parse?  Logs libpq's reason (redacted) when not. */
-bool
-pg_conninfo_valid(Relay *r)
-{
-	char	   *err = NULL;
-	PQconninfoOption *opts = PQconninfoParse(r->cfg->conninfo, &err);
-	char		ebuf[1024];
-
-	if (opts != NULL)
-	{
-		PQconninfoFree(opts);
-		return true;
-	}
-	redact_quoted(err ? err : "out of memory", ebuf, sizeof(ebuf));
-	rlog(r->v, LOG_ERROR, "invalid connection string: %s", ebuf);
-	PQfreemem(err);
-	return false;
 }
 
 PGconn *
@@ -684,6 +589,7 @@ pg_check_prereqs(Relay *r, PGconn *conn, bool need_snapshot)
 		const char *encoding = val(res, 0, 11);
 
 		have_ext = extversion != NULL;
+		r->have_extension = have_ext && has_snapshot_fn;
 
 		if (strcmp(wal_level, "logical") != 0)
 		{
@@ -765,6 +671,55 @@ pg_check_prereqs(Relay *r, PGconn *conn, bool need_snapshot)
 		PQclear(res);
 	}
 	return problems;
+}
+
+/*
+ * Register the topics of every captured table (cdc_relay.snapshot_tables
+ * lists them, so this needs the extension), after the relay's own, so that
+ * names Kafka would refuse as colliding stop the relay before anything is
+ * created.  Returns 0, -1 on a collision (logged with the fix) or error.
+ */
+int
+pg_check_topics(Relay *r, PGconn *conn)
+{
+	char	   *arr = pg_plugin_options_array(r);
+	const char *params[1] = {arr};
+	PGresult   *res;
+	char		ebuf[1024];
+	char		topic[TOPIC_MAX_LEN + 1];
+	int			rc = 0;
+
+	snprintf(topic, sizeof(topic), "%s.messages", r->cfg->topic_prefix);
+	if (topic_register(r, r->cfg->state_topic, NULL) != 0 || topic_register(r, topic, NULL) != 0)
+	{
+		free(arr);
+		return -1;
+	}
+	res = pg_exec(r, conn, "SELECT schema_name, table_name FROM cdc_relay.snapshot_tables($1::pg_catalog.text[])",
+				  1, params);
+	free(arr);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+	{
+		if (!*r->stop)
+			rlog(r->v, LOG_ERROR, "could not list the tables to capture: %s",
+				 res_error(r, conn, res, ebuf, sizeof(ebuf)));
+		PQclear(res);
+		return -1;
+	}
+	for (int i = 0; i < PQntuples(res) && rc == 0; i++)
+	{
+		const char *schema = PQgetvalue(res, i, 0);
+		const char *table = PQgetvalue(res, i, 1);
+		char	   *disp = table_display_name(schema, table);
+
+		if (disp == NULL)
+			exit(1);
+		topic_for_table(r->cfg->topic_prefix, schema, strlen(schema), table, strlen(table), topic);
+		rc = topic_register(r, topic, disp);
+		free(disp);
+	}
+	PQclear(res);
+	return rc;
 }
 
 int

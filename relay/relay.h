@@ -41,6 +41,9 @@ typedef struct Relay
 	rd_kafka_queue_t *admin_q;	/* an Admin API request in flight, or NULL */
 	TxnRing    *ring;			/* in-flight transactions (main thread only) */
 	void	   *topics;			/* tsearch tree of TopicEntry */
+	char	  **known_topics;	/* every topic written, with its table's */
+	char	  **known_tables;	/* display name: for topic_register() */
+	size_t		nknown;
 	char		fatal[512];		/* why the relay must stop, when fatal_set */
 	bool		fatal_set;
 	bool		producer_dead;	/* a fatal librdkafka error: it delivers no more */
@@ -68,7 +71,7 @@ typedef struct Relay
 	char		sysid[32];		/* IDENTIFY_SYSTEM */
 	char		dbname[128];
 	int			server_version;
-	char	   *password;		/* from the connection string, to redact */
+	bool		have_extension; /* cdc_relay is installed (pg_check_prereqs) */
 } Relay;
 
 /* Log a stop request or SIGHUP that arrived (main thread). */
@@ -92,7 +95,6 @@ typedef enum SlotCheck
 	SLOT_RETRY					/* could not look (connection): try again later */
 } SlotCheck;
 
-bool		pg_conninfo_valid(Relay *r);
 PGconn	   *pg_connect(Relay *r, bool replication);
 PGresult   *pg_exec(Relay *r, PGconn *conn, const char *sql, int nparams,
 					const char *const *params);
@@ -101,6 +103,7 @@ int			pg_guard_acquire(Relay *r);
 SlotCheck	pg_slot_check(Relay *r, bool gap_check);
 bool		pg_database_gone(Relay *r);
 int			pg_check_prereqs(Relay *r, PGconn *conn, bool need_snapshot);
+int			pg_check_topics(Relay *r, PGconn *conn);
 int			pg_identify(Relay *r, PGconn *repl);
 int			pg_slot_lookup(Relay *r, PGconn *conn, bool *exists);
 int			pg_create_slot(Relay *r, PGconn *repl, bool export_snapshot,
@@ -148,5 +151,6 @@ int			snapshot_run(Relay *r, const char *snapshot_name, uint64_t consistent_poin
 /* stream.c */
 int			stream_run(Relay *r, PGconn *repl);
 void		topic_cache_free(Relay *r);
+int			topic_register(Relay *r, const char *topic, const char *table);
 
 #endif

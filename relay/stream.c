@@ -96,6 +96,58 @@ topic_cache_free(Relay *r)
 	if (r->topics)
 		tdestroy(r->topics, topic_entry_free);
 	r->topics = NULL;
+	for (size_t i = 0; i < r->nknown; i++)
+	{
+		free(r->known_topics[i]);
+		free(r->known_tables[i]);
+	}
+	free(r->known_topics);
+	free(r->known_tables);
+	r->known_topics = r->known_tables = NULL;
+	r->nknown = 0;
+}
+
+/*
+ * Note that the relay writes topic for table (a display name; NULL for the
+ * relay's own topics).  Kafka refuses a topic whose name differs from an
+ * existing one only by '.' vs '_': such a pair is logged with the fix and
+ * makes the relay stop (fatal_set); returns -1 then, else 0.
+ */
+int
+topic_register(Relay *r, const char *topic, const char *table)
+{
+	char		msg[1200];
+	char	  **t,
+			  **d;
+
+	for (size_t i = 0; i < r->nknown; i++)
+	{
+		if (strcmp(r->known_topics[i], topic) == 0)
+			return 0;
+		if (topic_names_collide(r->known_topics[i], topic))
+		{
+			rlog(r->v, LOG_ERROR, "%s", topic_collision_message(msg, sizeof(msg),
+																r->known_tables[i], r->known_topics[i],
+																table ? table : "(the relay's own)", topic));
+			snprintf(r->fatal, sizeof(r->fatal), "colliding Kafka topic names (see above)");
+			r->fatal_set = true;
+			return -1;
+		}
+	}
+	t = realloc(r->known_topics, sizeof(char *) * (r->nknown + 1));
+	if (t == NULL)
+		exit(1);
+	r->known_topics = t;
+	d = realloc(r->known_tables, sizeof(char *) * (r->nknown + 1));
+	if (d == NULL)
+		exit(1);
+	r->known_tables = d;
+	r->known_topics[r->nknown] = strdup(topic);
+	r->known_tables[r->nknown] = strdup(table ? table : "(the relay's own)");
+	if (r->known_topics[r->nknown] == NULL || r->known_tables[r->nknown] == NULL)
+		exit(1);
+	r->nknown++;
+	return 0;
 }
 
 /* The topic entry for schema/table names (decoded). */
@@ -116,12 +168,19 @@ topic_new_entry(Relay *r, const char *ident, size_t identlen, const char *schema
 	memcpy(e->ident, ident, identlen);
 	e->identlen = identlen;
 	topic_for_table(r->cfg->topic_prefix, schema, slen, table, tlen, topic);
-	e->rkt = rd_kafka_topic_new(r->rk, topic, NULL);
 	e->header_table = table_display_name(s0, t0);
 	if (e->header_table == NULL)
 		exit(1);
 	free(s0);
 	free(t0);
+	if (topic_register(r, topic, e->header_table) != 0)
+	{
+		free(e->ident);
+		free(e->header_table);
+		free(e);
+		return NULL;
+	}
+	e->rkt = rd_kafka_topic_new(r->rk, topic, NULL);
 	rlog(r->v, LOG_DEBUG, "table %s -> topic %s", e->header_table, topic);
 	return e;
 }
@@ -164,6 +223,8 @@ topic_lookup(Relay *r, const char *ident, size_t identlen)
 	e = topic_new_entry(r, ident, identlen, json_string_value(js), json_string_length(js),
 						json_string_value(jt), json_string_length(jt));
 	json_decref(j);
+	if (e == NULL)
+		return NULL;
 	if (tsearch(e, &r->topics, topic_cmp) == NULL)
 		exit(1);
 	return e;
@@ -823,6 +884,17 @@ stream_run(Relay *r, PGconn *repl)
 	s.r = r;
 	s.repl = repl;
 	s.last_data_ms = s.last_heartbeat_ms = now_ms();
+	{
+		/* the relay's own topics take part in the collision check */
+		char		topic[TOPIC_MAX_LEN + 1];
+
+		snprintf(topic, sizeof(topic), "%s.messages", r->cfg->topic_prefix);
+		if (topic_register(r, r->cfg->state_topic, NULL) != 0 || topic_register(r, topic, NULL) != 0)
+		{
+			PQfinish(repl);
+			return 1;
+		}
+	}
 
 	for (;;)
 	{
