@@ -86,7 +86,7 @@ kafka_reject(Relay *r, rd_kafka_resp_err_t err, const char *topic, const char *t
 		 topic, table ? table : "(none)", key ? (int) (keylen > 200 ? 200 : keylen) : 4,
 		 key ? (const char *) key : "null", key && keylen > 200 ? "..." : "", size,
 		 rd_kafka_err2str(err), fix);
-	snprintf(r->fatal, sizeof(r->fatal), "Kafka rejected a message for good (see above)");
+	snprintf(r->fatal, sizeof(r->fatal), "a message Kafka will not take (see above)");
 	r->fatal_set = true;
 }
 
