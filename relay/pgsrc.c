@@ -116,8 +116,9 @@ opt_value(PQconninfoOption *opts, const char *keyword)
 /*
  * Connect with the user's connection string (or URI) plus, for the
  * replication connection, replication=database; dbname overrides the
- * database when not NULL.  Unless the string sets them: connect_timeout 10 s
- * and tcp_user_timeout 60 s, so that a host that stops answering is noticed.
+ * database when not NULL.  Unless the string sets them: connect_timeout 10 s,
+ * tcp_user_timeout 60 s and TCP keepalives after 30 s idle (3 probes 10 s
+ * apart), so that a host that stops answering is noticed.
  * The connection is made in a poll loop that gives up at once when a stop is
  * requested (returns NULL, logs nothing) and after connect_timeout seconds
  * per host.  Then search_path is cleared, so that no object another role
@@ -151,7 +152,7 @@ connect_as(Relay *r, bool replication, const char *dbname, bool quiet)
 		PQfreemem(err);
 		return NULL;
 	}
-	for (o = opts; o->keyword != NULL && n < 56; o++)
+	for (o = opts; o->keyword != NULL && n < 50; o++)	/* room for 10 more */
 	{
 		if (o->val == NULL || strcmp(o->keyword, "replication") == 0 ||
 			(dbname && strcmp(o->keyword, "dbname") == 0))
@@ -171,6 +172,16 @@ connect_as(Relay *r, bool replication, const char *dbname, bool quiet)
 	{
 		keys[n] = "tcp_user_timeout";
 		vals[n++] = "60000";
+	}
+	if (opt_value(opts, "keepalives_idle") == NULL)
+	{
+		/* probe an idle connection after 30 s (the system default is 2 hours) */
+		keys[n] = "keepalives_idle";
+		vals[n++] = "30";
+		keys[n] = "keepalives_interval";
+		vals[n++] = "10";
+		keys[n] = "keepalives_count";
+		vals[n++] = "3";
 	}
 	for (const char *h = opt_value(opts, "host"); h && *h; h++)
 		hosts += *h == ',';
