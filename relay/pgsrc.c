@@ -700,8 +700,7 @@ pg_check_topics(Relay *r, PGconn *conn)
 	char		topic[TOPIC_MAX_LEN + 1];
 	int			rc = 0;
 
-	snprintf(topic, sizeof(topic), "%s.messages", r->cfg->topic_prefix);
-	if (topic_register(r, r->cfg->state_topic, NULL) != 0 || topic_register(r, topic, NULL) != 0)
+	if (topic_register_own(r) != 0)
 	{
 		free(arr);
 		return -1;

@@ -152,5 +152,6 @@ int			snapshot_run(Relay *r, const char *snapshot_name, uint64_t consistent_poin
 int			stream_run(Relay *r, PGconn *repl);
 void		topic_cache_free(Relay *r);
 int			topic_register(Relay *r, const char *topic, const char *table);
+int			topic_register_own(Relay *r);
 
 #endif
