@@ -347,16 +347,19 @@ pg_guard_acquire(Relay *r)
 		char		whobuf[400];
 
 		res = pg_exec(r, r->guard,
-					  "SELECT a.pid, pg_catalog.coalesce(a.application_name, ''),"
-					  " pg_catalog.coalesce(pg_catalog.host(a.client_addr), 'local socket'),"
-					  " pg_catalog.coalesce(pg_catalog.to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS TZ'), '?')"
+					  "SELECT a.pid, COALESCE(a.application_name, ''),"
+					  " COALESCE(pg_catalog.host(a.client_addr), 'local socket'),"
+					  " COALESCE(pg_catalog.to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS TZ'), '?')"
 					  " FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid"
 					  " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2"
 					  " AND l.classid = $1::pg_catalog.oid AND l.objid = $2::pg_catalog.oid"
 					  " AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d"
 					  "                   WHERE d.datname = pg_catalog.current_database())",
 					  2, p2);
-		if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) > 0)
+		if (PQresultStatus(res) != PGRES_TUPLES_OK)
+			rlog(r->v, LOG_WARNING, "could not find the holder of slot \"%s\"'s lock: %s", r->cfg->slot,
+				 res_error(r, r->guard, res, ebuf, sizeof(ebuf)));
+		else if (PQntuples(res) > 0)
 		{
 			snprintf(whobuf, sizeof(whobuf), "server process %s, application \"%s\", client %s, since %s",
 					 PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2),
