@@ -371,5 +371,47 @@ INSERT INTO only_t SELECT g, 'row ' || g FROM generate_series(1, 100) g;
 		'later run: the insert and the delete made after the snapshot arrived');
 }
 
+# ---- Kafka topic names that collide ('.' and '_' are the same to Kafka) -------------------
+$node->safe_psql('postgres', 'CREATE DATABASE coll');
+$node->safe_psql('coll', q{
+CREATE EXTENSION cdc_relay;
+CREATE SCHEMA sales; CREATE SCHEMA sales_order; CREATE SCHEMA "_";
+CREATE TABLE sales.order_items (id int PRIMARY KEY);
+CREATE TABLE sales_order.items (id int PRIMARY KEY);
+CREATE TABLE "_".state (id int PRIMARY KEY);
+INSERT INTO sales.order_items VALUES (1);
+});
+{
+	my $coll_re = qr/tables sales\.order_items and sales_order\.items map to Kafka topics cdc\.sales\.order_items and cdc\.sales_order\.items, which Kafka treats as colliding .*; fix: exclude one with --exclude-tables or rename it/;
+	my ($rc, $out, $err) = run_relay($node, $broker, { dbname => 'coll' }, '-S', 'coll_slot',
+		'--exclude-tables', '_.state');
+	is($rc, 1, 'colliding topics at start: exit 1');
+	like($err, $coll_re, 'colliding topics at start: both tables, both topics and the fix are named');
+	is($node->safe_psql('coll', 'SELECT count(*) FROM pg_replication_slots'), 0,
+		'colliding topics at start: no slot created');
+
+	($rc, $out, $err) = run_relay($node, $broker, { dbname => 'coll' }, '-S', 'coll_slot',
+		'--tables', '_.state');
+	is($rc, 1, 'a table whose topic collides with the state topic: exit 1');
+	like($err, qr/map to Kafka topics cdc\.__state and cdc\._\.state, which Kafka treats as colliding/,
+		'a table whose topic collides with the state topic: named');
+
+	# a colliding table that appears while the relay streams
+	$node->safe_psql('coll', 'DROP TABLE sales_order.items');
+	my $relay = start_relay($node, $broker, { dbname => 'coll' }, '-S', 'coll_slot',
+		'--exclude-tables', '_.state', '--snapshot', 'never');
+	ok($relay->wait_for_log(qr/streaming from slot "coll_slot" into Kafka/), 'colliding table later: the relay streams');
+	$node->safe_psql('coll', 'INSERT INTO sales.order_items VALUES (2)');
+	my $before = $node->safe_psql('coll', 'SELECT pg_current_wal_insert_lsn()');
+	ok(wait_for_confirmed($node, 'coll_slot', $before), 'colliding table later: the first table\'s rows are confirmed');
+	$node->safe_psql('coll', 'CREATE TABLE sales_order.items (id int PRIMARY KEY)');
+	$node->safe_psql('coll', 'INSERT INTO sales_order.items VALUES (1)');
+	is($relay->finish, 1, 'colliding table later: the relay stops with exit 1 when the second table appears');
+	like($relay->log_content, $coll_re, 'colliding table later: both tables, both topics and the fix are named');
+	ok(lsn_cmp(confirmed_flush($node, 'coll_slot'), $node->safe_psql('coll', 'SELECT pg_current_wal_insert_lsn()')) < 0,
+		'colliding table later: the slot is not confirmed past the colliding change');
+	ok(!grep({ $_ eq 'cdc.sales_order.items' } topics($bs)), 'colliding table later: no topic was created for it');
+}
+
 is($broker->stop, 0, 'broker exits 0 on SIGTERM');
 done_testing();
