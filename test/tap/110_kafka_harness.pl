@@ -30,6 +30,8 @@ use KafkaCluster;
 
 my $t_all = time();
 my @timings;
+# topic names of this run: an existing cluster (CDC_RELAY_KAFKA_BROKERS) may serve many
+my $run = "harness-$$-" . int($t_all);
 
 # timed($what, $code): runs $code, notes and remembers how long it took
 sub timed
@@ -117,11 +119,11 @@ if (!$k1->external)
 }
 
 my ($ok) = timed('produce 3 records (auto-created topic)',
-	sub { produce($k1, 'harness.plain', [ 'a:1', 'b:2', 'c:3' ]) });
+	sub { produce($k1, "$run.plain", [ 'a:1', 'b:2', 'c:3' ]) });
 ok($ok, 'kcat produced with acks=all');
-is_deeply([ read_committed($k1, 'harness.plain') ], [ 'a=1', 'b=2', 'c=3' ],
+is_deeply([ read_committed($k1, "$run.plain") ], [ 'a=1', 'b=2', 'c=3' ],
 	'kcat reads them back with isolation.level=read_committed');
-ok((grep { $_ eq 'harness.plain' } topics($k1)), "RelayTest::topics takes the cluster object");
+ok((grep { $_ eq "$run.plain" } topics($k1)), "RelayTest::topics takes the cluster object");
 
 # ---------------------------------------------------------------------------
 # 2. compaction
@@ -134,25 +136,25 @@ my %fast = (
 	'delete.retention.ms' => 1000,
 	'file.delete.delay.ms' => 1000);
 timed('create the compacted topic (KafkaAdmin.java)',
-	sub { $k1->create_topic('harness.compact', config => \%fast) });
-my $conf = $k1->topic_configs('harness.compact');
+	sub { $k1->create_topic("$run.compact", config => \%fast) });
+my $conf = $k1->topic_configs("$run.compact");
 is_deeply({ map { ($_ => $conf->{$_}) } keys %fast }, \%fast, 'the topic has the given configs');
 
-ok((produce($k1, 'harness.compact', [ 'k1:a', 'k1:b', 'k2:x', 'k2:' ]))[0], 'produced k1=a, k1=b, k2=x, tombstone k2');
-my @before = read_committed($k1, 'harness.compact');
+ok((produce($k1, "$run.compact", [ 'k1:a', 'k1:b', 'k2:x', 'k2:' ]))[0], 'produced k1=a, k1=b, k2=x, tombstone k2');
+my @before = read_committed($k1, "$run.compact");
 is_deeply(\@before, [ 'k1=a', 'k1=b', 'k2=x', 'k2=NULL' ], 'all four are there before any roll');
 
 # roll: wait > segment.ms, append one more record
 sleep(0.3);
 my $n = 0;
-produce($k1, 'harness.compact', [ 'k3:' . ++$n ]);
+produce($k1, "$run.compact", [ 'k3:' . ++$n ]);
 my @now;
 my $compacted = timed(
 	'first cleaning (older values gone)',
 	sub {
 		wait_until(
 			sub {
-				@now = read_committed($k1, 'harness.compact');
+				@now = read_committed($k1, "$run.compact");
 				return !grep { $_ eq 'k1=a' || $_ eq 'k2=x' } @now;
 			},
 			'the cleaner to remove k1=a and k2=x',
@@ -166,10 +168,10 @@ my $tomb = timed(
 	sub {
 		wait_until(
 			sub {
-				@now = read_committed($k1, 'harness.compact');
+				@now = read_committed($k1, "$run.compact");
 				return 1 unless grep { /^k2=/ } @now;
 				sleep(1.1);    # > delete.retention.ms, > segment.ms
-				produce($k1, 'harness.compact', [ 'k3:' . ++$n ]);
+				produce($k1, "$run.compact", [ 'k3:' . ++$n ]);
 				return 0;
 			},
 			'the cleaner to remove the tombstone of k2',
@@ -177,7 +179,7 @@ my $tomb = timed(
 	});
 ok($tomb, 'the tombstone is gone once delete.retention.ms passed') or diag("topic holds: @now");
 is_deeply([ grep { /^k1=/ } @now ], ['k1=b'], 'exactly one record of k1: the last value');
-my $last = last_by_key([ consume($k1, 'harness.compact') ]);
+my $last = last_by_key([ consume($k1, "$run.compact") ]);
 is_deeply($last, { k1 => 'b', k3 => $n }, 'RelayTest::consume and last_by_key take the cluster object: k1=b, k3 latest, no k2');
 
 # ---------------------------------------------------------------------------
@@ -198,23 +200,23 @@ SKIP:
 	my ($dir1, $pid1) = ($k1->{dir}, $k1->pid(1));
 	ok(timed('1-node stop', sub { $k1->stop }), '1-node: stop succeeded');
 	ok(!-e $dir1 && !alive($pid1), '1-node: process gone, directory removed');
-	is(scalar(grep { $_ eq 'harness.plain' } topics($k3)), 0, '3-node cluster is a different cluster');
+	is(scalar(grep { $_ eq "$run.plain" } topics($k3)), 0, '3-node cluster is a different cluster');
 
-	$k3->create_topic('harness.rf3', replication => 3, config => { 'min.insync.replicas' => 2 });
+	$k3->create_topic("$run.rf3", replication => 3, config => { 'min.insync.replicas' => 2 });
 	my ($leader, $isr);
-	ok(wait_until(sub { ($leader, $isr) = partition_state($k3, 'harness.rf3'); @$isr == 3 }, 'ISR of 3', 60),
+	ok(wait_until(sub { ($leader, $isr) = partition_state($k3, "$run.rf3"); @$isr == 3 }, 'ISR of 3', 60),
 		'replication 3: all three replicas in sync');
 	my @batch1 = map { "m$_:v$_" } 1 .. 100;
 	my @batch2 = map { "m$_:v$_" } 101 .. 200;
-	ok((produce($k3, 'harness.rf3', \@batch1))[0], '100 records with acks=all');
+	ok((produce($k3, "$run.rf3", \@batch1))[0], '100 records with acks=all');
 
 	my $killed = $leader;
 	timed("kill -9 node $killed (the partition leader)", sub { $k3->kill_node($killed) });
 	ok(!alive($k3->pid($killed)), "node $killed is gone");
 	($ok) = timed('produce 100 more with acks=all after the kill',
-		sub { produce($k3, 'harness.rf3', \@batch2, '-X', 'message.timeout.ms=90000') });
+		sub { produce($k3, "$run.rf3", \@batch2, '-X', 'message.timeout.ms=90000') });
 	ok($ok, 'acks=all producing goes on with 2 of 3 replicas (min.insync.replicas=2)');
-	ok(wait_until(sub { ($leader, $isr) = partition_state($k3, 'harness.rf3');
+	ok(wait_until(sub { ($leader, $isr) = partition_state($k3, "$run.rf3");
 				defined $leader && $leader != $killed && @$isr == 2 && !grep { $_ == $killed } @$isr },
 			'a new leader and an ISR of 2', 60),
 		"leadership moved off node $killed, ISR shrank to 2")
@@ -223,9 +225,9 @@ SKIP:
 	timed("restart node $killed", sub { $k3->restart_node($killed) });
 	ok(alive($k3->pid($killed)), "node $killed runs again");
 	ok(timed("node $killed back in the ISR",
-			sub { wait_until(sub { ($leader, $isr) = partition_state($k3, 'harness.rf3'); @$isr == 3 }, 'ISR of 3', 90) }),
+			sub { wait_until(sub { ($leader, $isr) = partition_state($k3, "$run.rf3"); @$isr == 3 }, 'ISR of 3', 90) }),
 		"node $killed rejoined the ISR") or diag("isr @$isr");
-	is_deeply([ read_committed($k3, 'harness.rf3') ], [ map { s/:/=/r } @batch1, @batch2 ],
+	is_deeply([ read_committed($k3, "$run.rf3") ], [ map { s/:/=/r } @batch1, @batch2 ],
 		'all 200 records, in order, none lost');
 
 	push @timings, sprintf('%-44s %s', '3-node RSS at the end', join(', ', map { rss_mib($k3->pid($_)) } 1 .. 3));
