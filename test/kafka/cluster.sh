@@ -184,27 +184,41 @@ dump_logs() {
     done
 }
 
+# pid_gone PID: the process has exited (no longer exists, or is a zombie waiting to be
+# reaped).  A process being killed loses its command line before it is a zombie, so
+# after a kill this, not node_alive, says when it is really over.
+pid_gone() {
+    local st
+    st=$(sed -n 's/^[0-9]* (.*) \([A-Za-z]\).*/\1/p' "/proc/$1/stat" 2>/dev/null)
+    [[ -z $st || $st == [ZX] ]]
+}
+
+# wait_gone TENTHS PID...: 0 once every PID is gone, 1 after TENTHS tenths of a second
+wait_gone() {
+    local t=$1 p any
+    shift
+    while ((t-- > 0)); do
+        any=0
+        for p in "$@"; do pid_gone "$p" || any=1; done
+        ((any)) || return 0
+        sleep 0.1
+    done
+    return 1
+}
+
 # stop_nodes: SIGTERM all, SIGKILL what still runs after 10 s
 stop_nodes() {
-    local i t
+    local i p pids=()
     for ((i = 1; i <= NODES; i++)); do
-        node_alive "$i" && kill -TERM "$(node_pid "$i")" 2>/dev/null
+        node_alive "$i" && pids+=("$(node_pid "$i")")
     done
-    for ((t = 0; t < 100; t++)); do
-        local any=0
-        for ((i = 1; i <= NODES; i++)); do node_alive "$i" && any=1; done
-        ((any)) || return 0
-        sleep 0.1
+    ((${#pids[@]})) || return 0
+    kill -TERM "${pids[@]}" 2>/dev/null
+    wait_gone 100 "${pids[@]}" && return 0
+    for p in "${pids[@]}"; do
+        pid_gone "$p" || { note "pid $p did not stop in 10 s: SIGKILL"; kill -KILL "$p" 2>/dev/null; }
     done
-    for ((i = 1; i <= NODES; i++)); do
-        node_alive "$i" && { note "node $i did not stop in 10 s: SIGKILL"; kill -KILL "$(node_pid "$i")" 2>/dev/null; }
-    done
-    for ((t = 0; t < 50; t++)); do
-        local any=0
-        for ((i = 1; i <= NODES; i++)); do node_alive "$i" && any=1; done
-        ((any)) || return 0
-        sleep 0.1
-    done
+    wait_gone 50 "${pids[@]}" && return 0
     note "some nodes are still running after SIGKILL"
     return 1
 }
@@ -415,13 +429,10 @@ cmd_kill() {
     load_dir "${1:?usage: cluster.sh kill DIR I}"
     node_arg "${2:-}"
     node_alive "$2" || die "node $2 is not running"
-    kill -KILL "$(node_pid "$2")"
-    local t
-    for ((t = 0; t < 100; t++)); do
-        node_alive "$2" || return 0
-        sleep 0.1
-    done
-    die "node $2 still runs 10 s after SIGKILL"
+    local pid
+    pid=$(node_pid "$2")
+    kill -KILL "$pid"
+    wait_gone 100 "$pid" || die "node $2 still runs 10 s after SIGKILL"
 }
 
 cmd_restart() {
