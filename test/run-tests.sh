@@ -8,6 +8,8 @@
 #        version check   test/unit/version_check.sh, plus its --self-test
 #        relay           unit tests (make relay-check), the test broker's own test,
 #                        the AddressSanitizer build used by a TAP test
+#        Kafka jars      Apache Kafka's jars fetched by mvn into a cache outside the
+#                        repository when missing, and java checked (test/kafka/cluster.sh)
 #        one per TAP file test/tap/*.pl, run with prove as postgres from a scratch
 #                        copy (PostgreSQL::Test::Cluster refuses root)
 # Failed suites print their diagnostics (regression.diffs, TAP server logs).
@@ -78,6 +80,11 @@ record "relay broker" $?
 section "relay ASan build"
 make -C relay asan WERROR=1
 record "relay ASan build" $?
+
+# --- real Kafka: the broker jars (once per machine) and java ------------------------
+section "Kafka jars (test/kafka/cluster.sh fetch)"
+bash test/kafka/cluster.sh fetch
+record "Kafka jars" $?
 
 # --- TAP tests -----------------------------------------------------------------------
 source test/lib/tap.sh

@@ -18,10 +18,12 @@
 cdc_relay_deps() {
     # jq is optional (demo pretty-printing); it is cheap, so install it too.
     # The relay: librdkafka, jansson, pkg-config to find them; kcat is the tests'
-    # independent Kafka client, valgrind checks the relay for leaks.
+    # independent Kafka client, valgrind checks the relay for leaks.  Java and Maven
+    # run real Kafka brokers for the tests (test/kafka/cluster.sh fetches the jars).
     local pkgs=(postgresql-15 postgresql-server-dev-15 libpq-dev postgresql-15-wal2json
                 libipc-run-perl perl make gcc jq
-                librdkafka-dev libjansson-dev pkg-config kcat valgrind)
+                librdkafka-dev libjansson-dev pkg-config kcat valgrind
+                openjdk-17-jre-headless maven)
     local missing=() p status
     for p in "${pkgs[@]}"; do
         status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)

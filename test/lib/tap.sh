@@ -24,6 +24,8 @@ tap_prepare() {
     mkdir -p "$TAP_DIR/t"
     cp "$TAP_REPO"/test/tap/*.pl "$TAP_DIR/t/"
     cp "$TAP_REPO"/test/tap/*.pm "$TAP_DIR/" 2>/dev/null || true
+    # the real-Kafka harness KafkaCluster.pm runs (test/kafka/cluster.sh)
+    cp -r "$TAP_REPO/test/kafka" "$TAP_DIR/kafka"
     # the relay under AddressSanitizer, for the test that runs it so
     [[ -x $TAP_REPO/relay/cdc-relay-asan ]] && cp "$TAP_REPO/relay/cdc-relay-asan" "$TAP_DIR/"
     [[ $(id -u) == 0 ]] && chown -R postgres: "$TAP_DIR"
