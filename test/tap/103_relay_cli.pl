@@ -387,7 +387,7 @@ INSERT INTO sales.order_items VALUES (1);
 		'--exclude-tables', '_.state');
 	is($rc, 1, 'colliding topics at start: exit 1');
 	like($err, $coll_re, 'colliding topics at start: both tables, both topics and the fix are named');
-	is($node->safe_psql('coll', 'SELECT count(*) FROM pg_replication_slots'), 0,
+	is($node->safe_psql('coll', "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'coll_slot'"), 0,
 		'colliding topics at start: no slot created');
 
 	($rc, $out, $err) = run_relay($node, $broker, { dbname => 'coll' }, '-S', 'coll_slot',
