@@ -3,20 +3,45 @@
  * snapshot and produced as op "r" events.
  *
  * The replication connection created the slot with an exported snapshot and
- * stays idle, which keeps the snapshot importable.  --snapshot-jobs worker
- * threads each open a connection, import it (REPEATABLE READ + SET
- * TRANSACTION SNAPSHOT), and take tables from a shared list, largest first.
- * Each table is read with
+ * stays idle, which keeps the snapshot importable.  The "lead" connection
+ * imports it (REPEATABLE READ + SET TRANSACTION SNAPSHOT), lists the tables
+ * and, in that same transaction, locks them all at once:
+ *   LOCK TABLE ONLY t1, t2, ... IN ACCESS SHARE MODE
+ * From then on no DDL that rewrites or drops a captured table (ALTER TABLE
+ * ... TYPE, TRUNCATE, VACUUM FULL, CLUSTER, DROP) can commit until the
+ * snapshot is over: it waits for the lead's transaction, which stays open
+ * until every table has been read and every row delivered.  DDL that
+ * committed between the export and the lock is detected by comparing each
+ * table's relfilenode as the snapshot sees it (pg_class read with the
+ * imported snapshot) with pg_relation_filenode() (the catalog's current
+ * state, which the lock made the backend accept): such a table would read as
+ * empty, so snapshot_run() returns SNAPSHOT_RETAKE without reading anything
+ * and the caller takes a new snapshot from a new slot.
+ *
+ * The lead connection is also the first reader.  The other --snapshot-jobs
+ * readers each import the snapshot on a connection of their own and lock
+ * every table with NOWAIT before reading any: a reader that cannot (a DDL
+ * is already queued for one of the tables behind the lead's lock) reads
+ * nothing.  Without that, its first read of that table would queue behind
+ * the DDL, which waits for the lead, which waits for the reader: a deadlock
+ * PostgreSQL cannot see (pg_dump's parallel mode meets the same problem).
+ *
+ * Readers take tables from a shared list, largest first.  Each table is read
+ * with
  *   COPY (SELECT cdc_relay.snapshot_row(rel, t.*, lsn, options) FROM ONLY rel t)
  *     TO STDOUT (FORMAT binary)
  * so that values are encoded by the same server code as the change events;
  * each row comes back as <key JSON> TAB <event JSON>.  The main thread serves
  * delivery reports and shows progress.  The snapshot counts as done only when
  * every row has a successful delivery report.
+ *
+ * Every connection here runs with an empty search_path, and every function,
+ * operator and cast in the SQL sent is schema-qualified.
  */
 #include "relay.h"
 
 #include <arpa/inet.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -49,11 +74,24 @@ typedef struct SnapShared
 	char	   *options;		/* text[] literal */
 	SnapTable  *tables;
 	int			ntables;
+	PGconn	   *lead;			/* imported, listed and locked; the first reader */
+	char	   *lock_sql;		/* LOCK TABLE ONLY <every table> IN ACCESS SHARE MODE */
 	pthread_mutex_t lock;
 	int			next;			/* next table to take (under lock) */
 	atomic_int	abort;			/* a worker failed, or we are stopping */
 	char		error[600];		/* first worker error (under lock) */
 } SnapShared;
+
+/* One reader thread and its connection (in the imported, locked transaction). */
+typedef struct SnapJob
+{
+	SnapShared *sh;
+	PGconn	   *conn;
+} SnapJob;
+
+/* A lock wait is reported after this long, then again at this interval. */
+#define LOCK_WAIT_REPORT_MS 5000
+#define LOCK_WAIT_REPEAT_MS 30000
 
 /* Record the first error of any worker (later ones are consequences) and stop all. */
 static void
@@ -86,16 +124,86 @@ exec_ok(PGconn *conn, const char *sql)
 	return ok;
 }
 
-/* Begin a transaction on the exported snapshot. */
+/*
+ * A failure as one log line: the result's "primary; DETAIL: detail", or,
+ * without a result, the connection's message with libpq's line breaks and
+ * "ERROR:  " / "DETAIL:  " prefixes turned into the same form.
+ */
+static const char *
+error_line(PGconn *conn, const PGresult *res, char *buf, size_t len)
+{
+	const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+	const char *detail = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL) : NULL;
+	const char *m;
+	size_t		n = 0;
+
+	if (primary != NULL)
+	{
+		snprintf(buf, len, "%s%s%s", primary, detail ? "; DETAIL: " : "", detail ? detail : "");
+		return buf;
+	}
+	m = conn ? PQerrorMessage(conn) : "out of memory";
+	if (strncmp(m, "ERROR:  ", 8) == 0)
+		m += 8;
+	while (*m && n + 3 < len)
+	{
+		if (*m == '\n')
+		{
+			/* a line break between two lines becomes "; " */
+			while (*m == '\n')
+				m++;
+			if (*m != '\0')
+			{
+				buf[n++] = ';';
+				buf[n++] = ' ';
+			}
+		}
+		else if (m[0] == ':' && m[1] == ' ' && m[2] == ' ')
+		{
+			/* libpq's "DETAIL:  x" */
+			buf[n++] = ':';
+			buf[n++] = ' ';
+			m += 3;
+		}
+		else
+		{
+			buf[n++] = *m == '\r' || *m == '\t' ? ' ' : *m;
+			m++;
+		}
+	}
+	buf[n] = '\0';
+	return buf;
+}
+
+/* The SQLSTATE of a failed result, "" when there is none. */
+static const char *
+sqlstate(const PGresult *res)
+{
+	const char *s = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+
+	return s ? s : "";
+}
+
+/*
+ * Begin a transaction on the exported snapshot, with an empty search_path
+ * (set for the session, before anything else is sent).
+ */
 static bool
 import_snapshot(PGconn *conn, const char *snapshot_name)
 {
 	char		sql[200];
+	PGresult   *res;
+	bool		ok;
 
+	res = PQexec(conn, "SELECT pg_catalog.set_config('search_path', '', false)");
+	ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+	PQclear(res);
 	snprintf(sql, sizeof(sql), "SET TRANSACTION SNAPSHOT '%s'", snapshot_name);
-	return exec_ok(conn, "BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY") &&
+	return ok &&
+		exec_ok(conn, "BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY") &&
 		exec_ok(conn, sql) &&
 		exec_ok(conn, "SET LOCAL statement_timeout = 0") &&
+		exec_ok(conn, "SET LOCAL lock_timeout = 0") &&
 		exec_ok(conn, "SET LOCAL idle_in_transaction_session_timeout = 0") &&
 		/* the settings the plugin fixes while decoding: no per-row switching */
 		exec_ok(conn, "SET LOCAL DateStyle = 'ISO, YMD'") &&
@@ -125,18 +233,20 @@ copy_table(SnapShared *sh, PGconn *conn, SnapTable *t)
 	int			len;
 	uint64_t	n = 0;
 	bool		ok = true;
+	char		err[500];
 
 	if (opts == NULL)
 	{
 		worker_fail(sh, "out of memory");
 		return false;
 	}
-	sqllen = strlen(t->regclass) + strlen(opts) + 256;
+	sqllen = strlen(t->regclass) + strlen(opts) + 320;
 	sql = malloc(sqllen);
 	if (sql == NULL)
 		exit(1);
 	snprintf(sql, sqllen,
-			 "COPY (SELECT cdc_relay.snapshot_row(%s::regclass, t.*, '%s', %s::text[]) FROM ONLY %s t)"
+			 "COPY (SELECT cdc_relay.snapshot_row(%s::pg_catalog.regclass, t.*, '%s'::pg_catalog.pg_lsn,"
+			 " %s::pg_catalog.text[]) FROM ONLY %s t)"
 			 " TO STDOUT (FORMAT binary)",
 			 t->relid, sh->lsn, opts, t->regclass);
 	PQfreemem(opts);
@@ -144,7 +254,7 @@ copy_table(SnapShared *sh, PGconn *conn, SnapTable *t)
 	free(sql);
 	if (PQresultStatus(res) != PGRES_COPY_OUT)
 	{
-		worker_fail(sh, "could not read table %s: %s", t->regclass, PQerrorMessage(conn));
+		worker_fail(sh, "could not read table %s: %s", t->regclass, error_line(conn, res, err, sizeof(err)));
 		PQclear(res);
 		return false;
 	}
@@ -267,13 +377,13 @@ copy_table(SnapShared *sh, PGconn *conn, SnapTable *t)
 	}
 	if (len == -2)
 	{
-		worker_fail(sh, "could not read table %s: %s", t->regclass, PQerrorMessage(conn));
+		worker_fail(sh, "could not read table %s: %s", t->regclass, error_line(conn, NULL, err, sizeof(err)));
 		return false;
 	}
 	res = PQgetResult(conn);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK)
 	{
-		worker_fail(sh, "could not read table %s: %s", t->regclass, PQerrorMessage(conn));
+		worker_fail(sh, "could not read table %s: %s", t->regclass, error_line(conn, res, err, sizeof(err)));
 		ok = false;
 	}
 	PQclear(res);
@@ -282,23 +392,13 @@ copy_table(SnapShared *sh, PGconn *conn, SnapTable *t)
 	return ok;
 }
 
+/* A reader: take tables from the shared list until none is left or the snapshot aborts. */
 static void *
 worker_main(void *arg)
 {
-	SnapShared *sh = arg;
-	PGconn	   *conn = pg_connect(sh->r, false);
+	SnapJob    *job = arg;
+	SnapShared *sh = job->sh;
 
-	if (conn == NULL)
-	{
-		worker_fail(sh, "snapshot worker could not connect (see above)");
-		return NULL;
-	}
-	if (!import_snapshot(conn, sh->snapshot_name))
-	{
-		worker_fail(sh, "could not import the exported snapshot: %s", PQerrorMessage(conn));
-		PQfinish(conn);
-		return NULL;
-	}
 	while (!atomic_load(&sh->abort))
 	{
 		SnapTable  *t;
@@ -310,13 +410,11 @@ worker_main(void *arg)
 			break;
 		t->started_ms = now_ms();
 		atomic_store(&t->state, 1);
-		if (!copy_table(sh, conn, t))
+		if (!copy_table(sh, job->conn, t))
 			break;
 		t->finished_ms = now_ms();
 		atomic_store(&t->state, 2);
 	}
-	exec_ok(conn, "COMMIT");
-	PQfinish(conn);
 	return NULL;
 }
 
@@ -339,63 +437,432 @@ cmp_pages_desc(const void *a, const void *b)
 	return (x->relpages < y->relpages) - (x->relpages > y->relpages);
 }
 
-/* List the tables to snapshot, inside the exported snapshot. */
+/* sh->lock_sql: one LOCK of every listed table (quoted, qualified names). */
+static void
+build_lock_sql(SnapShared *sh)
+{
+	size_t		len = 64;
+	char	   *p;
+
+	for (int i = 0; i < sh->ntables; i++)
+		len += strlen(sh->tables[i].regclass) + 2;
+	sh->lock_sql = malloc(len);
+	if (sh->lock_sql == NULL)
+		exit(1);
+	p = sh->lock_sql;
+	p += sprintf(p, "LOCK TABLE ONLY ");
+	for (int i = 0; i < sh->ntables; i++)
+		p += sprintf(p, "%s%s", i > 0 ? ", " : "", sh->tables[i].regclass);
+	strcpy(p, " IN ACCESS SHARE MODE");
+}
+
+static const char *
+val_or(const PGresult *res, int row, int col, const char *dflt)
+{
+	return PQgetisnull(res, row, col) ? dflt : PQgetvalue(res, row, col);
+}
+
+/*
+ * Log what the lead's LOCK has been waiting for, looked up on a short-lived
+ * connection of its own: the table, and the server process in the way (one
+ * that holds a conflicting lock, or waits for one ahead of the snapshot).
+ */
+static void
+report_lock_wait(SnapShared *sh, int64_t waited_ms)
+{
+	Relay	   *r = sh->r;
+	int			waited = (int) (waited_ms / 1000);
+	PGconn	   *conn = pg_connect(r, false);
+	PGresult   *res = NULL;
+	char		pid[16];
+	const char *params[1] = {pid};
+
+	snprintf(pid, sizeof(pid), "%d", PQbackendPID(sh->lead));
+	if (conn != NULL)
+	{
+		res = PQexec(conn, "SELECT pg_catalog.set_config('search_path', '', false)");
+		PQclear(res);
+		res = PQexecParams(conn,
+						   "SELECT l.relation::pg_catalog.regclass::pg_catalog.text, a.pid,"
+						   " a.usename, a.application_name, a.state,"
+						   " pg_catalog.date_part('epoch', pg_catalog.now() OPERATOR(pg_catalog.-) a.xact_start)"
+						   "::pg_catalog.int8"
+						   " FROM pg_catalog.pg_locks l"
+						   " LEFT JOIN pg_catalog.pg_stat_activity a"
+						   " ON a.pid OPERATOR(pg_catalog.=) ANY (pg_catalog.pg_blocking_pids(l.pid))"
+						   " WHERE l.pid OPERATOR(pg_catalog.=) $1::pg_catalog.int4 AND NOT l.granted"
+						   " AND l.locktype OPERATOR(pg_catalog.=) 'relation'"
+						   " ORDER BY a.xact_start LIMIT 1",
+						   1, NULL, params, NULL, NULL, 0);
+	}
+	if (res != NULL && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+		!PQgetisnull(res, 0, 1))
+		rlog(r->v, LOG_WARNING, "snapshot: waiting %d s for a lock on table %s: server process %s "
+			 "(user \"%s\", application \"%s\", %s, transaction open for %s s) holds or waits for a "
+			 "conflicting lock (a concurrent DDL or LOCK TABLE); the snapshot starts when that "
+			 "transaction ends", waited, val_or(res, 0, 0, "?"), PQgetvalue(res, 0, 1),
+			 val_or(res, 0, 2, "?"), val_or(res, 0, 3, "?"), val_or(res, 0, 4, "state unknown"),
+			 val_or(res, 0, 5, "?"));
+	else if (res != NULL && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+		rlog(r->v, LOG_WARNING, "snapshot: waiting %d s for a lock on table %s (a concurrent DDL holds "
+			 "one); the snapshot starts when that transaction ends", waited, val_or(res, 0, 0, "?"));
+	else
+		rlog(r->v, LOG_WARNING, "snapshot: waiting %d s for a lock on the captured tables (a concurrent "
+			 "DDL holds one); the snapshot starts when that transaction ends", waited);
+	PQclear(res);
+	PQfinish(conn);
+}
+
+/*
+ * Run sh->lock_sql on the lead connection and wait as long as it takes,
+ * logging the wait after LOCK_WAIT_REPORT_MS and every LOCK_WAIT_REPEAT_MS;
+ * a stop request cancels it (*stopped).  Returns the LOCK's result, which the
+ * caller clears (NULL only when it could not even be sent).
+ */
+static PGresult *
+lock_tables(SnapShared *sh, bool *stopped)
+{
+	Relay	   *r = sh->r;
+	PGconn	   *conn = sh->lead;
+	int64_t		start = now_ms(),
+				next_report = start + LOCK_WAIT_REPORT_MS;
+	bool		reported = false;
+	PGresult   *res,
+			   *last = NULL;
+
+	*stopped = false;
+	if (!PQsendQuery(conn, sh->lock_sql))
+		return NULL;
+	while (PQisBusy(conn))
+	{
+		struct pollfd pfd;
+
+		pfd.fd = PQsocket(conn);
+		pfd.events = POLLIN;
+		pfd.revents = 0;
+		if (poll(&pfd, 1, 250) > 0 && !PQconsumeInput(conn))
+			break;				/* the connection broke: PQgetResult says how */
+		if (*r->stop && !*stopped)
+		{
+			PGcancel   *c = PQgetCancel(conn);
+			char		err[256];
+
+			*stopped = true;
+			if (c != NULL)
+			{
+				PQcancel(c, err, sizeof(err));
+				PQfreeCancel(c);
+			}
+		}
+		if (!*stopped && now_ms() >= next_report)
+		{
+			report_lock_wait(sh, now_ms() - start);
+			reported = true;
+			next_report = now_ms() + LOCK_WAIT_REPEAT_MS;
+		}
+	}
+	while ((res = PQgetResult(conn)) != NULL)
+	{
+		PQclear(last);
+		last = res;
+	}
+	if (reported && PQresultStatus(last) == PGRES_COMMAND_OK)
+		rlog(r->v, LOG_INFO, "snapshot: got the lock on the captured tables after %.0f s",
+			 (double) (now_ms() - start) / 1000.0);
+	return last;
+}
+
+/*
+ * The LOCK failed because a listed name no longer resolves (SQLSTATE 42P01):
+ * say which tables were dropped or renamed since they were listed.  The lead's
+ * transaction is rolled back (it is aborted anyway).  Returns SNAPSHOT_RETAKE.
+ */
+static int
+report_vanished(SnapShared *sh, const char *lock_error)
+{
+	Relay	   *r = sh->r;
+	int			found = 0;
+
+	exec_ok(sh->lead, "ROLLBACK");
+	for (int i = 0; i < sh->ntables; i++)
+	{
+		SnapTable  *t = &sh->tables[i];
+		const char *params[1] = {t->regclass};
+		PGresult   *res = PQexecParams(sh->lead,
+									   "SELECT pg_catalog.to_regclass($1::pg_catalog.text)"
+									   "::pg_catalog.oid::pg_catalog.text",
+									   1, NULL, params, NULL, NULL, 0);
+
+		if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+		{
+			if (PQgetisnull(res, 0, 0))
+			{
+				rlog(r->v, LOG_WARNING, "table %s was dropped (or renamed) after the snapshot was exported",
+					 t->regclass);
+				found++;
+			}
+			else if (strcmp(PQgetvalue(res, 0, 0), t->relid) != 0)
+			{
+				rlog(r->v, LOG_WARNING, "table %s was renamed or replaced after the snapshot was exported",
+					 t->regclass);
+				found++;
+			}
+		}
+		PQclear(res);
+	}
+	if (found == 0)
+		rlog(r->v, LOG_WARNING, "a captured table was dropped or renamed after the snapshot was exported (%s)",
+			 lock_error);
+	return SNAPSHOT_RETAKE;
+}
+
+/*
+ * After the lock: was any listed table rewritten, dropped or replaced since
+ * the snapshot was exported?  The snapshot's pg_class row (a plain MVCC read)
+ * holds the relfilenode the exported snapshot can read; pg_relation_filenode()
+ * reads the catalog cache, which taking the lock brought up to date.  A
+ * table whose oid we do not hold a lock on was renamed or replaced between
+ * the listing and the lock (the LOCK took whatever the name meant by then).
+ * Logs a WARNING per such table; returns 0, SNAPSHOT_RETAKE, or -1 (logged).
+ */
+static int
+check_unchanged(SnapShared *sh)
+{
+	Relay	   *r = sh->r;
+	size_t		len = 4;
+	char	   *oids,
+			   *p;
+	const char *params[1];
+	PGresult   *res;
+	int			changed = 0;
+	char		err[600];
+
+	for (int i = 0; i < sh->ntables; i++)
+		len += strlen(sh->tables[i].relid) + 1;
+	oids = malloc(len);
+	if (oids == NULL)
+		exit(1);
+	p = oids;
+	*p++ = '{';
+	for (int i = 0; i < sh->ntables; i++)
+		p += sprintf(p, "%s%s", i > 0 ? "," : "", sh->tables[i].relid);
+	strcpy(p, "}");
+	params[0] = oids;
+	res = PQexecParams(sh->lead,
+					   "SELECT t.relid::pg_catalog.text, c.relfilenode::pg_catalog.text,"
+					   " pg_catalog.pg_relation_filenode(t.relid)::pg_catalog.text,"
+					   " EXISTS (SELECT FROM pg_catalog.pg_locks l"
+					   "  WHERE l.locktype OPERATOR(pg_catalog.=) 'relation'"
+					   "  AND l.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()"
+					   "  AND l.database OPERATOR(pg_catalog.=) (SELECT d.oid FROM pg_catalog.pg_database d"
+					   "   WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())"
+					   "  AND l.relation OPERATOR(pg_catalog.=) t.relid AND l.granted)"
+					   " FROM pg_catalog.unnest($1::pg_catalog.oid[]) WITH ORDINALITY AS t(relid, n)"
+					   " LEFT JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.relid"
+					   " ORDER BY t.n",
+					   1, NULL, params, NULL, NULL, 0);
+	free(oids);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != sh->ntables)
+	{
+		rlog(r->v, LOG_ERROR, "could not check the captured tables for concurrent DDL: %s",
+			 error_line(sh->lead, res, err, sizeof(err)));
+		PQclear(res);
+		return -1;
+	}
+	for (int i = 0; i < sh->ntables; i++)
+	{
+		SnapTable  *t = &sh->tables[i];
+		const char *then = val_or(res, i, 1, "");
+		const char *now = val_or(res, i, 2, NULL);
+
+		if (now == NULL)
+			rlog(r->v, LOG_WARNING, "table %s was dropped after the snapshot was exported", t->regclass);
+		else if (strcmp(PQgetvalue(res, i, 3), "t") != 0)
+			rlog(r->v, LOG_WARNING, "table %s was renamed or replaced after the snapshot was exported",
+				 t->regclass);
+		else if (strcmp(then, now) != 0)
+			rlog(r->v, LOG_WARNING, "table %s was rewritten or truncated (ALTER TABLE ... TYPE, TRUNCATE, "
+				 "VACUUM FULL, CLUSTER) after the snapshot was exported", t->regclass);
+		else
+			continue;
+		changed++;
+	}
+	PQclear(res);
+	return changed > 0 ? SNAPSHOT_RETAKE : 0;
+}
+
+/*
+ * Open the lead connection (sh->lead, which the caller closes on every path),
+ * import the snapshot, list the tables to read, lock them all and check that
+ * none was rewritten, dropped or replaced since the export.  Returns 0, -1
+ * (logged; also when a stop request interrupted the lock), or
+ * SNAPSHOT_RETAKE.
+ */
 static int
 list_tables(SnapShared *sh)
 {
 	Relay	   *r = sh->r;
-	PGconn	   *conn = pg_connect(r, false);
 	PGresult   *res;
 	const char *params[1] = {sh->options};
-	int			rc = 0;
+	char		err[600];
+	bool		stopped,
+				vanished = false;
+	char		code[6];
 
-	if (conn == NULL)
+	sh->lead = pg_connect(r, false);
+	if (sh->lead == NULL)
 		return -1;
-	if (!import_snapshot(conn, sh->snapshot_name))
+	if (!import_snapshot(sh->lead, sh->snapshot_name))
 	{
-		rlog(r->v, LOG_ERROR, "could not import the exported snapshot: %s", PQerrorMessage(conn));
-		PQfinish(conn);
+		rlog(r->v, LOG_ERROR, "could not import the exported snapshot: %s",
+			 error_line(sh->lead, NULL, err, sizeof(err)));
 		return -1;
 	}
-	res = PQexecParams(conn,
-					   "SELECT relid::oid::text, relid::regclass::text, schema_name, table_name,"
-					   " reltuples, relpages FROM cdc_relay.snapshot_tables($1::text[])",
+	res = PQexecParams(sh->lead,
+					   "SELECT relid::pg_catalog.oid::pg_catalog.text,"
+					   " relid::pg_catalog.regclass::pg_catalog.text, schema_name, table_name,"
+					   " reltuples, relpages FROM cdc_relay.snapshot_tables($1::pg_catalog.text[])",
 					   1, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 	{
-		rlog(r->v, LOG_ERROR, "could not list the tables to snapshot: %s", PQerrorMessage(conn));
-		rc = -1;
+		rlog(r->v, LOG_ERROR, "could not list the tables to snapshot: %s",
+			 error_line(sh->lead, res, err, sizeof(err)));
+		PQclear(res);
+		return -1;
 	}
-	else
+	sh->ntables = PQntuples(res);
+	sh->tables = calloc((size_t) sh->ntables + 1, sizeof(SnapTable));
+	if (sh->tables == NULL)
+		exit(1);
+	for (int i = 0; i < sh->ntables; i++)
 	{
-		sh->ntables = PQntuples(res);
-		sh->tables = calloc((size_t) sh->ntables + 1, sizeof(SnapTable));
-		if (sh->tables == NULL)
-			exit(1);
-		for (int i = 0; i < sh->ntables; i++)
-		{
-			SnapTable  *t = &sh->tables[i];
-			char		topic[TOPIC_MAX_LEN + 1];
+		SnapTable  *t = &sh->tables[i];
+		char		topic[TOPIC_MAX_LEN + 1];
 
-			t->relid = xstrdup(PQgetvalue(res, i, 0));
-			t->regclass = xstrdup(PQgetvalue(res, i, 1));
-			t->schema = xstrdup(PQgetvalue(res, i, 2));
-			t->table = xstrdup(PQgetvalue(res, i, 3));
-			t->reltuples = atof(PQgetvalue(res, i, 4));
-			t->relpages = atoll(PQgetvalue(res, i, 5));
-			t->header_table = table_display_name(t->schema, t->table);
-			if (t->header_table == NULL)
-				exit(1);
-			topic_for_table(r->cfg->topic_prefix, t->schema, strlen(t->schema),
-							t->table, strlen(t->table), topic);
-			t->rkt = rd_kafka_topic_new(r->rk, topic, NULL);
-		}
-		qsort(sh->tables, (size_t) sh->ntables, sizeof(SnapTable), cmp_pages_desc);
+		t->relid = xstrdup(PQgetvalue(res, i, 0));
+		t->regclass = xstrdup(PQgetvalue(res, i, 1));
+		t->schema = xstrdup(PQgetvalue(res, i, 2));
+		t->table = xstrdup(PQgetvalue(res, i, 3));
+		t->reltuples = atof(PQgetvalue(res, i, 4));
+		t->relpages = atoll(PQgetvalue(res, i, 5));
+		t->header_table = table_display_name(t->schema, t->table);
+		if (t->header_table == NULL)
+			exit(1);
+		topic_for_table(r->cfg->topic_prefix, t->schema, strlen(t->schema),
+						t->table, strlen(t->table), topic);
+		t->rkt = rd_kafka_topic_new(r->rk, topic, NULL);
 	}
 	PQclear(res);
-	exec_ok(conn, "COMMIT");
+	qsort(sh->tables, (size_t) sh->ntables, sizeof(SnapTable), cmp_pages_desc);
+	if (sh->ntables == 0)
+		return 0;
+
+	/*
+	 * regclass prints the bare oid of a relation the catalog no longer has:
+	 * dropped after the export (names always start with a letter, _ or ").
+	 */
+	for (int i = 0; i < sh->ntables; i++)
+		if (sh->tables[i].regclass[0] >= '0' && sh->tables[i].regclass[0] <= '9')
+		{
+			rlog(r->v, LOG_WARNING, "table %s was dropped after the snapshot was exported",
+				 sh->tables[i].header_table);
+			vanished = true;
+		}
+	if (vanished)
+		return SNAPSHOT_RETAKE;
+
+	build_lock_sql(sh);
+	res = lock_tables(sh, &stopped);
+	if (stopped)
+	{
+		PQclear(res);
+		return -1;
+	}
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+	{
+		snprintf(code, sizeof(code), "%s", sqlstate(res));
+		error_line(sh->lead, res, err, sizeof(err));
+		PQclear(res);
+		if (strcmp(code, "42P01") == 0)
+			return report_vanished(sh, err);
+		if (strcmp(code, "40P01") == 0)
+		{
+			rlog(r->v, LOG_WARNING, "snapshot: locking the captured tables ran into a deadlock with a "
+				 "concurrent DDL (%s)", err);
+			return SNAPSHOT_RETAKE;
+		}
+		rlog(r->v, LOG_ERROR, "could not lock the %d captured tables: %s%s", sh->ntables, err,
+			 strcmp(code, "53200") == 0 ?
+			 "; fix: raise max_locks_per_transaction (the snapshot holds a lock on every captured "
+			 "table, once per snapshot job) and restart the server" : "");
+		return -1;
+	}
+	PQclear(res);
+	return check_unchanged(sh);
+}
+
+/*
+ * Open reader number id of njobs (2 and up; the lead is the first): a
+ * connection of its own in the imported snapshot that locks every table,
+ * NOWAIT, before it reads any.  Returns the connection; NULL with *fatal
+ * false when the tables cannot all be locked at once (this reader steps
+ * aside; logged), NULL with *fatal true on any other error (logged).
+ */
+static PGconn *
+open_job(SnapShared *sh, int id, int njobs, bool *fatal)
+{
+	Relay	   *r = sh->r;
+	PGconn	   *conn = pg_connect(r, false);
+	PGresult   *res;
+	char	   *sql;
+	char		err[600];
+	const char *code;
+
+	*fatal = true;
+	if (conn == NULL)
+	{
+		rlog(r->v, LOG_ERROR, "snapshot job %d could not connect (see above)", id);
+		return NULL;
+	}
+	if (!import_snapshot(conn, sh->snapshot_name))
+	{
+		rlog(r->v, LOG_ERROR, "could not import the exported snapshot: %s",
+			 error_line(conn, NULL, err, sizeof(err)));
+		PQfinish(conn);
+		return NULL;
+	}
+	sql = malloc(strlen(sh->lock_sql) + 8);
+	if (sql == NULL)
+		exit(1);
+	sprintf(sql, "%s NOWAIT", sh->lock_sql);
+	res = PQexec(conn, sql);
+	free(sql);
+	if (PQresultStatus(res) == PGRES_COMMAND_OK)
+	{
+		PQclear(res);
+		return conn;
+	}
+	code = sqlstate(res);
+	error_line(conn, res, err, sizeof(err));
+	if (strcmp(code, "55P03") == 0)
+	{
+		rlog(r->v, LOG_WARNING, "snapshot: job %d of %d reads nothing: %s, because a concurrent DDL "
+			 "is waiting for a lock on that table behind the snapshot's; the other jobs read every table",
+			 id, njobs, err);
+		*fatal = false;
+	}
+	else if (strcmp(code, "53200") == 0)
+	{
+		rlog(r->v, LOG_WARNING, "snapshot: job %d of %d reads nothing: %s; the other jobs read every "
+			 "table; fix: raise max_locks_per_transaction (each snapshot job holds a lock on every "
+			 "captured table) or use fewer --snapshot-jobs", id, njobs, err);
+		*fatal = false;
+	}
+	else
+		rlog(r->v, LOG_ERROR, "snapshot job %d could not lock the captured tables: %s", id, err);
+	PQclear(res);
 	PQfinish(conn);
-	return rc;
+	return NULL;
 }
 
 static void
@@ -486,13 +953,16 @@ snapshot_run(Relay *r, const char *snapshot_name, uint64_t consistent_point,
 			 uint64_t *rows_out, int *tables_out)
 {
 	SnapShared	sh;
-	pthread_t  *threads;
-	int			nthreads;
+	SnapJob    *jobs = NULL;
+	int			njobs = 0,
+				want;
+	pthread_t  *threads = NULL;
+	int			nthreads = 0;
 	int			rc = 0;
 	int64_t		start = now_ms(),
 				last_report = start;
 	bool		tty = isatty(STDERR_FILENO);
-	bool	   *reported;
+	bool	   *reported = NULL;
 	uint64_t	total = 0;
 
 	memset(&sh, 0, sizeof(sh));
@@ -502,27 +972,63 @@ snapshot_run(Relay *r, const char *snapshot_name, uint64_t consistent_point,
 	sh.options = pg_plugin_options_array(r);
 	pthread_mutex_init(&sh.lock, NULL);
 	atomic_store(&r->snap_failed, 0);
+	*rows_out = 0;
+	*tables_out = 0;
 
-	if (list_tables(&sh) != 0)
+	rc = list_tables(&sh);
+	if (rc != 0)
 	{
+		if (rc == -1 && *r->stop)
+			rlog(r->v, LOG_WARNING, "snapshot interrupted; it will be taken again at the next start");
+		goto done;
+	}
+
+	/* the lead reads too; the other jobs join if they can lock every table */
+	want = sh.ntables < r->cfg->snapshot_jobs ? sh.ntables : r->cfg->snapshot_jobs;
+	jobs = calloc((size_t) want + 1, sizeof(SnapJob));
+	threads = calloc((size_t) want + 1, sizeof(pthread_t));
+	reported = calloc((size_t) sh.ntables + 1, sizeof(bool));
+	if (jobs == NULL || threads == NULL || reported == NULL)
+		exit(1);
+	if (want > 0)
+	{
+		jobs[njobs].sh = &sh;
+		jobs[njobs++].conn = sh.lead;
+	}
+	for (int id = 2; id <= want && !*r->stop; id++)
+	{
+		bool		fatal;
+		PGconn	   *conn = open_job(&sh, id, want, &fatal);
+
+		if (conn != NULL)
+		{
+			jobs[njobs].sh = &sh;
+			jobs[njobs++].conn = conn;
+		}
+		else if (fatal)
+		{
+			rc = -1;
+			goto done;
+		}
+	}
+	if (*r->stop)
+	{
+		rlog(r->v, LOG_WARNING, "snapshot interrupted; it will be taken again at the next start");
 		rc = -1;
 		goto done;
 	}
-	rlog(r->v, LOG_INFO, "snapshot at %s: %d tables, %d parallel jobs", sh.lsn, sh.ntables,
-		 sh.ntables < r->cfg->snapshot_jobs ? sh.ntables : r->cfg->snapshot_jobs);
-	nthreads = sh.ntables < r->cfg->snapshot_jobs ? sh.ntables : r->cfg->snapshot_jobs;
-	threads = calloc((size_t) nthreads + 1, sizeof(pthread_t));
-	reported = calloc((size_t) sh.ntables + 1, sizeof(bool));
-	if (threads == NULL || reported == NULL)
-		exit(1);
-	for (int i = 0; i < nthreads; i++)
-		if (pthread_create(&threads[i], NULL, worker_main, &sh) != 0)
+	rlog(r->v, LOG_INFO, "snapshot at %s: %d tables, %d parallel jobs", sh.lsn, sh.ntables, njobs);
+	start = last_report = now_ms();	/* rates count reading, not the lock wait */
+	for (int i = 0; i < njobs; i++)
+	{
+		if (pthread_create(&threads[i], NULL, worker_main, &jobs[i]) != 0)
 		{
 			rlog(r->v, LOG_ERROR, "could not start a snapshot thread");
 			atomic_store(&sh.abort, 1);
-			nthreads = i;
 			break;
 		}
+		nthreads++;
+	}
 
 	/* serve delivery reports and report progress until every row is delivered */
 	for (;;)
@@ -554,11 +1060,9 @@ snapshot_run(Relay *r, const char *snapshot_name, uint64_t consistent_point,
 	}
 	for (int i = 0; i < nthreads; i++)
 		pthread_join(threads[i], NULL);
-	free(threads);
 	progress(&sh, start, tty, reported);
 	if (tty && r->v >= LOG_INFO)
 		fputs("\n", stderr);
-	free(reported);
 
 	for (int i = 0; i < sh.ntables; i++)
 		total += atomic_load(&sh.tables[i].rows);
@@ -586,6 +1090,19 @@ snapshot_run(Relay *r, const char *snapshot_name, uint64_t consistent_point,
 	*tables_out = sh.ntables;
 
 done:
+
+	/*
+	 * Only now, with every reader done, end the transactions: their locks
+	 * kept the captured tables from being rewritten or dropped until here.
+	 */
+	for (int i = 0; i < njobs; i++)
+		if (jobs[i].conn != sh.lead)
+			PQfinish(jobs[i].conn);
+	if (sh.lead != NULL)
+		PQfinish(sh.lead);
+	free(jobs);
+	free(threads);
+	free(reported);
 	for (int i = 0; i < sh.ntables; i++)
 	{
 		SnapTable  *t = &sh.tables[i];
@@ -599,6 +1116,7 @@ done:
 			rd_kafka_topic_destroy(t->rkt);
 	}
 	free(sh.tables);
+	free(sh.lock_sql);
 	free(sh.options);
 	pthread_mutex_destroy(&sh.lock);
 	return rc;
