@@ -36,8 +36,8 @@ pg_error(Relay *r, PGconn *conn, char *buf, size_t len)
 }
 
 /* The error of a failed result (or of the connection when there is none). */
-static const char *
-res_error(Relay *r, PGconn *conn, PGresult *res, char *buf, size_t len)
+const char *
+pg_res_error(Relay *r, PGconn *conn, const PGresult *res, char *buf, size_t len)
 {
 	const char *m = res ? PQresultErrorMessage(res) : NULL;
 
@@ -233,7 +233,7 @@ connect_as(Relay *r, bool replication, const char *dbname, bool quiet)
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 	{
 		if (!quiet && !*r->stop)
-			rlog(r->v, LOG_ERROR, "could not clear search_path: %s", res_error(r, conn, res, ebuf, sizeof(ebuf)));
+			rlog(r->v, LOG_ERROR, "could not clear search_path: %s", pg_res_error(r, conn, res, ebuf, sizeof(ebuf)));
 		PQclear(res);
 		PQfinish(conn);
 		return NULL;
@@ -331,7 +331,7 @@ pg_guard_acquire(Relay *r)
 	{
 		if (!*r->stop)
 			rlog(r->v, LOG_ERROR, "could not take the slot's advisory lock: %s",
-				 res_error(r, r->guard, res, ebuf, sizeof(ebuf)));
+				 pg_res_error(r, r->guard, res, ebuf, sizeof(ebuf)));
 		PQclear(res);
 		PQfinish(r->guard);
 		r->guard = NULL;
@@ -358,7 +358,7 @@ pg_guard_acquire(Relay *r)
 					  2, p2);
 		if (PQresultStatus(res) != PGRES_TUPLES_OK)
 			rlog(r->v, LOG_WARNING, "could not find the holder of slot \"%s\"'s lock: %s", r->cfg->slot,
-				 res_error(r, r->guard, res, ebuf, sizeof(ebuf)));
+				 pg_res_error(r, r->guard, res, ebuf, sizeof(ebuf)));
 		else if (PQntuples(res) > 0)
 		{
 			snprintf(whobuf, sizeof(whobuf), "server process %s, application \"%s\", client %s, since %s",
@@ -400,7 +400,7 @@ pg_slot_check(Relay *r, bool gap_check)
 	{
 		if (!*r->stop)
 			rlog(r->v, LOG_WARNING, "could not look at replication slot \"%s\": %s", r->cfg->slot,
-				 res_error(r, r->guard, res, ebuf, sizeof(ebuf)));
+				 pg_res_error(r, r->guard, res, ebuf, sizeof(ebuf)));
 		PQclear(res);
 		return SLOT_RETRY;
 	}
@@ -516,7 +516,7 @@ check_extension_owners(Relay *r, PGconn *conn)
 	{
 		if (!*r->stop)
 			rlog(r->v, LOG_ERROR, "could not check the owners of the cdc_relay extension's objects: %s",
-				 res_error(r, conn, res, ebuf, sizeof(ebuf)));
+				 pg_res_error(r, conn, res, ebuf, sizeof(ebuf)));
 		PQclear(res);
 		return 1;
 	}
@@ -584,7 +584,7 @@ pg_check_prereqs(Relay *r, PGconn *conn, bool need_snapshot)
 	{
 		if (!*r->stop)
 			rlog(r->v, LOG_ERROR, "could not check the server's settings: %s",
-				 res_error(r, conn, res, ebuf, sizeof(ebuf)));
+				 pg_res_error(r, conn, res, ebuf, sizeof(ebuf)));
 		PQclear(res);
 		return -1;
 	}
@@ -671,7 +671,7 @@ pg_check_prereqs(Relay *r, PGconn *conn, bool need_snapshot)
 		{
 			if (!*r->stop)
 				rlog(r->v, LOG_ERROR, "could not list the tables to capture: %s",
-					 res_error(r, conn, res, ebuf, sizeof(ebuf)));
+					 pg_res_error(r, conn, res, ebuf, sizeof(ebuf)));
 			problems++;
 		}
 		else
@@ -715,7 +715,7 @@ pg_check_topics(Relay *r, PGconn *conn)
 	{
 		if (!*r->stop)
 			rlog(r->v, LOG_ERROR, "could not list the tables to capture: %s",
-				 res_error(r, conn, res, ebuf, sizeof(ebuf)));
+				 pg_res_error(r, conn, res, ebuf, sizeof(ebuf)));
 		PQclear(res);
 		return -1;
 	}
@@ -744,7 +744,7 @@ pg_identify(Relay *r, PGconn *repl)
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 || PQnfields(res) < 4)
 	{
 		if (!*r->stop)
-			rlog(r->v, LOG_ERROR, "IDENTIFY_SYSTEM failed: %s", res_error(r, repl, res, ebuf, sizeof(ebuf)));
+			rlog(r->v, LOG_ERROR, "IDENTIFY_SYSTEM failed: %s", pg_res_error(r, repl, res, ebuf, sizeof(ebuf)));
 		PQclear(res);
 		return -1;
 	}
@@ -777,7 +777,7 @@ pg_slot_lookup(Relay *r, PGconn *conn, bool *exists)
 	{
 		if (!*r->stop)
 			rlog(r->v, LOG_ERROR, "could not look up replication slot \"%s\": %s", r->cfg->slot,
-				 res_error(r, conn, res, ebuf, sizeof(ebuf)));
+				 pg_res_error(r, conn, res, ebuf, sizeof(ebuf)));
 		PQclear(res);
 		return -1;
 	}
@@ -825,7 +825,7 @@ pg_create_slot(Relay *r, PGconn *repl, bool export_snapshot, uint64_t *consisten
 	{
 		if (!*r->stop)
 			rlog(r->v, LOG_ERROR, "could not create replication slot \"%s\": %s", r->cfg->slot,
-				 res_error(r, repl, res, ebuf, sizeof(ebuf)));
+				 pg_res_error(r, repl, res, ebuf, sizeof(ebuf)));
 		PQclear(res);
 		return -1;
 	}
@@ -855,7 +855,7 @@ pg_drop_slot(Relay *r, PGconn *repl)
 	if (PQresultStatus(res) != PGRES_COMMAND_OK)
 	{
 		rlog(r->v, LOG_ERROR, "could not drop replication slot \"%s\": %s", r->cfg->slot,
-			 res_error(r, repl, res, ebuf, sizeof(ebuf)));
+			 pg_res_error(r, repl, res, ebuf, sizeof(ebuf)));
 		PQclear(res);
 		return -1;
 	}
@@ -1001,13 +1001,13 @@ pg_start_replication(Relay *r, PGconn *repl)
 			rlog(r->v, LOG_ERROR, "replication slot \"%s\" does not exist (it was dropped while cdc-relay was "
 				 "using it): %s; changes made since may be missing from Kafka; fix: start cdc-relay again: with "
 				 "--snapshot initial (the default) it creates the slot and takes a new snapshot",
-				 r->cfg->slot, res_error(r, repl, res, ebuf, sizeof(ebuf)));
+				 r->cfg->slot, pg_res_error(r, repl, res, ebuf, sizeof(ebuf)));
 			rc = -2;
 		}
 		else
 		{
 			rlog(r->v, LOG_ERROR, "could not start streaming from slot \"%s\": %s", r->cfg->slot,
-				 res_error(r, repl, res, ebuf, sizeof(ebuf)));
+				 pg_res_error(r, repl, res, ebuf, sizeof(ebuf)));
 			/* object_not_in_prerequisite_state: an invalidated slot says so in pg_replication_slots */
 			if (state && strcmp(state, "55000") == 0 && pg_slot_check(r, false) == SLOT_STOP)
 				rc = -2;

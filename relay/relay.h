@@ -99,6 +99,7 @@ PGconn	   *pg_connect(Relay *r, bool replication);
 PGresult   *pg_exec(Relay *r, PGconn *conn, const char *sql, int nparams,
 					const char *const *params);
 const char *pg_error(Relay *r, PGconn *conn, char *buf, size_t len);
+const char *pg_res_error(Relay *r, PGconn *conn, const PGresult *res, char *buf, size_t len);
 int			pg_guard_acquire(Relay *r);
 SlotCheck	pg_slot_check(Relay *r, bool gap_check);
 bool		pg_database_gone(Relay *r);

@@ -41,6 +41,7 @@
 #include "relay.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -114,65 +115,15 @@ worker_fail(SnapShared *sh, const char *fmt,...)
 	atomic_store(&sh->abort, 1);
 }
 
+/* Run a command that returns no rows; false when it failed (or a stop came). */
 static bool
-exec_ok(PGconn *conn, const char *sql)
+exec_ok(Relay *r, PGconn *conn, const char *sql)
 {
-	PGresult   *res = PQexec(conn, sql);
+	PGresult   *res = pg_exec(r, conn, sql, 0, NULL);
 	bool		ok = PQresultStatus(res) == PGRES_COMMAND_OK;
 
 	PQclear(res);
 	return ok;
-}
-
-/*
- * A failure as one log line: the result's "primary; DETAIL: detail", or,
- * without a result, the connection's message with libpq's line breaks and
- * "ERROR:  " / "DETAIL:  " prefixes turned into the same form.
- */
-static const char *
-error_line(PGconn *conn, const PGresult *res, char *buf, size_t len)
-{
-	const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-	const char *detail = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL) : NULL;
-	const char *m;
-	size_t		n = 0;
-
-	if (primary != NULL)
-	{
-		snprintf(buf, len, "%s%s%s", primary, detail ? "; DETAIL: " : "", detail ? detail : "");
-		return buf;
-	}
-	m = conn ? PQerrorMessage(conn) : "out of memory";
-	if (strncmp(m, "ERROR:  ", 8) == 0)
-		m += 8;
-	while (*m && n + 3 < len)
-	{
-		if (*m == '\n')
-		{
-			/* a line break between two lines becomes "; " */
-			while (*m == '\n')
-				m++;
-			if (*m != '\0')
-			{
-				buf[n++] = ';';
-				buf[n++] = ' ';
-			}
-		}
-		else if (m[0] == ':' && m[1] == ' ' && m[2] == ' ')
-		{
-			/* libpq's "DETAIL:  x" */
-			buf[n++] = ':';
-			buf[n++] = ' ';
-			m += 3;
-		}
-		else
-		{
-			buf[n++] = *m == '\r' || *m == '\t' ? ' ' : *m;
-			m++;
-		}
-	}
-	buf[n] = '\0';
-	return buf;
 }
 
 /* The SQLSTATE of a failed result, "" when there is none. */
@@ -185,33 +136,51 @@ sqlstate(const PGresult *res)
 }
 
 /*
- * Begin a transaction on the exported snapshot, with an empty search_path
- * (set for the session, before anything else is sent).
+ * Begin a transaction on the exported snapshot (the connection comes from
+ * pg_connect(), so its search_path is empty already).
  */
 static bool
-import_snapshot(PGconn *conn, const char *snapshot_name)
+import_snapshot(Relay *r, PGconn *conn, const char *snapshot_name)
 {
 	char		sql[200];
-	PGresult   *res;
-	bool		ok;
 
-	res = PQexec(conn, "SELECT pg_catalog.set_config('search_path', '', false)");
-	ok = PQresultStatus(res) == PGRES_TUPLES_OK;
-	PQclear(res);
 	snprintf(sql, sizeof(sql), "SET TRANSACTION SNAPSHOT '%s'", snapshot_name);
-	return ok &&
-		exec_ok(conn, "BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY") &&
-		exec_ok(conn, sql) &&
-		exec_ok(conn, "SET LOCAL statement_timeout = 0") &&
-		exec_ok(conn, "SET LOCAL lock_timeout = 0") &&
-		exec_ok(conn, "SET LOCAL idle_in_transaction_session_timeout = 0") &&
+	return exec_ok(r, conn, "BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY") &&
+		exec_ok(r, conn, sql) &&
+		exec_ok(r, conn, "SET LOCAL statement_timeout = 0") &&
+		exec_ok(r, conn, "SET LOCAL lock_timeout = 0") &&
+		exec_ok(r, conn, "SET LOCAL idle_in_transaction_session_timeout = 0") &&
 		/* the settings the plugin fixes while decoding: no per-row switching */
-		exec_ok(conn, "SET LOCAL DateStyle = 'ISO, YMD'") &&
-		exec_ok(conn, "SET LOCAL TimeZone = 'UTC'") &&
-		exec_ok(conn, "SET LOCAL IntervalStyle = iso_8601") &&
-		exec_ok(conn, "SET LOCAL extra_float_digits = 1") &&
-		exec_ok(conn, "SET LOCAL bytea_output = hex") &&
-		exec_ok(conn, "SET LOCAL lc_monetary = 'C'");
+		exec_ok(r, conn, "SET LOCAL DateStyle = 'ISO, YMD'") &&
+		exec_ok(r, conn, "SET LOCAL TimeZone = 'UTC'") &&
+		exec_ok(r, conn, "SET LOCAL IntervalStyle = iso_8601") &&
+		exec_ok(r, conn, "SET LOCAL extra_float_digits = 1") &&
+		exec_ok(r, conn, "SET LOCAL bytea_output = hex") &&
+		exec_ok(r, conn, "SET LOCAL lc_monetary = 'C'");
+}
+
+/*
+ * The next message of a COPY in progress, as PQgetCopyData() returns it,
+ * waiting in a poll loop that gives up (-3) when the snapshot aborts, so that
+ * a server that stopped answering cannot hold the relay.
+ */
+static int
+copy_next(SnapShared *sh, PGconn *conn, char **buf)
+{
+	for (;;)
+	{
+		int			len = PQgetCopyData(conn, buf, 1);
+		struct pollfd pfd = {.fd = PQsocket(conn), .events = POLLIN};
+
+		if (len != 0)
+			return len;
+		if (atomic_load(&sh->abort))
+			return -3;
+		if (poll(&pfd, 1, 200) < 0 && errno != EINTR)
+			return -2;
+		if (!PQconsumeInput(conn))
+			return -2;
+	}
 }
 
 static void
@@ -250,11 +219,11 @@ copy_table(SnapShared *sh, PGconn *conn, SnapTable *t)
 			 " TO STDOUT (FORMAT binary)",
 			 t->relid, sh->lsn, opts, t->regclass);
 	PQfreemem(opts);
-	res = PQexec(conn, sql);
+	res = pg_exec(sh->r, conn, sql, 0, NULL);
 	free(sql);
 	if (PQresultStatus(res) != PGRES_COPY_OUT)
 	{
-		worker_fail(sh, "could not read table %s: %s", t->regclass, error_line(conn, res, err, sizeof(err)));
+		worker_fail(sh, "could not read table %s: %s", t->regclass, pg_res_error(r, conn, res, err, sizeof(err)));
 		PQclear(res);
 		return false;
 	}
@@ -264,7 +233,7 @@ copy_table(SnapShared *sh, PGconn *conn, SnapTable *t)
 	 * Binary COPY: a header message, then one message per row (int16 field
 	 * count 1, int32 length, the text bytes), then a trailer (int16 -1).
 	 */
-	while ((len = PQgetCopyData(conn, &buf, 0)) > 0)
+	while ((len = copy_next(sh, conn, &buf)) > 0)
 	{
 		char	   *row,
 				   *tab;
@@ -365,25 +334,24 @@ copy_table(SnapShared *sh, PGconn *conn, SnapTable *t)
 		}
 	}
 	atomic_store(&t->rows, n);
-	if (!ok)
+	if (!ok || len == -3)
 	{
-		/* drain what is left of the COPY so the connection can be closed cleanly */
-		PQrequestCancel(conn);
-		while ((len = PQgetCopyData(conn, &buf, 0)) > 0)
-			PQfreemem(buf);
-		while ((res = PQgetResult(conn)) != NULL)
-			PQclear(res);
+		/*
+		 * The snapshot is over (a failure, or a stop): the caller closes the
+		 * connection, which ends the COPY on the server; reading the rest of
+		 * it could wait for a server that no longer answers.
+		 */
 		return false;
 	}
 	if (len == -2)
 	{
-		worker_fail(sh, "could not read table %s: %s", t->regclass, error_line(conn, NULL, err, sizeof(err)));
+		worker_fail(sh, "could not read table %s: %s", t->regclass, pg_error(r, conn, err, sizeof(err)));
 		return false;
 	}
 	res = PQgetResult(conn);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK)
 	{
-		worker_fail(sh, "could not read table %s: %s", t->regclass, error_line(conn, res, err, sizeof(err)));
+		worker_fail(sh, "could not read table %s: %s", t->regclass, pg_res_error(r, conn, res, err, sizeof(err)));
 		ok = false;
 	}
 	PQclear(res);
@@ -480,9 +448,7 @@ report_lock_wait(SnapShared *sh, int64_t waited_ms)
 	snprintf(pid, sizeof(pid), "%d", PQbackendPID(sh->lead));
 	if (conn != NULL)
 	{
-		res = PQexec(conn, "SELECT pg_catalog.set_config('search_path', '', false)");
-		PQclear(res);
-		res = PQexecParams(conn,
+		res = pg_exec(r, conn,
 						   "SELECT l.relation::pg_catalog.regclass::pg_catalog.text, a.pid,"
 						   " a.usename, a.application_name, a.state,"
 						   " pg_catalog.date_part('epoch', pg_catalog.now() OPERATOR(pg_catalog.-) a.xact_start)"
@@ -493,7 +459,7 @@ report_lock_wait(SnapShared *sh, int64_t waited_ms)
 						   " WHERE l.pid OPERATOR(pg_catalog.=) $1::pg_catalog.int4 AND NOT l.granted"
 						   " AND l.locktype OPERATOR(pg_catalog.=) 'relation'"
 						   " ORDER BY a.xact_start LIMIT 1",
-						   1, NULL, params, NULL, NULL, 0);
+						   1, params);
 	}
 	if (res != NULL && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
 		!PQgetisnull(res, 0, 1))
@@ -583,15 +549,14 @@ report_vanished(SnapShared *sh, const char *lock_error)
 	Relay	   *r = sh->r;
 	int			found = 0;
 
-	exec_ok(sh->lead, "ROLLBACK");
+	exec_ok(sh->r, sh->lead, "ROLLBACK");
 	for (int i = 0; i < sh->ntables; i++)
 	{
 		SnapTable  *t = &sh->tables[i];
 		const char *params[1] = {t->regclass};
-		PGresult   *res = PQexecParams(sh->lead,
+		PGresult   *res = pg_exec(sh->r, sh->lead,
 									   "SELECT pg_catalog.to_regclass($1::pg_catalog.text)"
-									   "::pg_catalog.oid::pg_catalog.text",
-									   1, NULL, params, NULL, NULL, 0);
+									   "::pg_catalog.oid::pg_catalog.text", 1, params);
 
 		if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
 		{
@@ -648,7 +613,7 @@ check_unchanged(SnapShared *sh)
 		p += sprintf(p, "%s%s", i > 0 ? "," : "", sh->tables[i].relid);
 	strcpy(p, "}");
 	params[0] = oids;
-	res = PQexecParams(sh->lead,
+	res = pg_exec(sh->r, sh->lead,
 					   "SELECT t.relid::pg_catalog.text, c.relfilenode::pg_catalog.text,"
 					   " pg_catalog.pg_relation_filenode(t.relid)::pg_catalog.text,"
 					   " EXISTS (SELECT FROM pg_catalog.pg_locks l"
@@ -659,13 +624,12 @@ check_unchanged(SnapShared *sh)
 					   "  AND l.relation OPERATOR(pg_catalog.=) t.relid AND l.granted)"
 					   " FROM pg_catalog.unnest($1::pg_catalog.oid[]) WITH ORDINALITY AS t(relid, n)"
 					   " LEFT JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.relid"
-					   " ORDER BY t.n",
-					   1, NULL, params, NULL, NULL, 0);
+					   " ORDER BY t.n", 1, params);
 	free(oids);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != sh->ntables)
 	{
 		rlog(r->v, LOG_ERROR, "could not check the captured tables for concurrent DDL: %s",
-			 error_line(sh->lead, res, err, sizeof(err)));
+			 pg_res_error(r, sh->lead, res, err, sizeof(err)));
 		PQclear(res);
 		return -1;
 	}
@@ -712,21 +676,20 @@ list_tables(SnapShared *sh)
 	sh->lead = pg_connect(r, false);
 	if (sh->lead == NULL)
 		return -1;
-	if (!import_snapshot(sh->lead, sh->snapshot_name))
+	if (!import_snapshot(r, sh->lead, sh->snapshot_name))
 	{
 		rlog(r->v, LOG_ERROR, "could not import the exported snapshot: %s",
-			 error_line(sh->lead, NULL, err, sizeof(err)));
+			 pg_error(r, sh->lead, err, sizeof(err)));
 		return -1;
 	}
-	res = PQexecParams(sh->lead,
+	res = pg_exec(sh->r, sh->lead,
 					   "SELECT relid::pg_catalog.oid::pg_catalog.text,"
 					   " relid::pg_catalog.regclass::pg_catalog.text, schema_name, table_name,"
-					   " reltuples, relpages FROM cdc_relay.snapshot_tables($1::pg_catalog.text[])",
-					   1, NULL, params, NULL, NULL, 0);
+					   " reltuples, relpages FROM cdc_relay.snapshot_tables($1::pg_catalog.text[])", 1, params);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 	{
 		rlog(r->v, LOG_ERROR, "could not list the tables to snapshot: %s",
-			 error_line(sh->lead, res, err, sizeof(err)));
+			 pg_res_error(r, sh->lead, res, err, sizeof(err)));
 		PQclear(res);
 		return -1;
 	}
@@ -781,7 +744,7 @@ list_tables(SnapShared *sh)
 	if (PQresultStatus(res) != PGRES_COMMAND_OK)
 	{
 		snprintf(code, sizeof(code), "%s", sqlstate(res));
-		error_line(sh->lead, res, err, sizeof(err));
+		pg_res_error(r, sh->lead, res, err, sizeof(err));
 		PQclear(res);
 		if (strcmp(code, "42P01") == 0)
 			return report_vanished(sh, err);
@@ -824,10 +787,10 @@ open_job(SnapShared *sh, int id, int njobs, bool *fatal)
 		rlog(r->v, LOG_ERROR, "snapshot job %d could not connect (see above)", id);
 		return NULL;
 	}
-	if (!import_snapshot(conn, sh->snapshot_name))
+	if (!import_snapshot(r, conn, sh->snapshot_name))
 	{
 		rlog(r->v, LOG_ERROR, "could not import the exported snapshot: %s",
-			 error_line(conn, NULL, err, sizeof(err)));
+			 pg_error(r, conn, err, sizeof(err)));
 		PQfinish(conn);
 		return NULL;
 	}
@@ -835,7 +798,7 @@ open_job(SnapShared *sh, int id, int njobs, bool *fatal)
 	if (sql == NULL)
 		exit(1);
 	sprintf(sql, "%s NOWAIT", sh->lock_sql);
-	res = PQexec(conn, sql);
+	res = pg_exec(sh->r, conn, sql, 0, NULL);
 	free(sql);
 	if (PQresultStatus(res) == PGRES_COMMAND_OK)
 	{
@@ -843,7 +806,7 @@ open_job(SnapShared *sh, int id, int njobs, bool *fatal)
 		return conn;
 	}
 	code = sqlstate(res);
-	error_line(conn, res, err, sizeof(err));
+	pg_res_error(r, conn, res, err, sizeof(err));
 	if (strcmp(code, "55P03") == 0)
 	{
 		rlog(r->v, LOG_WARNING, "snapshot: job %d of %d reads nothing: %s, because a concurrent DDL "
@@ -1036,6 +999,7 @@ snapshot_run(Relay *r, const char *snapshot_name, uint64_t consistent_point,
 		bool		readers_done;
 
 		rd_kafka_poll(r->rk, 100);
+		relay_check_signals(r);
 		pthread_mutex_lock(&sh.lock);
 		readers_done = sh.next >= sh.ntables;
 		pthread_mutex_unlock(&sh.lock);
