@@ -40,19 +40,16 @@ kafka_error_is_permanent(rd_kafka_resp_err_t err)
 }
 
 /*
- * Log why Kafka will never take this message, with the fix, and make the
- * relay stop (fatal_set).  Only the first rejection is logged: the ones after
- * it are its consequences.  Safe from the main thread only.
+ * Why Kafka will never take this message, with the fix, as one line in buf
+ * (no "ERROR" prefix).  Pure: safe from any thread.
  */
-void
-kafka_reject(Relay *r, rd_kafka_resp_err_t err, const char *topic, const char *table,
-			 const void *key, size_t keylen, size_t size)
+const char *
+kafka_reject_text(char *buf, size_t len, rd_kafka_resp_err_t err, const char *topic, const char *table,
+				  const void *key, size_t keylen, size_t size)
 {
 	const char *fix;
 	char		fixbuf[600];
 
-	if (r->fatal_set)
-		return;
 	switch (err)
 	{
 		case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
@@ -81,11 +78,28 @@ kafka_reject(Relay *r, rd_kafka_resp_err_t err, const char *topic, const char *t
 			fix = "see the error above; the broker's log says more";
 			break;
 	}
-	rlog(r->v, LOG_ERROR, "Kafka rejected a message for good: topic %s, table %s, key %.*s%s, %zu bytes: %s; "
-		 "nothing from this transaction on was confirmed to PostgreSQL; fix: %s",
-		 topic, table ? table : "(none)", key ? (int) (keylen > 200 ? 200 : keylen) : 4,
-		 key ? (const char *) key : "null", key && keylen > 200 ? "..." : "", size,
-		 rd_kafka_err2str(err), fix);
+	snprintf(buf, len, "Kafka rejected a message for good: topic %s, table %s, key %.*s%s, %zu bytes: %s; "
+			 "nothing from this transaction on was confirmed to PostgreSQL; fix: %s",
+			 topic, table ? table : "(none)", key ? (int) (keylen > 200 ? 200 : keylen) : 4,
+			 key ? (const char *) key : "null", key && keylen > 200 ? "..." : "", size,
+			 rd_kafka_err2str(err), fix);
+	return buf;
+}
+
+/*
+ * Log kafka_reject_text() and make the relay stop (fatal_set).  Only the
+ * first rejection is logged: the ones after it are its consequences.  Main
+ * thread only.
+ */
+void
+kafka_reject(Relay *r, rd_kafka_resp_err_t err, const char *topic, const char *table,
+			 const void *key, size_t keylen, size_t size)
+{
+	char		buf[1500];
+
+	if (r->fatal_set)
+		return;
+	rlog(r->v, LOG_ERROR, "%s", kafka_reject_text(buf, sizeof(buf), err, topic, table, key, keylen, size));
 	snprintf(r->fatal, sizeof(r->fatal), "a message Kafka will not take (see above)");
 	r->fatal_set = true;
 }

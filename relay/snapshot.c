@@ -311,18 +311,24 @@ copy_table(SnapShared *sh, PGconn *conn, SnapTable *t)
 			/* backpressure: the main thread serves delivery reports */
 			usleep(1000);
 		}
-		PQfreemem(buf);
 		if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
 		{
 			atomic_fetch_sub(&r->snap_pending, 1);
 			rd_kafka_headers_destroy(h);
 			if (!atomic_load(&sh->abort))
 			{
-				worker_fail(sh, "could not produce a row of %s: %s", t->regclass, rd_kafka_err2str(e));
+				char		why[1500];
+
+				/* row (the key) points into buf: freed only after this */
+				worker_fail(sh, "%s", kafka_reject_text(why, sizeof(why), e, rd_kafka_topic_name(t->rkt),
+														 t->header_table, row, keylen,
+														 keylen + vallen));
 			}
+			PQfreemem(buf);
 			ok = false;
 			break;
 		}
+		PQfreemem(buf);
 		if ((n & 1023) == 0)
 		{
 			atomic_store(&t->rows, n);

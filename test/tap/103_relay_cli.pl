@@ -413,5 +413,19 @@ INSERT INTO sales.order_items VALUES (1);
 	ok(!grep({ $_ eq 'cdc.sales_order.items' } topics($bs)), 'colliding table later: no topic was created for it');
 }
 
+# ---- a snapshot row Kafka will never take -------------------------------------------------
+$node->safe_psql('postgres', "CREATE TABLE bigsnap (id int PRIMARY KEY, v text); INSERT INTO bigsnap VALUES (7, repeat('y', 2000000))");
+{
+	my ($rc, $out, $err) = run_relay($node, $broker, '-S', 'bigsnap_slot', '--tables', 'public.bigsnap');
+	is($rc, 1, 'a snapshot row over message.max.bytes: exit 1');
+	like($err, qr/snapshot failed: Kafka rejected a message for good: topic cdc\.public\.bigsnap, table public\.bigsnap, key \{"id":7\}, 2000\d{3} bytes: .*message\.max\.bytes/,
+		'a snapshot row over message.max.bytes: topic, table, key, size and the fix are named');
+	is(() = $err =~ /rejected a message for good/g, 1, 'a snapshot row over message.max.bytes: said once');
+	like($err, qr/dropped replication slot "bigsnap_slot" that this run created/,
+		'a snapshot row over message.max.bytes: the slot this run created is dropped');
+	is($node->safe_psql('postgres', "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'bigsnap_slot'"), 0,
+		'a snapshot row over message.max.bytes: no slot left');
+}
+
 is($broker->stop, 0, 'broker exits 0 on SIGTERM');
 done_testing();
