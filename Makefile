@@ -111,7 +111,8 @@ demo:
 bench:
 	bash test/bench/run.sh && bash test/bench/relay.sh
 
-# cdc-relay end to end (streaming, snapshot, latency) only: test/bench/relay.sh
+# cdc-relay end to end only (streaming, snapshot, latency; into the test broker and a
+# 1-node Kafka cluster side by side): test/bench/relay.sh
 .PHONY: bench-relay
 bench-relay:
 	bash test/bench/relay.sh
