@@ -1,7 +1,8 @@
 # cdc_relay: PostgreSQL logical decoding output plugin + extension (PGXS build).
 #
 #   make              build cdc_relay.so and the relay daemon relay/cdc-relay
-#   make install      install the library, control file, SQL scripts and cdc-relay
+#   make install      install the library, control file, SQL scripts and cdc-relay (into
+#                     pg_config --bindir and RELAY_BINDIR, default /usr/local/bin)
 #   make installcheck pg_regress suite on its own temporary server (test/logical.conf)
 #   make test         install missing Debian packages, build, install, run every test
 #   make demo         throwaway server + embedded broker + relay + live workload
@@ -75,6 +76,7 @@ $(OBJS): src/cdc_relay.h src/compat.h Makefile
 ifneq ($(PGXS),)
 all: relay
 install: relay-install
+uninstall: relay-uninstall
 clean: relay-clean
 endif
 RELAY_MAKE = $(MAKE) -C relay PG_CONFIG=$(PG_CONFIG) $(if $(WERROR),WERROR=1)
@@ -85,13 +87,16 @@ relay:
 relay-install:
 	$(RELAY_MAKE) install
 
+relay-uninstall:
+	$(RELAY_MAKE) uninstall
+
 relay-clean:
 	$(RELAY_MAKE) clean
 
 relay-check:
 	$(RELAY_MAKE) check
 
-.PHONY: regress-prep test demo bench relay relay-install relay-clean relay-check
+.PHONY: regress-prep test demo bench relay relay-install relay-uninstall relay-clean relay-check
 regress-prep:
 	rm -rf $(TEST_DIR) && mkdir -p $(TEST_DIR)/test
 	cp -r sql expected $(TEST_DIR)/ && cp test/logical.conf $(TEST_DIR)/test/
@@ -106,7 +111,8 @@ demo:
 bench:
 	bash test/bench/run.sh && bash test/bench/relay.sh
 
-# cdc-relay end to end (streaming, snapshot, latency) only: test/bench/relay.sh
+# cdc-relay end to end only (streaming, snapshot, latency; into the test broker and a
+# 1-node Kafka cluster side by side): test/bench/relay.sh
 .PHONY: bench-relay
 bench-relay:
 	bash test/bench/relay.sh

@@ -27,34 +27,11 @@ CREATE TABLE public."back\slash" (id int PRIMARY KEY);
 
 SELECT 'init' FROM pg_create_logical_replication_slot('filters_slot', 'cdc_relay');
 
--- The events of the pending transactions under the given options, one row:
--- the change/truncate events as schema.table (truncate: op t and its table
--- list), whether every line is JSON with seq 1..n and commit "events" = n
--- in each transaction, and the number of transactions sent.
+-- The pending events under the given options: regress_events (sql/setup.sql)
+-- of this file's slot, each event labelled schema.table.
 CREATE FUNCTION flt_events(VARIADIC opts text[],
     OUT tables text, OUT seq_ok boolean, OUT txns bigint)
-LANGUAGE sql AS $$
-  WITH e AS (
-    SELECT n, d, sum(CASE WHEN d->>'op' = 'begin' THEN 1 ELSE 0 END) OVER (ORDER BY n) AS tx
-      FROM (SELECT row_number() OVER () AS n, data::json::jsonb AS d
-              FROM pg_logical_slot_peek_changes('filters_slot', NULL, NULL, VARIADIC opts)) s),
-  per_tx AS (
-    SELECT tx,
-           array_agg((d->>'seq')::int ORDER BY n) FILTER (WHERE d ? 'seq') AS seqs,
-           max((d->>'events')::int) FILTER (WHERE d->>'op' = 'commit') AS events,
-           count(*) FILTER (WHERE d->>'op' = 'commit') AS commits
-      FROM e GROUP BY tx)
-  SELECT (SELECT string_agg(CASE WHEN d->>'op' = 't'
-                                 THEN 't(' || (SELECT string_agg(format('%s.%s', x->>'schema', x->>'table'), ' ')
-                                                 FROM jsonb_array_elements(d->'tables') x) || ')'
-                                 ELSE format('%s.%s', d->>'schema', d->>'table') END,
-                            ', ' ORDER BY n)
-            FROM e WHERE d ? 'seq'),
-         (SELECT bool_and(commits = 1 AND
-                          coalesce(seqs, '{}') = coalesce(ARRAY(SELECT generate_series(1, events)), '{}'))
-            FROM per_tx),
-         (SELECT count(*) FROM e WHERE d->>'op' = 'begin')
-$$;
+LANGUAGE sql AS $$ SELECT * FROM regress_events('filters_slot', 'table', VARIADIC opts) $$;
 
 --
 -- include-tables / exclude-tables: one row into each of the 14 tables

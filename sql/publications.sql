@@ -28,34 +28,11 @@ CREATE PUBLICATION "Pub Mixed" FOR TABLE pub_t3;
 
 SELECT 'init' FROM pg_create_logical_replication_slot('publications_slot', 'cdc_relay');
 
--- The pending events under the given options as op:table/id (truncate:
--- t:table+table), whether every line is JSON with seq 1..n and commit
--- "events" = n in each transaction, and the number of transactions sent.
+-- The pending events under the given options: regress_events (sql/setup.sql)
+-- of this file's slot, each event labelled op:table/id.
 CREATE FUNCTION pub_events(VARIADIC opts text[],
     OUT events text, OUT seq_ok boolean, OUT txns bigint)
-LANGUAGE sql AS $$
-  WITH e AS (
-    SELECT n, d, sum(CASE WHEN d->>'op' = 'begin' THEN 1 ELSE 0 END) OVER (ORDER BY n) AS tx
-      FROM (SELECT row_number() OVER () AS n, data::json::jsonb AS d
-              FROM pg_logical_slot_peek_changes('publications_slot', NULL, NULL, VARIADIC opts)) s),
-  per_tx AS (
-    SELECT tx,
-           array_agg((d->>'seq')::int ORDER BY n) FILTER (WHERE d ? 'seq') AS seqs,
-           max((d->>'events')::int) FILTER (WHERE d->>'op' = 'commit') AS events,
-           count(*) FILTER (WHERE d->>'op' = 'commit') AS commits
-      FROM e GROUP BY tx)
-  SELECT (SELECT string_agg(CASE WHEN d->>'op' = 't'
-                                 THEN 't:' || (SELECT string_agg(x->>'table', '+')
-                                                 FROM jsonb_array_elements(d->'tables') x)
-                                 ELSE format('%s:%s/%s', d->>'op', d->>'table',
-                                             d->'key'->>'id') END,
-                            ' ' ORDER BY n)
-            FROM e WHERE d ? 'seq'),
-         (SELECT bool_and(commits = 1 AND
-                          coalesce(seqs, '{}') = coalesce(ARRAY(SELECT generate_series(1, events)), '{}'))
-            FROM per_tx),
-         (SELECT count(*) FROM e WHERE d->>'op' = 'begin')
-$$;
+LANGUAGE sql AS $$ SELECT * FROM regress_events('publications_slot', 'op', VARIADIC opts) $$;
 
 --
 -- membership and published actions, one transaction on every table

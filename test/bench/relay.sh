@@ -1,16 +1,30 @@
 #!/usr/bin/env bash
-# Relay benchmark (make bench, after test/bench/run.sh; not part of make test):
-# cdc-relay end to end, from PostgreSQL into a Kafka-protocol broker, next to the
-# decoding ceiling and a naive pipe, on one throwaway server and throwaway brokers.
+# Relay benchmark (make bench / make bench-relay; not part of make test):
+# cdc-relay end to end, from PostgreSQL into Kafka, next to the decoding ceiling and
+# a naive pipe, on one throwaway server, into two brokers side by side in one run:
+#
+#   mock   `cdc-relay broker` (librdkafka's mock cluster, in memory), a fresh one for
+#          each timed run
+#   kafka  Apache Kafka (the version of test/kafka/pom.xml), one node, KRaft, started
+#          once for the whole benchmark with test/kafka/cluster.sh start 1 (the test
+#          harness: heap 384 MiB, SerialGC, C1 JIT only, log directory under /tmp;
+#          CDC_RELAY_KAFKA_JAVA_OPTS is appended to its JVM options) and stopped at
+#          the end; every run writes topics of its own (names end in a per-benchmark
+#          tag).  With CDC_RELAY_KAFKA_BROKERS=HOST:PORT,... that existing cluster is
+#          used instead (as by the TAP tests), and its CPU is not measured.
+#
+# Each timed run of each part is done against each broker in turn (mock, then kafka,
+# within the same repeat), so slow drifts of the shared machine hit both alike.
 #
 # 1. Streaming, W2 (test/bench/w2.sql: BENCH_TXNS transactions of 10 row changes,
 #    6 inserts + 3 updates + 1 delete; default 100,000 = 1,000,000 changes).
-#    Per repeat, three slots are created before the workload (so all three read the
-#    same WAL from the same point), then the workload runs and its end LSN is noted.
-#    Each slot is then consumed to that LSN, one at a time, and timed:
+#    Per repeat, one slot per timed run is created before the workload (so all read
+#    the same WAL from the same point), then the workload runs and its end LSN is
+#    noted.  Each slot is then consumed to that LSN, one at a time, and timed:
 #      ceiling  pg_recvlogical -S <slot> --start --endpos <end> -o key-prefix=true -f /dev/null
 #               (the cdc_relay plugin with the options the relay uses; nothing delivered:
-#               the fastest any client of this plugin can go)
+#               the fastest any client of this plugin can go; no broker, so one run per
+#               repeat, shown in both tables)
 #      relay    cdc-relay run -S <slot> --snapshot never --endpos <end> -b <broker>
 #               (timed until it exits 0, which it does only after the broker acknowledged
 #               every message: acks=all, idempotent producer, the relay's defaults)
@@ -19,12 +33,12 @@
 #               (one Kafka message per output line, no key, no headers, nothing confirmed
 #               back to PostgreSQL per message; kcat's acks default is already -1 = all,
 #               it is set explicitly anyway)
-#    The broker is a separate `cdc-relay broker` process (librdkafka's mock cluster,
-#    in memory), a fresh one for each run.  changes/s = 10 x BENCH_TXNS / seconds.
-#    Checked each run: the relay logged 10 x BENCH_TXNS events, and the topics hold
-#    11 x BENCH_TXNS messages (relay: each delete is followed by a tombstone) and
-#    12 x BENCH_TXNS (naive: wal2json's begin and commit lines are messages too),
-#    counted from the partitions' last offsets.
+#    changes/s = 10 x BENCH_TXNS / seconds.  On Kafka a run's topics do not exist
+#    before it: the broker creates them at the first message (auto-creation), inside
+#    the timed run.  Checked each run: the relay logged 10 x BENCH_TXNS events, and the
+#    topics hold 11 x BENCH_TXNS messages (relay: each delete is followed by a
+#    tombstone) and 12 x BENCH_TXNS (naive: wal2json's begin and commit lines are
+#    messages too), counted from the partitions' last offsets.
 #
 # 2. Snapshot.  BENCH_SNAPSHOT_ROWS rows (default 1,000,000) split over
 #    BENCH_SNAPSHOT_TABLES tables of (id bigint primary key, a int, b text,
@@ -39,15 +53,17 @@
 #                    COPY (SELECT cdc_relay.snapshot_row(...) FROM ONLY t) TO STDOUT
 #                    (FORMAT binary) > /dev/null: the server's share of the relay's
 #                    snapshot (JSON encoding), without Kafka
+#    The COPY runs need no broker: one of each per repeat, shown in both tables.
 #    rows/s = rows / seconds; the ratio is relay rows/s / COPY rows/s.  COPY writes
 #    plain text to /dev/null; the relay encodes each row as its JSON event
 #    (cdc_relay.snapshot_row), sends it to the broker and waits for the acknowledgement.
-#    Checked each run: the relay's "snapshot complete: N rows" equals the row count.
+#    Checked each run: the relay's "snapshot complete: N rows" equals the row count,
+#    and the topics hold that many messages.
 #
-# 3. Latency at a fixed rate.  pgbench -R BENCH_LATENCY_RATE (default 2000
-#    transactions/s) for BENCH_LATENCY_SECS (default 25) seconds, each transaction one
-#    INSERT, synchronous_commit=on, while the relay streams.  The interval measured
-#    per event is commit -> readable by a consumer:
+# 3. Latency at a fixed rate, one run per broker.  pgbench -R BENCH_LATENCY_RATE
+#    (default 2000 transactions/s) for BENCH_LATENCY_SECS (default 25) seconds, each
+#    transaction one INSERT, synchronous_commit=on, while the relay streams.  The
+#    interval measured per event is commit -> readable by a consumer:
 #      start: the event's "ts", the transaction's commit timestamp, which PostgreSQL
 #             takes just before it writes the commit record (clock of this machine)
 #      end:   the moment a consumer process holds the message: kcat -C -u (unbuffered,
@@ -59,15 +75,17 @@
 #    relay's part.  It is split at the message's Kafka CreateTime (kcat %T, set by
 #    librdkafka when the relay produces the message, millisecond resolution):
 #    commit -> produced (server, walsender, relay) and produced -> consumed (producer
-#    batching linger.ms=5, broker, consumer fetch).  The topic has one partition so
-#    that a sentinel row written after pgbench ends marks the end of the stream.
-#    One run (not repeated): p50, p99 and max over every transaction pgbench made.
+#    batching linger.ms=5, broker, consumer fetch).  The topic has one partition
+#    (created before the run: broker option on the mock, Kafka's Admin client through
+#    cluster.sh admin on Kafka) so that a sentinel row written after pgbench ends
+#    marks the end of the stream.  p50, p99 and max over every transaction pgbench made.
 #
 # Every number in parts 1 and 2 is the median of BENCH_REPEAT runs (default 3).  The
 # PostgreSQL server (fsync=off, synchronous_commit=off except for the latency writer)
 # runs as the postgres user; the clients, brokers and relay run as the caller.
 # Everything runs on one machine: on 2 cores, the server, the relay, the broker and
-# the consumers compete for the same CPUs, and the wall times show it.
+# the consumers compete for the same CPUs, and the wall times show it (the report
+# prints the load average before and after: other users of a shared machine count).
 #
 # Environment:
 #   BENCH_TXNS            W2 transactions (default 100000)
@@ -78,11 +96,13 @@
 #   BENCH_LATENCY_RATE    pgbench -R transactions/s (default 2000)
 #   BENCH_REPEAT          repeats of parts 1 and 2 (default 3)
 #   BENCH_PARTS           "stream snapshot latency" (default) or a subset
+#   BENCH_BROKERS         "mock kafka" (default) or one of them (mock alone needs no Java)
 #   BENCH_TIMEOUT         seconds allowed per timed run (default 900)
 #   CDC_RELAY             the relay binary (default: $(pg_config --bindir)/cdc-relay,
 #                         else relay/cdc-relay of this tree)
+#   CDC_RELAY_KAFKA_BROKERS  an existing Kafka cluster to use instead of starting one
 #   BENCH_KEEP=1          keep the scratch directory (logs) at the end
-# Smoke run (well under a minute):
+# Smoke run (about a minute, most of it Kafka's start):
 #   BENCH_TXNS=2000 BENCH_SNAPSHOT_ROWS=20000 BENCH_LATENCY_SECS=5 BENCH_REPEAT=1 bash test/bench/relay.sh
 # Exit status: 0 when every check passed (the targets are printed, not asserted).
 set -euo pipefail
@@ -96,25 +116,32 @@ BENCH_LATENCY_SECS=${BENCH_LATENCY_SECS:-25}
 BENCH_LATENCY_RATE=${BENCH_LATENCY_RATE:-2000}
 BENCH_REPEAT=${BENCH_REPEAT:-3}
 BENCH_PARTS=${BENCH_PARTS:-stream snapshot latency}
+BENCH_BROKERS=${BENCH_BROKERS:-mock kafka}
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-900}
 BENCH_KEEP=${BENCH_KEEP:-0}
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
+BENCH_NAME=bench-relay
+# shellcheck source=test/bench/lib.sh
+source "$HERE/lib.sh"
 
-die() { echo "bench-relay: $*" >&2; exit 1; }
-log() { printf 'bench-relay: %s\n' "$*" >&2; }
-
-for v in BENCH_TXNS BENCH_SNAPSHOT_ROWS BENCH_SNAPSHOT_TABLES BENCH_SNAPSHOT_JOBS \
-         BENCH_LATENCY_SECS BENCH_LATENCY_RATE BENCH_REPEAT BENCH_TIMEOUT; do
-    [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
-done
+need_positive BENCH_TXNS BENCH_SNAPSHOT_ROWS BENCH_SNAPSHOT_TABLES BENCH_SNAPSHOT_JOBS \
+    BENCH_LATENCY_SECS BENCH_LATENCY_RATE BENCH_REPEAT BENCH_TIMEOUT
 ((BENCH_SNAPSHOT_ROWS >= BENCH_SNAPSHOT_TABLES)) || die "BENCH_SNAPSHOT_ROWS must be >= BENCH_SNAPSHOT_TABLES"
 [[ "$BENCH_KEEP" == 0 || "$BENCH_KEEP" == 1 ]] || die "BENCH_KEEP must be 0 or 1"
 for p in $BENCH_PARTS; do
     case $p in stream|snapshot|latency) ;; *) die "unknown part '$p' in BENCH_PARTS (stream snapshot latency)" ;; esac
 done
+# the brokers in a fixed order (mock first), whatever order they were given in
+BROKERS=()
+for b in $BENCH_BROKERS; do
+    case $b in mock|kafka) ;; *) die "unknown broker '$b' in BENCH_BROKERS (mock kafka)" ;; esac
+done
+for b in mock kafka; do [[ " $BENCH_BROKERS " == *" $b "* ]] && BROKERS+=("$b"); done
+((${#BROKERS[@]})) || die "BENCH_BROKERS names no broker (mock kafka)"
 want() { [[ " $BENCH_PARTS " == *" $1 "* ]]; }
+want_broker() { [[ " ${BROKERS[*]} " == *" $1 "* ]]; }
 
 INVOCATION=
 for v in BENCH_TXNS BENCH_SNAPSHOT_ROWS BENCH_SNAPSHOT_TABLES BENCH_SNAPSHOT_JOBS \
@@ -122,17 +149,13 @@ for v in BENCH_TXNS BENCH_SNAPSHOT_ROWS BENCH_SNAPSHOT_TABLES BENCH_SNAPSHOT_JOB
     INVOCATION+="$v=${!v} "
 done
 [[ "$BENCH_PARTS" != "stream snapshot latency" ]] && INVOCATION+="BENCH_PARTS='$BENCH_PARTS' "
+[[ "${BROKERS[*]}" != "mock kafka" ]] && INVOCATION+="BENCH_BROKERS='${BROKERS[*]}' "
+want_broker kafka && [[ -n ${CDC_RELAY_KAFKA_BROKERS:-} ]] &&
+    INVOCATION+="CDC_RELAY_KAFKA_BROKERS=$CDC_RELAY_KAFKA_BROKERS "
 INVOCATION+="bash test/bench/relay.sh"
 
 # ---------------------------------------------------------------- tools
-PG_CONFIG=${PG_CONFIG:-pg_config}
-command -v "$PG_CONFIG" >/dev/null || PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
-[[ -x $PG_CONFIG ]] || command -v "$PG_CONFIG" >/dev/null ||
-    die "pg_config not found: run 'make test' or 'bash test/lib/deps.sh' first"
-BINDIR=$("$PG_CONFIG" --bindir)
-PKGLIBDIR=$("$PG_CONFIG" --pkglibdir)
-PGVERSION=$("$PG_CONFIG" --version)
-[[ "$PGVERSION" == "PostgreSQL 15"* ]] || die "$PG_CONFIG is $PGVERSION, need PostgreSQL 15"
+bench_pg_tools
 if [[ -z ${CDC_RELAY:-} ]]; then
     if [[ -x $BINDIR/cdc-relay ]]; then CDC_RELAY=$BINDIR/cdc-relay; else CDC_RELAY=$REPO/relay/cdc-relay; fi
 fi
@@ -148,6 +171,8 @@ done
 if ((EUID == 0)); then
     id postgres >/dev/null 2>&1 || die "user 'postgres' does not exist (install postgresql-15)"
 fi
+KAFKA_HARNESS=$REPO/test/kafka/cluster.sh
+KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$REPO/test/kafka/pom.xml")
 
 # ---------------------------------------------------------------- scratch server
 # shellcheck source=test/lib/pg.sh
@@ -156,6 +181,7 @@ SCRATCH=$(pg_scratch_dir bench-relay) || die "could not create a scratch directo
 PORT=$(pg_free_port) || die "no free TCP port"
 PGROUPS=()          # process groups we started (setsid): ended at cleanup
 REPORTED=0          # the report is out: a failure now is a failed check, not a crash
+KAFKA_DIR=          # the cluster we started (cluster.sh stop at cleanup)
 
 cleanup() {
     local rc=$? i
@@ -164,6 +190,11 @@ cleanup() {
     for ((i = ${#PGROUPS[@]} - 1; i >= 0; i--)); do
         end_bg "${PGROUPS[i]}"
     done
+    if [[ -n $KAFKA_DIR ]]; then
+        [[ "$BENCH_KEEP" == 1 ]] && { cp "$KAFKA_DIR/n1.log" "$SCRATCH/kafka_n1.log" 2>/dev/null || true; }
+        bash "$KAFKA_HARNESS" stop "$KAFKA_DIR" >/dev/null 2>&1 ||
+            echo "bench-relay: cluster.sh stop $KAFKA_DIR failed" >&2
+    fi
     if ((rc != 0 && !REPORTED)) && [[ -f "$SCRATCH/server.log" ]]; then
         echo "bench-relay: last lines of the server log:" >&2
         tail -n 15 "$SCRATCH/server.log" >&2 || true
@@ -195,11 +226,6 @@ trap 'exit 143' TERM
 # Clients run as the caller and connect through the socket in the scratch directory.
 export PGHOST=$SCRATCH PGPORT=$PORT PGUSER=$PG_SUPERUSER PGAPPNAME=cdc_relay-bench-relay
 conninfo() { echo "host=$SCRATCH port=$PORT user=$PG_SUPERUSER dbname=$1"; }
-psql_q() { "$BINDIR/psql" -X -q -A -t -v ON_ERROR_STOP=1 "$@"; }
-sql() { local db=$1; shift; psql_q -d "$db" -c "$*"; }
-
-now() { echo "$EPOCHREALTIME"; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 
 # children_cpu VAR: VAR = CPU seconds (user + system) of the children this shell has
 # waited for so far (not in $(...): a subshell has children of its own).
@@ -209,11 +235,14 @@ children_cpu() {
                    for (i = 1; i <= 2; i++) { split($i, a, "m"); sub("s", "", a[2]); t += a[1] * 60 + a[2] }
                    printf "%.3f", t }' "$SCRATCH/times")"
 }
-# CPU seconds (user + system) a running process has used.
+# CPU seconds (user + system) a running process has used ("-" when it is not known).
 proc_cpu() {
+    [[ -n ${1:-} ]] || { echo -; return 0; }
     awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.3f", ($12 + $13) / hz }' "/proc/$1/stat" 2>/dev/null ||
         echo -
 }
+# cpu_diff A B: B - A in CPU seconds ("-" when either is unknown)
+cpu_diff() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-") print "-"; else printf "%.3f", b - a }'; }
 
 # spawn LOGFILE COMMAND...: start COMMAND in a process group of its own; BG_PID = its
 # pid = its group id (a background child of a script is no group leader, so setsid
@@ -250,10 +279,50 @@ forget() {
     PGROUPS=("${keep[@]}")
 }
 
-# broker_start [ARGS...]: a fresh `cdc-relay broker`; sets BROKER_PID and BS (bootstrap list).
+# ---------------------------------------------------------------- brokers
+# Topic names: the mock starts empty for every run; on Kafka every run's topic prefix
+# ends in this benchmark's tag, so that an existing cluster (CDC_RELAY_KAFKA_BROKERS)
+# or a run of the benchmark next to this one never mixes its topics with ours.
+KAFKA_TAG=k$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
+declare -A SFX=([mock]="" [kafka]="-$KAFKA_TAG")
+declare -A BTITLE=([mock]="the test broker (cdc-relay broker: librdkafka's mock cluster, in memory, one per run)")
+KAFKA_PID=
+KAFKA_BS=
+if want_broker kafka; then
+    if [[ -n ${CDC_RELAY_KAFKA_BROKERS:-} ]]; then
+        KAFKA_BS=$CDC_RELAY_KAFKA_BROKERS
+        BTITLE[kafka]="the existing Kafka cluster CDC_RELAY_KAFKA_BROKERS=$KAFKA_BS (its CPU not measured)"
+        log "Kafka: the existing cluster $KAFKA_BS"
+    else
+        log "Kafka: starting a 1-node cluster (test/kafka/cluster.sh start 1)"
+        t0=$(now)
+        # the watcher stops the cluster if this script is killed before its cleanup runs
+        out=$(CDC_RELAY_KAFKA_OWNER=$$ bash "$KAFKA_HARNESS" start 1 2>"$SCRATCH/kafka_start.log") ||
+            { tail -n 40 "$SCRATCH/kafka_start.log" >&2; die "could not start a 1-node Kafka cluster (test/kafka/cluster.sh start 1; BENCH_BROKERS=mock runs without)"; }
+        KAFKA_BS=$(sed -n 1p <<<"$out")
+        KAFKA_DIR=$(sed -n 2p <<<"$out")
+        [[ -n $KAFKA_BS && -d $KAFKA_DIR ]] || die "cluster.sh start printed no bootstrap list and directory: $out"
+        KAFKA_PID=$(cat "$KAFKA_DIR/n1.pid")
+        KAFKA_JVM=$(tr '\0' '\n' <"/proc/$KAFKA_PID/cmdline" | grep -E '^-X' | tr '\n' ' ')
+        BTITLE[kafka]="Apache Kafka $KAFKA_VERSION (1 node, KRaft, test/kafka/cluster.sh start 1)"
+        KAFKA_START_SECS=$(elapsed "$t0" "$(now)")
+        log "Kafka: ready at $KAFKA_BS in ${KAFKA_START_SECS}s ($KAFKA_DIR)"
+    fi
+fi
+
+# broker_start B [ARGS...]: the broker of kind B for one run; sets BS (bootstrap list).
+#   mock:  a fresh `cdc-relay broker ARGS` (BROKER_PID)
+#   kafka: the cluster started above, shared by every run (ARGS ignored)
 BROKER_N=0
 broker_start() {
-    local out i
+    local b=$1 out i
+    shift
+    BROKER_PID=
+    if [[ $b == kafka ]]; then
+        BS=$KAFKA_BS
+        BROKER_CPU0=$(proc_cpu "$KAFKA_PID")
+        return 0
+    fi
     BROKER_N=$((BROKER_N + 1))
     out="$SCRATCH/broker$BROKER_N.out"
     setsid "$CDC_RELAY" broker "$@" </dev/null >"$out" 2>"$SCRATCH/broker$BROKER_N.err" &
@@ -268,15 +337,21 @@ broker_start() {
     done
     [[ -n $BS ]] || { cat "$SCRATCH/broker$BROKER_N.err" >&2; die "cdc-relay broker did not print its bootstrap list"; }
 }
-# broker_stop: sets BROKER_CPU (CPU seconds the broker used).
+# broker_stop: ends the run's broker (the mock; Kafka runs on); sets BROKER_CPU, the
+# CPU seconds the broker used: the mock's whole life, Kafka's since broker_start.
 broker_stop() {
+    if [[ -z $BROKER_PID ]]; then
+        BROKER_CPU=$(cpu_diff "$BROKER_CPU0" "$(proc_cpu "$KAFKA_PID")")
+        return 0
+    fi
     BROKER_CPU=$(proc_cpu "$BROKER_PID")
     end_bg "$BROKER_PID"
 }
 
 # topic_messages TOPIC: messages in TOPIC on the current broker (sum over partitions of
 # the last offset + 1; the mock broker keeps only the newest ~5 MiB per partition, the
-# offsets still count everything).
+# offsets still count everything; on Kafka the relay's producer is idempotent but not
+# transactional, so there are no control records between the offsets).
 topic_messages() {
     timeout 60 kcat -C -b "$BS" -t "$1" -o -1 -e -q -f '%o\n' -X fetch.wait.max.ms=10 2>/dev/null |
         awk '{ s += $1 + 1 } END { print s + 0 }'
@@ -292,36 +367,23 @@ check() {   # check DESCRIPTION GOT EXPECTED
     fi
 }
 
-# Median of the numbers in $1 ("-" when there are none).
-median() {
-    tr ' ' '\n' <<<"$1" | awk 'NF && $1 != "-"' | sort -g |
-        awk '{ a[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print a[(NR + 1) / 2];
-                                  else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
-rate() { awk -v c="$1" -v s="$2" 'BEGIN { if (s == "-" || s <= 0) print "-"; else printf "%.0f", c / s }'; }
-# ratio A B: A/B as "0.85x"
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b <= 0) print "-"; else printf "%.2fx", a / b }'; }
-# verdict VALUE OP TARGET: "ok" / "MISSED"
-verdict() {
-    awk -v v="${1%x}" -v t="$3" -v op="$2" 'BEGIN { if (v == "-") { print "-"; exit }
-        ok = (op == ">=") ? (v + 0 >= t + 0) : (v + 0 <= t + 0); print ok ? "ok" : "MISSED" }'
-}
-
 T_START=$(now)
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 RELAY_VERSION=$("$CDC_RELAY" --version 2>&1)
 KCAT_VERSION=$(kcat -V 2>&1 | sed -n 's/^Version \([^ ]*\).*/\1/p')
 
 # ================================================================ 1. streaming
+# SECS CPU BCPU keyed "KIND,BROKER" (the ceiling: "ceiling,-")
 declare -A SECS CPU BCPU
 if want stream; then
     "$BINDIR/createdb" -T template0 bench
     psql_q -d bench -f "$HERE/schema.sql" >/dev/null
     for ((r = 1; r <= BENCH_REPEAT; r++)); do
-        for k in ceiling relay; do
-            sql bench "SELECT pg_create_logical_replication_slot('w2_${k}_r$r', 'cdc_relay')" >/dev/null
+        sql bench "SELECT pg_create_logical_replication_slot('w2_ceiling_r$r', 'cdc_relay')" >/dev/null
+        for b in "${BROKERS[@]}"; do
+            sql bench "SELECT pg_create_logical_replication_slot('w2_relay_${b}_r$r', 'cdc_relay')" >/dev/null
+            sql bench "SELECT pg_create_logical_replication_slot('w2_naive_${b}_r$r', 'wal2json')" >/dev/null
         done
-        sql bench "SELECT pg_create_logical_replication_slot('w2_naive_r$r', 'wal2json')" >/dev/null
     done
     START_LSN=$(sql bench "SELECT pg_current_wal_insert_lsn()")
     log "W2: $BENCH_TXNS transactions x (6 inserts, 3 updates, 1 delete)"
@@ -339,10 +401,15 @@ if want stream; then
     W2_CHANGES=$((10 * BENCH_TXNS))
     log "W2 took $(elapsed "$t0" "$t1")s, $((W2_WAL / 1048576)) MB of WAL, end LSN $END_LSN"
 
-    # stream_run KIND REPEAT: one timed run; adds to SECS[KIND] CPU[KIND] BCPU[KIND].
+    # stream_run KIND BROKER REPEAT: one timed run (BROKER "-" for the ceiling); adds to
+    # SECS CPU BCPU["KIND,BROKER"].
     stream_run() {
-        local kind=$1 r=$2 slot="w2_$1_r$2" t0 t1 c0 c1 rc=0 logf="$SCRATCH/$1_r$2.log" n
-        broker_start
+        local kind=$1 b=$2 r=$3 t0 t1 c0 c1 rc=0 n slot prefix topic
+        local logf="$SCRATCH/${kind}_${b/-/none}_r$r.log"
+        if [[ $kind == ceiling ]]; then slot=w2_ceiling_r$r; else slot=w2_${kind}_${b}_r$r; fi
+        [[ $b != - ]] && broker_start "$b"
+        prefix="w2r$r${SFX[$b]:-}"
+        topic="w2naive$r${SFX[$b]:-}"
         children_cpu c0
         t0=$(now)
         case $kind in
@@ -351,12 +418,12 @@ if want stream; then
                     --start --endpos "$END_LSN" --no-loop -F 0 -o key-prefix=true -f /dev/null ;;
             relay)
                 spawn "$logf" timeout "$BENCH_TIMEOUT" "$CDC_RELAY" run -d "$(conninfo bench)" -b "$BS" -S "$slot" \
-                    --topic-prefix "w2r$r" --snapshot never --endpos "$END_LSN" \
+                    --topic-prefix "$prefix" --snapshot never --endpos "$END_LSN" \
                     --heartbeat-interval 0 --status-interval 1 ;;
             naive)
                 spawn "$logf" timeout "$BENCH_TIMEOUT" bash -o pipefail -c '"$1" -d "$2" -S "$3" --start --endpos "$4" \
                         --no-loop -F 0 -o format-version=2 -f - | kcat -P -b "$5" -t "$6" -X acks=all' \
-                    naive "$BINDIR/pg_recvlogical" "$(conninfo bench)" "$slot" "$END_LSN" "$BS" "w2naive$r" ;;
+                    naive "$BINDIR/pg_recvlogical" "$(conninfo bench)" "$slot" "$END_LSN" "$BS" "$topic" ;;
         esac
         wait "$BG_PID" || rc=$?
         t1=$(now)
@@ -364,33 +431,40 @@ if want stream; then
         forget "$BG_PID"
         if ((rc != 0)); then
             tail -n 20 "$logf" >&2
-            ((rc == 124)) && die "$kind: did not reach $END_LSN within ${BENCH_TIMEOUT}s"
-            die "$kind exited with status $rc (log above)"
+            ((rc == 124)) && die "$kind ($b): did not reach $END_LSN within ${BENCH_TIMEOUT}s"
+            die "$kind ($b) exited with status $rc (log above)"
         fi
-        SECS[$kind]+="$(elapsed "$t0" "$t1") "
-        CPU[$kind]+="$(awk -v a="$c0" -v b="$c1" 'BEGIN { printf "%.3f", b - a }') "
+        SECS[$kind,$b]+="$(elapsed "$t0" "$t1") "
+        CPU[$kind,$b]+="$(cpu_diff "$c0" "$c1") "
         case $kind in
             relay)
                 n=$(sed -n 's/.*confirmed up to .* transactions, \([0-9]*\) events.*/\1/p' "$logf" | tail -n 1)
-                check "relay run $r: events the relay logged" "${n:--}" "$W2_CHANGES"
-                check "relay run $r: messages in topic w2r$r.public.bench_w2" \
-                    "$(topic_messages "w2r$r.public.bench_w2")" "$((11 * BENCH_TXNS))"
-                cp "$logf" "$SCRATCH/relay_last.log" ;;
+                check "relay run $r ($b): events the relay logged" "${n:--}" "$W2_CHANGES"
+                check "relay run $r ($b): messages in topic $prefix.public.bench_w2" \
+                    "$(topic_messages "$prefix.public.bench_w2")" "$((11 * BENCH_TXNS))"
+                cp "$logf" "$SCRATCH/relay_${b}_last.log" ;;
             naive)
-                check "naive run $r: messages in topic w2naive$r" "$(topic_messages "w2naive$r")" "$((12 * BENCH_TXNS))" ;;
+                check "naive run $r ($b): messages in topic $topic" "$(topic_messages "$topic")" "$((12 * BENCH_TXNS))" ;;
         esac
-        broker_stop
-        BCPU[$kind]+="$BROKER_CPU "
+        if [[ $b != - ]]; then
+            broker_stop
+            BCPU[$kind,$b]+="$BROKER_CPU "
+        fi
         sql bench "SELECT pg_drop_replication_slot('$slot')" >/dev/null
-        log "stream run $r: $kind $(elapsed "$t0" "$t1")s"
+        if [[ $b == - ]]; then log "stream run $r: $kind $(elapsed "$t0" "$t1")s"
+        else log "stream run $r: $kind ($b) $(elapsed "$t0" "$t1")s"; fi
     }
     for ((r = 1; r <= BENCH_REPEAT; r++)); do
-        for kind in ceiling relay naive; do stream_run "$kind" "$r"; done
+        stream_run ceiling - "$r"
+        for kind in relay naive; do
+            for b in "${BROKERS[@]}"; do stream_run "$kind" "$b" "$r"; done
+        done
     done
     "$BINDIR/dropdb" bench     # its WAL stays; the other parts do not read it
 fi
 
 # ================================================================ 2. snapshot
+# SNAP keyed by measure (copy copyN json: no broker) or "measure,BROKER"
 declare -A SNAP
 if want snapshot; then
     "$BINDIR/createdb" -T template0 snap
@@ -439,6 +513,37 @@ SQL
         for j in "${pids[@]}"; do wait "$j" || rc=1; done
         return $rc
     }
+    # snap_relay BROKER REPEAT: one timed `cdc-relay run --snapshot initial-only`
+    snap_relay() {
+        local b=$1 r=$2 logf="$SCRATCH/snapshot_$1_r$2.log" rc=0 t0 t1 c0 c1 n m t
+        local prefix="snap$r${SFX[$b]}" slot="snap_${b}_r$r"
+        broker_start "$b"
+        children_cpu c0
+        t0=$(now)
+        spawn "$logf" timeout "$BENCH_TIMEOUT" "$CDC_RELAY" run -d "$(conninfo snap)" -b "$BS" -S "$slot" \
+            --topic-prefix "$prefix" --snapshot initial-only --snapshot-jobs "$BENCH_SNAPSHOT_JOBS"
+        wait "$BG_PID" || rc=$?
+        t1=$(now)
+        children_cpu c1
+        forget "$BG_PID"
+        if ((rc != 0)); then
+            tail -n 20 "$logf" >&2
+            die "cdc-relay --snapshot initial-only ($b) exited with status $rc (log above)"
+        fi
+        SNAP[relay,$b]+="$(elapsed "$t0" "$t1") "
+        SNAP[relaycpu,$b]+="$(cpu_diff "$c0" "$c1") "
+        n=$(sed -n 's/.*snapshot complete: \([0-9]*\) rows.*/\1/p' "$logf" | tail -n 1)
+        check "snapshot run $r ($b): rows the relay logged" "${n:--}" "$BENCH_SNAPSHOT_ROWS"
+        m=0
+        for t in "${SNAP_TABLES[@]}"; do m=$((m + $(topic_messages "$prefix.public.$t"))); done
+        check "snapshot run $r ($b): messages in the $prefix.public.snap_* topics" "$m" "$BENCH_SNAPSHOT_ROWS"
+        SNAP[relayown,$b]+="$(sed -n 's/.*snapshot complete: .* in \([0-9.]*\) s .*/\1/p' "$logf" | tail -n 1) "
+        cp "$logf" "$SCRATCH/snapshot_${b}_last.log"
+        broker_stop
+        SNAP[brokercpu,$b]+="$BROKER_CPU "
+        sql snap "SELECT pg_drop_replication_slot('$slot')" >/dev/null
+        log "snapshot run $r: relay ($b) $(elapsed "$t0" "$t1")s"
+    }
     SNAP_LSN=$(sql snap "SELECT pg_current_wal_lsn()")
     for ((r = 1; r <= BENCH_REPEAT; r++)); do
         t0=$(now); copy_seq; t1=$(now)
@@ -450,46 +555,17 @@ SQL
         t0=$(now); copy_par json; t1=$(now)
         SNAP[json]+="$(elapsed "$t0" "$t1") "
         log "snapshot run $r: COPY (snapshot_row) x$BENCH_SNAPSHOT_JOBS $(elapsed "$t0" "$t1")s"
-
-        broker_start
-        logf="$SCRATCH/snapshot_r$r.log"
-        rc=0
-        children_cpu c0
-        t0=$(now)
-        spawn "$logf" timeout "$BENCH_TIMEOUT" "$CDC_RELAY" run -d "$(conninfo snap)" -b "$BS" -S "snap_r$r" \
-            --topic-prefix "snap$r" --snapshot initial-only --snapshot-jobs "$BENCH_SNAPSHOT_JOBS"
-        wait "$BG_PID" || rc=$?
-        t1=$(now)
-        children_cpu c1
-        forget "$BG_PID"
-        if ((rc != 0)); then
-            tail -n 20 "$logf" >&2
-            die "cdc-relay --snapshot initial-only exited with status $rc (log above)"
-        fi
-        SNAP[relay]+="$(elapsed "$t0" "$t1") "
-        SNAP[relaycpu]+="$(awk -v a="$c0" -v b="$c1" 'BEGIN { printf "%.3f", b - a }') "
-        n=$(sed -n 's/.*snapshot complete: \([0-9]*\) rows.*/\1/p' "$logf" | tail -n 1)
-        check "snapshot run $r: rows the relay logged" "${n:--}" "$BENCH_SNAPSHOT_ROWS"
-        m=0
-        for t in "${SNAP_TABLES[@]}"; do m=$((m + $(topic_messages "snap$r.public.$t"))); done
-        check "snapshot run $r: messages in the snap$r.public.snap_* topics" "$m" "$BENCH_SNAPSHOT_ROWS"
-        SNAP[relayown]+="$(sed -n 's/.*snapshot complete: .* in \([0-9.]*\) s .*/\1/p' "$logf" | tail -n 1) "
-        cp "$logf" "$SCRATCH/snapshot_last.log"
-        broker_stop
-        SNAP[brokercpu]+="$BROKER_CPU "
-        sql snap "SELECT pg_drop_replication_slot('snap_r$r')" >/dev/null
-        log "snapshot run $r: relay $(elapsed "$t0" "$t1")s"
+        for b in "${BROKERS[@]}"; do snap_relay "$b" "$r"; done
     done
 fi
 
 # ================================================================ 3. latency
-LAT=
+# LAT[BROKER] = the reader's summary line; LAT_TPS LAT_RELAY_CPU LAT_BROKER_CPU per broker
+declare -A LAT LAT_TPS LAT_RELAY_CPU LAT_BROKER_CPU
 if want latency; then
     "$BINDIR/createdb" -T template0 lat
     sql lat "CREATE TABLE lat_t (id bigserial PRIMARY KEY, v int NOT NULL)"
-    sql lat "SELECT pg_create_logical_replication_slot('lat', 'cdc_relay')" >/dev/null
-    TOPIC=lat.public.lat_t
-    broker_start --partitions 1 --topic "$TOPIC"
+    echo 'INSERT INTO lat_t (v) VALUES (1);' >"$SCRATCH/lat.sql"
 
     # The reader: stamps each line with its own clock as it arrives; line 1 (the warm-up
     # row) creates READY; the row with v = -1 (written after pgbench) ends the stream.
@@ -540,54 +616,68 @@ close($f);
 rename("$out.tmp", $out) or die "$out: $!";
 PERL
 
-    spawn "$SCRATCH/lat_relay.log" "$CDC_RELAY" run -d "$(conninfo lat)" -b "$BS" -S lat --topic-prefix lat \
-        --snapshot never --heartbeat-interval 0 --status-interval 1
-    LAT_RELAY=$BG_PID
-    for ((i = 0; i < 300; i++)); do
-        grep -qs 'streaming from slot' "$SCRATCH/lat_relay.log" && break
-        kill -0 "$LAT_RELAY" 2>/dev/null || { cat "$SCRATCH/lat_relay.log" >&2; die "the relay exited"; }
-        sleep 0.1
-    done
-    grep -qs 'streaming from slot' "$SCRATCH/lat_relay.log" || die "the relay did not start streaming"
-    spawn "$SCRATCH/lat_consumer.log" bash -o pipefail -c 'kcat -C -b "$1" -t "$2" -o beginning -u -q \
-            -X fetch.wait.max.ms=5 -f "%T\t%s\n" | perl "$3" "$4" "$5"' \
-        consumer "$BS" "$TOPIC" "$SCRATCH/lat_reader.pl" "$SCRATCH/lat.ready" "$SCRATCH/lat.out"
-    LAT_CONSUMER=$BG_PID
-    sql lat "INSERT INTO lat_t (v) VALUES (0)"      # warm-up: relay, topic and consumer are ready
-    for ((i = 0; i < 300; i++)); do
-        [[ -e $SCRATCH/lat.ready ]] && break
-        sleep 0.1
-    done
-    [[ -e $SCRATCH/lat.ready ]] || { cat "$SCRATCH/lat_consumer.log" >&2; die "the warm-up row did not reach the consumer"; }
+    # lat_run BROKER: one latency run (its own slot, created now, and its own topic)
+    lat_run() {
+        local b=$1 prefix="lat${SFX[$1]}" slot="lat_$1" relay consumer i r0 r1 b0 b1 txns n
+        local topic="lat${SFX[$1]}.public.lat_t" ready="$SCRATCH/lat_$1.ready" out="$SCRATCH/lat_$1.out"
+        local rlog="$SCRATCH/lat_relay_$1.log" clog="$SCRATCH/lat_consumer_$1.log"
+        sql lat "SELECT pg_create_logical_replication_slot('$slot', 'cdc_relay')" >/dev/null
+        if [[ $b == kafka ]]; then
+            broker_start kafka
+            run_wait "$SCRATCH/lat_topic_$b.log" bash "$KAFKA_HARNESS" admin "$BS" create-topic "$topic" 1 1 ||
+                { cat "$SCRATCH/lat_topic_$b.log" >&2; die "could not create the Kafka topic $topic"; }
+        else
+            broker_start mock --partitions 1 --topic "$topic"
+        fi
+        spawn "$rlog" "$CDC_RELAY" run -d "$(conninfo lat)" -b "$BS" -S "$slot" --topic-prefix "$prefix" \
+            --snapshot never --heartbeat-interval 0 --status-interval 1
+        relay=$BG_PID
+        for ((i = 0; i < 300; i++)); do
+            grep -qs 'streaming from slot' "$rlog" && break
+            kill -0 "$relay" 2>/dev/null || { cat "$rlog" >&2; die "the relay ($b) exited"; }
+            sleep 0.1
+        done
+        grep -qs 'streaming from slot' "$rlog" || die "the relay ($b) did not start streaming"
+        spawn "$clog" bash -o pipefail -c 'kcat -C -b "$1" -t "$2" -o beginning -u -q \
+                -X fetch.wait.max.ms=5 -f "%T\t%s\n" | perl "$3" "$4" "$5"' \
+            consumer "$BS" "$topic" "$SCRATCH/lat_reader.pl" "$ready" "$out"
+        consumer=$BG_PID
+        sql lat "INSERT INTO lat_t (v) VALUES (0)"      # warm-up: relay, topic and consumer are ready
+        for ((i = 0; i < 300; i++)); do
+            [[ -e $ready ]] && break
+            sleep 0.1
+        done
+        [[ -e $ready ]] || { cat "$clog" >&2; die "the warm-up row did not reach the consumer ($b)"; }
 
-    echo 'INSERT INTO lat_t (v) VALUES (1);' >"$SCRATCH/lat.sql"
-    log "latency: pgbench -R $BENCH_LATENCY_RATE for ${BENCH_LATENCY_SECS}s while the relay streams"
-    r0=$(proc_cpu "$LAT_RELAY")
-    b0=$(proc_cpu "$BROKER_PID")
-    run_wait "$SCRATCH/pgbench.out" env PGOPTIONS='-c synchronous_commit=on' "$BINDIR/pgbench" -n \
-        -h "$SCRATCH" -p "$PORT" -U "$PG_SUPERUSER" -f "$SCRATCH/lat.sql" -c 4 -j 2 \
-        -R "$BENCH_LATENCY_RATE" -T "$BENCH_LATENCY_SECS" lat || { cat "$SCRATCH/pgbench.out" >&2; die "pgbench failed"; }
-    LAT_TXNS=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$SCRATCH/pgbench.out")
-    LAT_TPS=$(sed -n 's/^tps = \([0-9]*\).*/\1/p' "$SCRATCH/pgbench.out" | head -n 1)
-    sql lat "INSERT INTO lat_t (v) VALUES (-1)"     # the end of the stream
-    for ((i = 0; i < 600; i++)); do
-        [[ -s $SCRATCH/lat.out ]] && break
-        sleep 0.1
-    done
-    [[ -s $SCRATCH/lat.out ]] || { cat "$SCRATCH/lat_consumer.log" >&2; die "the consumer did not see the end of the stream"; }
-    r1=$(proc_cpu "$LAT_RELAY")
-    b1=$(proc_cpu "$BROKER_PID")
-    LAT=$(cat "$SCRATCH/lat.out")
-    read -r LAT_N _ <<<"$LAT"
-    check "latency: events the consumer received" "$LAT_N" "$LAT_TXNS"
-    end_bg "$LAT_CONSUMER"
-    end_bg "$LAT_RELAY"
-    grep -q 'cdc-relay exiting with status 0' "$SCRATCH/lat_relay.log" ||
-        { tail -n 5 "$SCRATCH/lat_relay.log" >&2; check "latency: relay exit status" "not 0" 0; }
-    cp "$SCRATCH/lat_relay.log" "$SCRATCH/latency_relay_last.log"
-    broker_stop
-    LAT_RELAY_CPU=$(awk -v a="$r0" -v b="$r1" 'BEGIN { printf "%.1f", b - a }')
-    LAT_BROKER_CPU=$(awk -v a="$b0" -v b="$b1" 'BEGIN { printf "%.1f", b - a }')
+        log "latency ($b): pgbench -R $BENCH_LATENCY_RATE for ${BENCH_LATENCY_SECS}s while the relay streams"
+        r0=$(proc_cpu "$relay")
+        b0=$(proc_cpu "${BROKER_PID:-$KAFKA_PID}")
+        run_wait "$SCRATCH/pgbench_$b.out" env PGOPTIONS='-c synchronous_commit=on' "$BINDIR/pgbench" -n \
+            -h "$SCRATCH" -p "$PORT" -U "$PG_SUPERUSER" -f "$SCRATCH/lat.sql" -c 4 -j 2 \
+            -R "$BENCH_LATENCY_RATE" -T "$BENCH_LATENCY_SECS" lat || { cat "$SCRATCH/pgbench_$b.out" >&2; die "pgbench failed"; }
+        txns=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$SCRATCH/pgbench_$b.out")
+        LAT_TPS[$b]=$(sed -n 's/^tps = \([0-9]*\).*/\1/p' "$SCRATCH/pgbench_$b.out" | head -n 1)
+        sql lat "INSERT INTO lat_t (v) VALUES (-1)"     # the end of the stream
+        for ((i = 0; i < 600; i++)); do
+            [[ -s $out ]] && break
+            sleep 0.1
+        done
+        [[ -s $out ]] || { cat "$clog" >&2; die "the consumer ($b) did not see the end of the stream"; }
+        r1=$(proc_cpu "$relay")
+        b1=$(proc_cpu "${BROKER_PID:-$KAFKA_PID}")
+        LAT[$b]=$(cat "$out")
+        read -r n _ <<<"${LAT[$b]}"
+        check "latency ($b): events the consumer received" "$n" "$txns"
+        end_bg "$consumer"
+        end_bg "$relay"
+        grep -q 'cdc-relay exiting with status 0' "$rlog" ||
+            { tail -n 5 "$rlog" >&2; check "latency ($b): relay exit status" "not 0" 0; }
+        broker_stop
+        sql lat "SELECT pg_drop_replication_slot('$slot')" >/dev/null
+        LAT_RELAY_CPU[$b]=$(cpu_diff "$r0" "$r1")
+        LAT_BROKER_CPU[$b]=$(cpu_diff "$b0" "$b1")
+    }
+    for b in "${BROKERS[@]}"; do lat_run "$b"; done
 fi
 T_END=$(now)
 
@@ -596,63 +686,90 @@ echo
 echo "cdc-relay benchmark, $(date -u +%Y-%m-%dT%H:%MZ)"
 echo "machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), Linux $(uname -r)"
 echo "versions: $PGVERSION; $RELAY_VERSION; kcat $KCAT_VERSION; wal2json $(dpkg-query -W -f='${Version}' postgresql-15-wal2json 2>/dev/null || echo '?')"
-echo "load average before: $LOAD_BEFORE   after: $(cut -d' ' -f1-3 /proc/loadavg)   (other load on the machine skews the numbers)"
-echo "server: fsync=off synchronous_commit=off (latency writer: on) shared_buffers=512MB; broker: cdc-relay broker (librdkafka mock cluster, in memory), one per run"
-echo "seconds = median of $BENCH_REPEAT run(s); cpu = CPU seconds (user+sys) of the client processes (median), broker = of the broker process"
+echo "load average before: $LOAD_BEFORE   after: $(cut -d' ' -f1-3 /proc/loadavg)   (a shared machine: other load skews the numbers)"
+echo "server: fsync=off synchronous_commit=off (latency writer: on) shared_buffers=512MB"
+echo "brokers:"
+want_broker mock && echo "  mock:  ${BTITLE[mock]}"
+if want_broker kafka; then
+    echo "  kafka: ${BTITLE[kafka]}"
+    [[ -n $KAFKA_DIR ]] &&
+        echo "         one for the whole benchmark (started in ${KAFKA_START_SECS}s, not in the total time), JVM options ${KAFKA_JVM% };" &&
+        echo "         the topics of each run are new (created at first use, inside the timed run)"
+fi
+echo "seconds = median of $BENCH_REPEAT run(s); cpu = CPU seconds (user+sys) of the client processes (median),"
+echo "broker = CPU seconds of the broker process during the run (median); ratio = the first named over the second"
 
 if want stream; then
     echo
-    printf '1. Streaming, W2: %d transactions x 10 changes = %d changes, %.0f MB of WAL, into the broker\n' \
+    printf '1. Streaming, W2: %d transactions x 10 changes = %d changes, %.0f MB of WAL\n' \
         "$BENCH_TXNS" "$W2_CHANGES" "$(awk -v b="$W2_WAL" 'BEGIN { print b / 1048576 }')"
-    printf '   %-44s %8s %10s %7s %7s  %s\n' path seconds changes/s cpu broker "runs (s)"
-    for kind in ceiling relay naive; do
-        case $kind in
-            ceiling) name="ceiling: pg_recvlogical cdc_relay > /dev/null" ;;
-            relay)   name="cdc-relay run --endpos (acks=all, confirmed)" ;;
-            naive)   name="naive: pg_recvlogical wal2json | kcat -P" ;;
-        esac
-        printf '   %-44s %8.3f %10s %7s %7s  %s\n' "$name" "$(median "${SECS[$kind]}")" \
-            "$(rate "$W2_CHANGES" "$(median "${SECS[$kind]}")")" "$(median "${CPU[$kind]}")" \
-            "$(median "${BCPU[$kind]}")" "${SECS[$kind]% }"
+    s_ceil=$(median "${SECS[ceiling,-]}")
+    for b in "${BROKERS[@]}"; do
+        echo "   into ${BTITLE[$b]}"
+        printf '   %-46s %8s %10s %7s %7s  %s\n' path seconds changes/s cpu broker "runs (s)"
+        for kind in ceiling relay naive; do
+            k=$kind,$b
+            case $kind in
+                ceiling) name="ceiling: pg_recvlogical cdc_relay > /dev/null"; k=ceiling,- ;;
+                relay)   name="cdc-relay run --endpos (acks=all, confirmed)" ;;
+                naive)   name="naive: pg_recvlogical wal2json | kcat -P" ;;
+            esac
+            printf '   %-46s %8.3f %10s %7s %7s  %s\n' "$name" "$(median "${SECS[$k]}")" \
+                "$(rate "$W2_CHANGES" "$(median "${SECS[$k]}")")" "$(median "${CPU[$k]}")" \
+                "$(median "${BCPU[$k]:--}")" "${SECS[$k]% }"
+        done
+        s_relay=$(median "${SECS[relay,$b]}")
+        rc_ratio=$(ratio "$s_ceil" "$s_relay")
+        echo "   relay / ceiling = $rc_ratio (target >= 0.8x: $(verdict "$rc_ratio" '>=' 0.8))   relay / naive = $(ratio "$(median "${SECS[naive,$b]}")" "$s_relay")   (changes/s)"
     done
-    rc_ratio=$(ratio "$(median "${SECS[ceiling]}")" "$(median "${SECS[relay]}")")
-    rn_ratio=$(ratio "$(median "${SECS[naive]}")" "$(median "${SECS[relay]}")")
-    echo "   relay / ceiling = $rc_ratio (target >= 0.8x: $(verdict "$rc_ratio" '>=' 0.8))"
-    echo "   relay / naive   = $rn_ratio"
+    if want_broker mock && want_broker kafka; then
+        echo "   Kafka / test broker, changes/s: relay $(ratio "$(median "${SECS[relay,mock]}")" "$(median "${SECS[relay,kafka]}")"), naive $(ratio "$(median "${SECS[naive,mock]}")" "$(median "${SECS[naive,kafka]}")")"
+    fi
+    echo "   (the ceiling needs no broker: the same runs in both tables)"
 fi
 
 if want snapshot; then
     echo
     printf '2. Snapshot: %d rows in %d tables (id bigint pk, a int, b text, c timestamptz, d numeric), %d jobs\n' \
         "$BENCH_SNAPSHOT_ROWS" "$BENCH_SNAPSHOT_TABLES" "$BENCH_SNAPSHOT_JOBS"
-    printf '   %-55s %8s %10s %7s  %s\n' path seconds rows/s ratio "runs (s)"
-    s_relay=$(median "${SNAP[relay]}")
     s_copy=$(median "${SNAP[copy]}")
     s_copyn=$(median "${SNAP[copyN]}")
-    printf '   %-55s %8.3f %10s %7s  %s\n' \
-        "cdc-relay run --snapshot initial-only --snapshot-jobs $BENCH_SNAPSHOT_JOBS" "$s_relay" \
-        "$(rate "$BENCH_SNAPSHOT_ROWS" "$s_relay")" "" "${SNAP[relay]% }"
-    printf '   %-55s %8.3f %10s %7s  %s\n' "psql COPY TO STDOUT > /dev/null, sequential" "$s_copy" \
-        "$(rate "$BENCH_SNAPSHOT_ROWS" "$s_copy")" "$(ratio "$s_copy" "$s_relay")" "${SNAP[copy]% }"
-    printf '   %-55s %8.3f %10s %7s  %s\n' "psql COPY TO STDOUT > /dev/null, $BENCH_SNAPSHOT_JOBS in parallel" "$s_copyn" \
-        "$(rate "$BENCH_SNAPSHOT_ROWS" "$s_copyn")" "$(ratio "$s_copyn" "$s_relay")" "${SNAP[copyN]% }"
     s_json=$(median "${SNAP[json]}")
-    printf '   %-55s %8.3f %10s %7s  %s\n' "the relay's query > /dev/null, $BENCH_SNAPSHOT_JOBS in parallel" "$s_json" \
-        "$(rate "$BENCH_SNAPSHOT_ROWS" "$s_json")" "$(ratio "$s_json" "$s_relay")" "${SNAP[json]% }"
-    echo "   (ratio = relay rows/s / COPY rows/s)  target >= 0.7x COPY: vs sequential $(verdict "$(ratio "$s_copy" "$s_relay")" '>=' 0.7), vs $BENCH_SNAPSHOT_JOBS parallel $(verdict "$(ratio "$s_copyn" "$s_relay")" '>=' 0.7)"
+    for b in "${BROKERS[@]}"; do
+        echo "   into ${BTITLE[$b]}"
+        printf '   %-55s %8s %10s %7s  %s\n' path seconds rows/s ratio "runs (s)"
+        s_relay=$(median "${SNAP[relay,$b]}")
+        printf '   %-55s %8.3f %10s %7s  %s\n' \
+            "cdc-relay run --snapshot initial-only --snapshot-jobs $BENCH_SNAPSHOT_JOBS" "$s_relay" \
+            "$(rate "$BENCH_SNAPSHOT_ROWS" "$s_relay")" "" "${SNAP[relay,$b]% }"
+        printf '   %-55s %8.3f %10s %7s  %s\n' "psql COPY TO STDOUT > /dev/null, sequential" "$s_copy" \
+            "$(rate "$BENCH_SNAPSHOT_ROWS" "$s_copy")" "$(ratio "$s_copy" "$s_relay")" "${SNAP[copy]% }"
+        printf '   %-55s %8.3f %10s %7s  %s\n' "psql COPY TO STDOUT > /dev/null, $BENCH_SNAPSHOT_JOBS in parallel" "$s_copyn" \
+            "$(rate "$BENCH_SNAPSHOT_ROWS" "$s_copyn")" "$(ratio "$s_copyn" "$s_relay")" "${SNAP[copyN]% }"
+        printf '   %-55s %8.3f %10s %7s  %s\n' "the relay's query > /dev/null, $BENCH_SNAPSHOT_JOBS in parallel" "$s_json" \
+            "$(rate "$BENCH_SNAPSHOT_ROWS" "$s_json")" "$(ratio "$s_json" "$s_relay")" "${SNAP[json]% }"
+        echo "   (ratio = relay rows/s / that path's rows/s)  target >= 0.7x COPY: vs sequential $(verdict "$(ratio "$s_copy" "$s_relay")" '>=' 0.7), vs $BENCH_SNAPSHOT_JOBS parallel $(verdict "$(ratio "$s_copyn" "$s_relay")" '>=' 0.7)"
+        echo "   relay: its own \"snapshot complete\" time $(median "${SNAP[relayown,$b]}")s; relay cpu $(median "${SNAP[relaycpu,$b]}")s, broker cpu $(median "${SNAP[brokercpu,$b]}")s"
+    done
+    if want_broker mock && want_broker kafka; then
+        echo "   Kafka / test broker, relay rows/s: $(ratio "$(median "${SNAP[relay,mock]}")" "$(median "${SNAP[relay,kafka]}")")"
+    fi
     echo "   the relay's query: COPY (SELECT cdc_relay.snapshot_row(t, t.*, ...) FROM ONLY t) TO STDOUT (FORMAT binary), the JSON the server makes for the relay"
-    echo "   relay: process start to exit (slot creation, snapshot, state record); its own \"snapshot complete\" time: $(median "${SNAP[relayown]}")s; relay cpu $(median "${SNAP[relaycpu]}")s, broker cpu $(median "${SNAP[brokercpu]}")s"
+    echo "   relay seconds: process start to exit (slot creation, snapshot, state record); the COPY runs need no broker: the same runs in both tables"
 fi
 
 if want latency; then
-    read -r LAT_N _sent L50 L99 LMAX P50 P99 C50 C99 <<<"$LAT"
     echo
-    echo "3. Commit-to-consumer latency: pgbench -R $BENCH_LATENCY_RATE (achieved ${LAT_TPS:-?} tps) for ${BENCH_LATENCY_SECS}s, one INSERT per transaction, $LAT_N events"
-    printf '   %-44s %8s %8s %8s\n' "interval (ms)" p50 p99 max
-    printf '   %-44s %8s %8s %8s\n' "commit -> read by the consumer" "$L50" "$L99" "$LMAX"
-    printf '   %-44s %8s %8s %8s\n' "  commit -> produced (Kafka CreateTime)" "$P50" "$P99" ""
-    printf '   %-44s %8s %8s %8s\n' "  produced -> read by the consumer" "$C50" "$C99" ""
-    echo "   target p99 <= 50 ms: $(verdict "$L99" '<=' 50)   (relay cpu ${LAT_RELAY_CPU}s, broker cpu ${LAT_BROKER_CPU}s over the run)"
+    echo "3. Commit-to-consumer latency: pgbench -R $BENCH_LATENCY_RATE for ${BENCH_LATENCY_SECS}s, one INSERT per transaction, one run per broker"
+    for b in "${BROKERS[@]}"; do
+        read -r LAT_N _sent L50 L99 LMAX P50 P99 C50 C99 <<<"${LAT[$b]}"
+        echo "   into ${BTITLE[$b]}: achieved ${LAT_TPS[$b]:-?} tps, $LAT_N events"
+        printf '   %-44s %8s %8s %8s\n' "interval (ms)" p50 p99 max
+        printf '   %-44s %8s %8s %8s\n' "commit -> read by the consumer" "$L50" "$L99" "$LMAX"
+        printf '   %-44s %8s %8s %8s\n' "  commit -> produced (Kafka CreateTime)" "$P50" "$P99" ""
+        printf '   %-44s %8s %8s %8s\n' "  produced -> read by the consumer" "$C50" "$C99" ""
+        echo "   target p99 <= 50 ms: $(verdict "$L99" '<=' 50)   (relay cpu ${LAT_RELAY_CPU[$b]}s, broker cpu ${LAT_BROKER_CPU[$b]}s over the run)"
+    done
     echo "   commit = the event's \"ts\" (commit timestamp); read = a perl reader's clock when kcat -C -u hands it the line;"
     echo "   CreateTime has millisecond resolution (truncated), so the split is good to about 1 ms (hence a negative p50)"
 fi

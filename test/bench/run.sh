@@ -47,6 +47,9 @@ BENCH_TIMEOUT=${BENCH_TIMEOUT:-900}
 BENCH_DECODING_WORK_MEM=${BENCH_DECODING_WORK_MEM:-64MB}
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+BENCH_NAME=bench
+# shellcheck source=test/bench/lib.sh
+source "$HERE/lib.sh"
 INVOCATION="BENCH_ROWS=$BENCH_ROWS BENCH_TXNS=$BENCH_TXNS BENCH_REPEAT=$BENCH_REPEAT"
 [[ "$BENCH_WORKLOADS" != "W1 W2" ]] && INVOCATION+=" BENCH_WORKLOADS='$BENCH_WORKLOADS'"
 [[ "$BENCH_PLUGINS" != "cdc_relay pgoutput wal2json test_decoding" ]] && INVOCATION+=" BENCH_PLUGINS='$BENCH_PLUGINS'"
@@ -54,12 +57,7 @@ INVOCATION="BENCH_ROWS=$BENCH_ROWS BENCH_TXNS=$BENCH_TXNS BENCH_REPEAT=$BENCH_RE
 [[ "$BENCH_DECODING_WORK_MEM" != 64MB ]] && INVOCATION+=" BENCH_DECODING_WORK_MEM=$BENCH_DECODING_WORK_MEM"
 INVOCATION+=" bash test/bench/run.sh"
 
-die() { echo "bench: $*" >&2; exit 1; }
-log() { printf 'bench: %s\n' "$*" >&2; }
-
-for v in BENCH_ROWS BENCH_TXNS BENCH_REPEAT BENCH_TIMEOUT; do
-    [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
-done
+need_positive BENCH_ROWS BENCH_TXNS BENCH_REPEAT BENCH_TIMEOUT
 [[ "$BENCH_DECODING_WORK_MEM" =~ ^[0-9]+(kB|MB|GB)$ ]] ||
     die "BENCH_DECODING_WORK_MEM must look like 64MB (got '$BENCH_DECODING_WORK_MEM')"
 [[ "$BENCH_SQL" == 0 || "$BENCH_SQL" == 1 ]] || die "BENCH_SQL must be 0 or 1"
@@ -91,12 +89,7 @@ ensure_packages() {
 }
 if command -v dpkg-query >/dev/null; then ensure_packages; fi
 
-PG_CONFIG=${PG_CONFIG:-pg_config}
-command -v "$PG_CONFIG" >/dev/null || PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
-BINDIR=$("$PG_CONFIG" --bindir)
-PKGLIBDIR=$("$PG_CONFIG" --pkglibdir)
-PGVERSION=$("$PG_CONFIG" --version)
-[[ "$PGVERSION" == "PostgreSQL 15"* ]] || die "$PG_CONFIG is $PGVERSION, need PostgreSQL 15"
+bench_pg_tools
 for p in $BENCH_PLUGINS; do
     [[ "$p" == pgoutput ]] && continue
     if [[ ! -f "$PKGLIBDIR/$p.so" ]]; then
@@ -170,14 +163,8 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 export PGHOST=$SCRATCH PGPORT=$PORT PGDATABASE=bench PGAPPNAME=cdc_relay-bench
 
-psql_q() { "$BINDIR/psql" -X -q -A -t -v ON_ERROR_STOP=1 "$@"; }
-sql() { psql_q -c "$1"; }
-
 "$BINDIR/createdb" -T template0 bench
 psql_q -f "$HERE/schema.sql" >/dev/null
-
-now() { echo "$EPOCHREALTIME"; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 
 # ---------------------------------------------------------------- per plugin
 # The same options as SQL function arguments.
@@ -234,7 +221,7 @@ start_cpu_probe() {
     rm -f "$SCRATCH/perf.txt"
     ((HAVE_PERF)) || return 0
     for ((i = 0; i < 100; i++)); do
-        wpid=$(sql "SELECT active_pid FROM pg_replication_slots WHERE slot_name = '$slot' AND active_pid IS NOT NULL")
+        wpid=$(sql bench "SELECT active_pid FROM pg_replication_slots WHERE slot_name = '$slot' AND active_pid IS NOT NULL")
         [[ -n "$wpid" ]] && break
         [[ -n "$RECV_PID" ]] && ! kill -0 "$RECV_PID" 2>/dev/null && return 0
         sleep 0.02
@@ -291,16 +278,16 @@ run_workload() {
     local lw=${w,,}
 
     for ((r = 1; r <= BENCH_REPEAT; r++)); do
-        sql "SELECT pg_create_logical_replication_slot('${lw}_floor_r$r', 'test_decoding')" >/dev/null
+        sql bench "SELECT pg_create_logical_replication_slot('${lw}_floor_r$r', 'test_decoding')" >/dev/null
         for p in $BENCH_PLUGINS; do
-            sql "SELECT pg_create_logical_replication_slot('${lw}_${p}_r$r', '$p')" >/dev/null
+            sql bench "SELECT pg_create_logical_replication_slot('${lw}_${p}_r$r', '$p')" >/dev/null
             if [[ $BENCH_SQL == 1 ]]; then
-                sql "SELECT pg_create_logical_replication_slot('${lw}_${p}_sql_r$r', '$p')" >/dev/null
+                sql bench "SELECT pg_create_logical_replication_slot('${lw}_${p}_sql_r$r', '$p')" >/dev/null
             fi
         done
     done
 
-    start_lsn=$(sql "SELECT pg_current_wal_insert_lsn()")
+    start_lsn=$(sql bench "SELECT pg_current_wal_insert_lsn()")
     t0=$(now)
     if [[ $w == W1 ]]; then
         log "W1: inserting $BENCH_ROWS rows in one transaction"
@@ -320,20 +307,20 @@ run_workload() {
     # The insert position, not pg_current_wal_lsn() (the write position, which can lag
     # behind the last asynchronous commit).  Wait until it is flushed, so the walsenders
     # never wait for the WAL writer, and checkpoint now rather than during a timed run.
-    end_lsn=$(sql "SELECT pg_current_wal_insert_lsn()")
-    until [[ $(sql "SELECT pg_current_wal_flush_lsn() >= '$end_lsn'::pg_lsn") == t ]]; do sleep 0.1; done
-    sql "CHECKPOINT"
-    W_WAL[$w]=$(sql "SELECT pg_wal_lsn_diff('$end_lsn', '$start_lsn')")
+    end_lsn=$(sql bench "SELECT pg_current_wal_insert_lsn()")
+    until [[ $(sql bench "SELECT pg_current_wal_flush_lsn() >= '$end_lsn'::pg_lsn") == t ]]; do sleep 0.1; done
+    sql bench "CHECKPOINT"
+    W_WAL[$w]=$(sql bench "SELECT pg_wal_lsn_diff('$end_lsn', '$start_lsn')")
     log "$w: workload took ${W_GEN[$w]}s, $(( ${W_WAL[$w]} / 1048576 )) MB of WAL, end LSN $end_lsn"
 
     for ((r = 1; r <= BENCH_REPEAT; r++)); do
         # Floor first: it also brings the WAL into the page cache for everyone.
         slot="${lw}_floor_r$r"
         t0=$(now)
-        sql "SELECT pg_replication_slot_advance('$slot', '$end_lsn')" >/dev/null
+        sql bench "SELECT pg_replication_slot_advance('$slot', '$end_lsn')" >/dev/null
         t1=$(now)
         SECS[$w,floor]+="$(elapsed "$t0" "$t1") "
-        sql "SELECT pg_drop_replication_slot('$slot')" >/dev/null
+        sql bench "SELECT pg_drop_replication_slot('$slot')" >/dev/null
         for p in $BENCH_PLUGINS; do
             slot="${lw}_${p}_r$r"
             out="$SCRATCH/out_${lw}_$p"
@@ -352,18 +339,18 @@ run_workload() {
                 fi
             fi
             rm -f "$out"
-            sql "SELECT pg_drop_replication_slot('$slot')" >/dev/null
+            sql bench "SELECT pg_drop_replication_slot('$slot')" >/dev/null
         done
         [[ $BENCH_SQL == 1 ]] || continue
         for p in $BENCH_PLUGINS; do
             slot="${lw}_${p}_sql_r$r"
             t0=$(now)
-            msgs=$(sql "SELECT count(*) FROM pg_logical_slot_get_binary_changes('$slot', '$end_lsn', NULL $(plugin_sql_opts "$p"))")
+            msgs=$(sql bench "SELECT count(*) FROM pg_logical_slot_get_binary_changes('$slot', '$end_lsn', NULL $(plugin_sql_opts "$p"))")
             t1=$(now)
             SQLSECS[$w,$p]+="$(elapsed "$t0" "$t1") "
             log "$w repeat $r: $p via SQL $(elapsed "$t0" "$t1")s ($msgs messages)"
             ((msgs >= ${W_CHANGES[$w]})) || die "$w: $p returned only $msgs messages through the SQL interface"
-            sql "SELECT pg_drop_replication_slot('$slot')" >/dev/null
+            sql bench "SELECT pg_drop_replication_slot('$slot')" >/dev/null
         done
     done
 }
@@ -374,26 +361,13 @@ for w in $BENCH_WORKLOADS; do run_workload "$w"; done
 T_END=$(now)
 
 # ---------------------------------------------------------------- report
-# Median of the numbers in $1 ("-" entries ignored; "-" when there are none).
-median() {
-    tr ' ' '\n' <<<"$1" | awk 'NF && $1 != "-"' | sort -g |
-        awk '{ a[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print a[(NR + 1) / 2];
-                                  else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
-# Prints b/a as "1.23x", or "-" when either is missing.
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || a <= 0) print "-"; else printf "%.2fx", b / a }'; }
-lowest() { tr ' ' '\n' <<<"$1" | awk 'NF' | sort -g | head -n 1; }
-rate() { awk -v c="$1" -v s="$2" 'BEGIN { printf "%.0f", (s > 0 ? c / s : 0) }'; }
-# ">=1.6x ok" / ">=1.6x MISSED" for cdc_relay against peer $1 (empty when no target).
+# target PEER RATIO: ">=1.6x ok" / ">=1.6x MISSED" for cdc_relay's speed ratio RATIO
+# against PEER (empty when PEER has no target or RATIO is "-").
 target() {
     local want
     case $1 in pgoutput) want=1.0 ;; wal2json) want=1.6 ;; *) return 0 ;; esac
-    [[ "$2" == - || "$3" == - ]] && return 0
-    if awk -v a="$2" -v b="$3" -v t="$want" 'BEGIN { exit !(b / a >= t) }'; then
-        echo ">=${want}x ok"
-    else
-        echo ">=${want}x MISSED"
-    fi
+    [[ "$2" == - ]] && return 0
+    echo ">=${want}x $(verdict "$2" '>=' "$want")"
 }
 HAS_CDC=0
 [[ " $BENCH_PLUGINS " == *" cdc_relay "* ]] && HAS_CDC=1
@@ -437,9 +411,9 @@ for w in $BENCH_WORKLOADS; do
             cpu=$(median "${CPU[$w,$p]}")
         fi
         if [[ $p != cdc_relay && $p != floor ]]; then
-            r=$(ratio "$cdc_secs" "$s")
-            cr=$(ratio "$cdc_cpu" "$cpu")
-            tg=$(target "$p" "$cdc_secs" "$s")
+            r=$(ratio "$s" "$cdc_secs")     # cdc_relay's rate / the peer's
+            cr=$(ratio "$cpu" "$cdc_cpu")   # the peer's CPU / cdc_relay's
+            tg=$(target "$p" "$r")
         fi
         printf '%-16s %8.3f %8.3f %10s %7s %-13s %9s %8s %9s  %s\n' "$name" "$s" "$(lowest "${SECS[$w,$p]}")" \
             "$(rate "${W_CHANGES[$w]}" "$s")" "$r" "$tg" "$mb" "$cpu" "$cr" "${SECS[$w,$p]% }"
@@ -452,8 +426,8 @@ for w in $BENCH_WORKLOADS; do
         s=$(median "${SQLSECS[$w,$p]}")
         r=-; tg=
         if [[ $p != cdc_relay ]]; then
-            r=$(ratio "$cdc_secs" "$s")
-            tg=$(target "$p" "$cdc_secs" "$s")
+            r=$(ratio "$s" "$cdc_secs")
+            tg=$(target "$p" "$r")
         fi
         printf '  %-14s %8.3f %8.3f %10s %7s %-13s %9s %8s %9s  %s\n' "$p" "$s" "$(lowest "${SQLSECS[$w,$p]}")" \
             "$(rate "${W_CHANGES[$w]}" "$s")" "$r" "$tg" "" "" "" "${SQLSECS[$w,$p]% }"

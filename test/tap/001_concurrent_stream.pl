@@ -18,19 +18,13 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use IPC::Run;
 use JSON::PP;
+use RelayTest;
 
 my $clients = 4;
 my $per_client = 150;                 # pgbench transactions (script runs) per client
 my $runs = $clients * $per_client;    # each run: one committed + one rolled-back transaction
 
-my $node = PostgreSQL::Test::Cluster->new('stream');
-$node->init(allows_streaming => 'logical');
-$node->append_conf('postgresql.conf', q{
-output_plugin_libraries = 'pgoutput, test_decoding, cdc_relay'
-max_prepared_transactions = 10
-max_connections = 30
-});
-$node->start;
+my $node = logical_node('stream', 'max_prepared_transactions = 10', 'max_connections = 30');
 
 $node->safe_psql('postgres', qq{
 CREATE TABLE items (id bigserial PRIMARY KEY, worker int NOT NULL, v int NOT NULL, note text NOT NULL);
@@ -129,13 +123,6 @@ for my $i (0 .. $#lines)
 	push @ev, $e;
 }
 is($bad_json, 0, 'every output line is a JSON object');
-
-sub lsn_num
-{
-	my ($lsn) = @_;
-	return undef unless defined $lsn && $lsn =~ m{^([0-9A-F]+)/([0-9A-F]+)$};
-	return hex($1) * 2**32 + hex($2);
-}
 
 # --- transaction structure -----------------------------------------------------
 my (%count, %table_ops);

@@ -31,18 +31,13 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use IPC::Run;
 use JSON::PP;
+use RelayTest;
 use Time::HiRes qw(usleep);
 
 my $timeout = $PostgreSQL::Test::Utils::timeout_default;
 my $tmp = PostgreSQL::Test::Utils::tempdir();
 
-my $node = PostgreSQL::Test::Cluster->new('resume');
-$node->init(allows_streaming => 'logical');
-$node->append_conf('postgresql.conf', q{
-output_plugin_libraries = 'pgoutput, test_decoding, cdc_relay'
-max_connections = 20
-});
-$node->start;
+my $node = logical_node('resume', 'max_connections = 20');
 
 $node->safe_psql('postgres',
 	'CREATE TABLE t (id bigserial PRIMARY KEY, batch int NOT NULL, v text NOT NULL)');
@@ -68,12 +63,6 @@ sub write_batch
 
 sub current_lsn { return $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()'); }
 
-sub confirmed_flush
-{
-	return $node->safe_psql('postgres',
-		"SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'resume_slot'");
-}
-
 sub recv_upto
 {
 	my ($endpos, $file, $name) = @_;
@@ -86,40 +75,34 @@ sub recv_upto
 }
 
 # --- batch 1, streamed with --endpos -----------------------------------------------
-my $created_at = confirmed_flush();
+my $created_at = confirmed_flush($node, 'resume_slot');
 write_batch(1, 20);
 my $lsn1 = current_lsn();
 write_batch(2, 20);
 recv_upto($lsn1, "$tmp/part1.jsonl", 'stream batch 1 with --endpos');
-my $flushed = confirmed_flush();
-ok($node->safe_psql('postgres', "SELECT '$flushed'::pg_lsn > '$created_at'::pg_lsn"),
-	"slot confirmed_flush_lsn advanced ($created_at -> $flushed)");
+my $flushed = confirmed_flush($node, 'resume_slot');
+ok(lsn_cmp($flushed, $created_at) > 0, "slot confirmed_flush_lsn advanced ($created_at -> $flushed)");
 
 # --- batch 3 + restart under a live stream -------------------------------------------
-my ($rl_out, $rl_err) = ('', '');
-my $recv = IPC::Run::start(
+my $recv = RelayTest::start_process(
 	[ 'pg_recvlogical', '-d', $node->connstr('postgres'), '-S', 'resume_slot',
 	  '--start', '-f', "$tmp/part2.jsonl", '-F', '1', '-s', '1' ],
-	'>', \$rl_out, '2>', \$rl_err, IPC::Run::timeout(10 * $timeout));
+	name => 'recvlogical');
 
 # A writer committing one row per transaction (COMMIT inside a DO loop) until the
 # restart kills its session; whatever committed is in the table, which is the truth
 # we compare with.
-my ($w_out, $w_err) = ('', '');
-my $writer = IPC::Run::start(
+my $writer = RelayTest::start_process(
 	[ 'psql', '-X', '-q', '-d', $node->connstr('postgres'), '-c',
 	  q{DO $$ BEGIN FOR i IN 1..100000 LOOP INSERT INTO t (batch, v) VALUES (3, 'b3-' || i); COMMIT; END LOOP; END $$} ],
-	'>', \$w_out, '2>', \$w_err, IPC::Run::timeout(10 * $timeout));
+	name => 'writer');
 
-my $waited = 0;
-while ($node->safe_psql('postgres', 'SELECT count(*) FROM t WHERE batch = 3') < 500)
-{
-	usleep(100_000);
-	die 'writer made no progress' if ++$waited > 10 * $timeout;
-}
+wait_until(sub { $node->safe_psql('postgres', 'SELECT count(*) FROM t WHERE batch = 3') >= 500 },
+	'the writer to commit 500 rows')
+  or die 'writer made no progress';
 $node->restart;    # fast shutdown: terminates the writer and the walsender
 $writer->finish;
-note 'writer after restart: ' . ($w_err =~ s/\n/ | /gr);
+note 'writer after restart: ' . ($writer->log_content =~ s/\n/ | /gr);
 my $batch3 = $node->safe_psql('postgres', 'SELECT count(*) FROM t WHERE batch = 3');
 cmp_ok($batch3, '>=', 500, "writer committed rows before the restart ($batch3)");
 cmp_ok($batch3, '<', 100000, 'restart interrupted the writer');
@@ -130,19 +113,15 @@ my $lsn_end = current_lsn();
 
 # Give the reconnecting pg_recvlogical (it retries every 5 s) up to 60 s to write the
 # last batch-4 row, then stop it with SIGINT (clean exit); file 3 gets whatever is left.
-$waited = 0;
-until (-e "$tmp/part2.jsonl" && slurp_file("$tmp/part2.jsonl") =~ /b4-20-3/)
-{
-	last if ++$waited > 600;
-	usleep(100_000);
-}
+wait_until(sub { -e "$tmp/part2.jsonl" && slurp_file("$tmp/part2.jsonl") =~ /b4-20-3/ },
+	'the live pg_recvlogical to stream batch 4', 60);
 usleep(500_000);
-$recv->signal('INT');
+$recv->kill('INT');
 $recv->finish;
-note 'live pg_recvlogical stderr: ' . ($rl_err =~ s/\n/ | /gr);
+note 'live pg_recvlogical stderr: ' . ($recv->log_content =~ s/\n/ | /gr);
 like(-e "$tmp/part2.jsonl" ? slurp_file("$tmp/part2.jsonl") : '', qr/b4-20-3/,
 	'live pg_recvlogical reconnected after the restart and streamed batch 4');
-note 'slot confirmed_flush_lsn before the last stream: ' . confirmed_flush() . ", end: $lsn_end";
+note 'slot confirmed_flush_lsn before the last stream: ' . confirmed_flush($node, 'resume_slot') . ", end: $lsn_end";
 recv_upto($lsn_end, "$tmp/part3.jsonl", 'stream the rest with --endpos after the restart');
 
 # --- union, dedupe, compare with the table ------------------------------------------
@@ -231,10 +210,10 @@ $per_batch{ $_->{after}{batch} }++ for grep { $_->{op} eq 'c' } @events;
 is_deeply(\%per_batch, { 1 => 60, 2 => 60, 3 => $batch3, 4 => 60 }, 'insert events per batch');
 
 # --- part 2: output_plugin_libraries must name cdc_relay ------------------------------
-my $strict = PostgreSQL::Test::Cluster->new('strict');
-$strict->init(allows_streaming => 'logical');
-$strict->append_conf('postgresql.conf', "output_plugin_libraries = 'pgoutput, test_decoding'\n");
-$strict->start;
+# logical_node's own output_plugin_libraries line comes first: this later one wins
+my $strict = logical_node('strict', "output_plugin_libraries = 'pgoutput, test_decoding'");
+is($strict->safe_psql('postgres', 'SHOW output_plugin_libraries'), 'pgoutput, test_decoding',
+	'the strict server does not allow cdc_relay');
 
 my ($ret, $out, $err) = $strict->psql('postgres',
 	"SELECT pg_create_logical_replication_slot('refused', 'cdc_relay')");
