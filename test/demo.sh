@@ -70,12 +70,21 @@ INSERT INTO orders (customer_id, amount) VALUES (1, 19.99), (2, 5.00), (1, 120.5
 INSERT INTO order_notes (order_id, note) VALUES (3, 'gift wrap');
 SQL
 
-say "Starting the relay: cdc-relay run -d '$(pg_connstr)' -b embedded --topic-prefix cdc"
-echo "    -b embedded: a Kafka-protocol broker inside the relay (test only, data in memory)."
-echo "    --topic-prefix cdc: topics are cdc.<schema>.<table> (required: give each database its own prefix)."
+# CDC_RELAY_KAFKA_BROKERS=host:port,... runs the demo against that Kafka cluster (its
+# topics get a prefix of their own per run, so that an earlier run's messages stay apart).
+BROKERS=${CDC_RELAY_KAFKA_BROKERS:-embedded}
+PREFIX=cdc
+[[ $BROKERS == embedded ]] || PREFIX=cdc_demo_$(date +%s)
+say "Starting the relay: cdc-relay run -d '$(pg_connstr)' -b $BROKERS --topic-prefix $PREFIX"
+if [[ $BROKERS == embedded ]]; then
+    echo "    -b embedded: a Kafka-protocol broker inside the relay (test only, data in memory)."
+else
+    echo "    -b $BROKERS: your Kafka cluster (CDC_RELAY_KAFKA_BROKERS)."
+fi
+echo "    --topic-prefix $PREFIX: topics are $PREFIX.<schema>.<table> (required: give each database its own prefix)."
 echo "    The slot does not exist yet, so the relay creates it and takes the initial snapshot first."
 RELAY_LOG=$DIR/relay.log
-"$RELAY" run -d "$(pg_connstr)" -b embedded --topic-prefix cdc --status-interval 1 2>"$RELAY_LOG" &
+"$RELAY" run -d "$(pg_connstr)" -b "$BROKERS" --topic-prefix "$PREFIX" --status-interval 1 2>"$RELAY_LOG" &
 RELAY_PID=$!
 pg_bg_pid "$RELAY_PID"
 relay_streaming() {
@@ -83,14 +92,16 @@ relay_streaming() {
     grep -q 'streaming from slot' "$RELAY_LOG"
 }
 wait_for 30 relay_streaming || { cat "$RELAY_LOG" >&2; die "the relay did not start streaming within 30 s"; }
-BS=$(sed -n 's/.*embedded Kafka-protocol broker (test only, data in memory) at \([^ ]*\).*/\1/p' "$RELAY_LOG" | head -n 1)
+BS=$BROKERS
+[[ $BROKERS == embedded ]] &&
+    BS=$(sed -n 's/.*embedded Kafka-protocol broker (test only, data in memory) at \([^ ]*\).*/\1/p' "$RELAY_LOG" | head -n 1)
 [[ -n $BS ]] || { cat "$RELAY_LOG" >&2; die "no broker address in the relay's log"; }
 echo "    the relay's log so far (stderr; timestamps in UTC):"
 sed 's/^/      /' "$RELAY_LOG"
 SHOWN_LOG=$(wc -l <"$RELAY_LOG")
 
 topics() {
-    say "Topics: kcat -L -b $BS   (one topic per table: cdc.<schema>.<table>; cdc.__state records the snapshot)"
+    say "Topics: kcat -L -b $BS   (one topic per table: $PREFIX.<schema>.<table>; $PREFIX.__state records the snapshot)"
     kcat -L -b "$BS" | grep -E '^ *(topic|broker) ' | sed 's/^ */    /'
 }
 topics
@@ -138,7 +149,7 @@ show() {
 say "The snapshot: every row that existed when the slot was created, as an op \"r\" event"
 echo "    key = the primary key as JSON (so a key always lands in the same partition),"
 echo "    value = the event, headers = what a consumer can route on without parsing JSON."
-show cdc.public.customers 2 cdc.public.orders 3 cdc.public.order_notes 1
+show $PREFIX.public.customers 2 $PREFIX.public.orders 3 $PREFIX.public.order_notes 1
 
 # step CAPTION SQL TOPIC COUNT [TOPIC COUNT...]: run SQL (one psql call), show the messages.
 step() {
@@ -152,23 +163,23 @@ step() {
 
 step "two orders in one transaction (op c; same commit_lsn, event_id <commit_lsn>/1 and /2)" \
     "INSERT INTO orders (customer_id, amount) VALUES (2, 42.00), (1, 7.25)" \
-    cdc.public.orders 2
+    $PREFIX.public.orders 2
 step "an update (op u: key, and after = the new row)" \
     "UPDATE orders SET status = 'paid' WHERE id = 1" \
-    cdc.public.orders 1
+    $PREFIX.public.orders 1
 step "one transaction across two tables (two topics, one commit_lsn)" \
     "BEGIN; INSERT INTO customers VALUES (3, 'carol', 'carol@example.com');
      INSERT INTO orders (customer_id, amount) VALUES (3, 99.90); COMMIT;" \
-    cdc.public.customers 1 cdc.public.orders 1
+    $PREFIX.public.customers 1 $PREFIX.public.orders 1
 step "a delete (op d), then a tombstone: same key, null value, for log compaction" \
     "DELETE FROM orders WHERE id = 2" \
-    cdc.public.orders 2
+    $PREFIX.public.orders 2
 step "a truncate (op t: one message in the table's topic, null key)" \
     "TRUNCATE order_notes" \
-    cdc.public.order_notes 1
-step "a logical message from the application (pg_logical_emit_message: topic cdc.messages, key = its prefix)" \
+    $PREFIX.public.order_notes 1
+step "a logical message from the application (pg_logical_emit_message: topic $PREFIX.messages, key = its prefix)" \
     "SELECT pg_logical_emit_message(true, 'shop', 'end of day') AS message_lsn" \
-    cdc.messages 1
+    $PREFIX.messages 1
 
 topics
 
