@@ -61,19 +61,16 @@ wait_socket(Relay *r, PGconn *conn, short events)
 }
 
 /*
- * Run one command and return its last result, like PQexec (the simple query
- * protocol when nparams is 0, as replication commands need), but waiting in a
- * poll loop that gives up when a stop is requested: then, and when the
- * connection broke, it returns NULL (PQresultStatus(NULL) is
- * PGRES_FATAL_ERROR; the reason is in PQerrorMessage).  A COPY result is
- * returned as soon as it arrives.  Safe from any thread (it only reads the
- * stop flag).
+ * pg_exec's body.  With cleanup, a stop request does not end the wait (the
+ * command is part of stopping cleanly), but timeout_ms does.
  */
-PGresult *
-pg_exec(Relay *r, PGconn *conn, const char *sql, int nparams, const char *const *params)
+static PGresult *
+exec_wait(Relay *r, PGconn *conn, const char *sql, int nparams, const char *const *params,
+		  bool cleanup, int timeout_ms)
 {
 	PGresult   *last = NULL,
 			   *res;
+	int64_t		until = now_ms() + timeout_ms;
 
 	if (nparams == 0 ? !PQsendQuery(conn, sql)
 		: !PQsendQueryParams(conn, sql, nparams, NULL, params, NULL, NULL, 0))
@@ -84,7 +81,17 @@ pg_exec(Relay *r, PGconn *conn, const char *sql, int nparams, const char *const 
 
 		while (PQisBusy(conn))
 		{
-			if (!wait_socket(r, conn, POLLIN) || !PQconsumeInput(conn))
+			bool		go_on;
+
+			if (cleanup)
+			{
+				struct pollfd pfd = {.fd = PQsocket(conn), .events = POLLIN};
+
+				go_on = now_ms() < until && (poll(&pfd, 1, 200) >= 0 || errno == EINTR);
+			}
+			else
+				go_on = wait_socket(r, conn, POLLIN);
+			if (!go_on || !PQconsumeInput(conn))
 			{
 				PQclear(last);
 				return NULL;
@@ -101,6 +108,21 @@ pg_exec(Relay *r, PGconn *conn, const char *sql, int nparams, const char *const 
 			break;
 	}
 	return last;
+}
+
+/*
+ * Run one command and return its last result, like PQexec (the simple query
+ * protocol when nparams is 0, as replication commands need), but waiting in a
+ * poll loop that gives up when a stop is requested: then, and when the
+ * connection broke, it returns NULL (PQresultStatus(NULL) is
+ * PGRES_FATAL_ERROR; the reason is in PQerrorMessage).  A COPY result is
+ * returned as soon as it arrives.  Safe from any thread (it only reads the
+ * stop flag).
+ */
+PGresult *
+pg_exec(Relay *r, PGconn *conn, const char *sql, int nparams, const char *const *params)
+{
+	return exec_wait(r, conn, sql, nparams, params, false, 0);
 }
 
 /* Is keyword set (to a non-empty value) in the parsed options? */
@@ -851,7 +873,8 @@ pg_drop_slot(Relay *r, PGconn *repl)
 	char		ebuf[1024];
 
 	snprintf(cmd, sizeof(cmd), "DROP_REPLICATION_SLOT \"%s\" WAIT", r->cfg->slot);
-	res = pg_exec(r, repl, cmd, 0, NULL);
+	/* also while stopping: a slot this run created must not stay behind holding WAL */
+	res = exec_wait(r, repl, cmd, 0, NULL, true, 10000);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK)
 	{
 		rlog(r->v, LOG_ERROR, "could not drop replication slot \"%s\": %s", r->cfg->slot,

@@ -427,5 +427,20 @@ $node->safe_psql('postgres', "CREATE TABLE bigsnap (id int PRIMARY KEY, v text);
 		'a snapshot row over message.max.bytes: no slot left');
 }
 
+# ---- SIGTERM during a first start: the slot that run created goes too --------------------
+$node->safe_psql('postgres', 'CREATE TABLE sigterm_t (id int PRIMARY KEY); INSERT INTO sigterm_t VALUES (1)');
+{
+	# Kafka refuses writes (retriable), so the relay waits on its "started" state record
+	like($broker->command('error produce NOT_ENOUGH_REPLICAS 100000'), qr/^ok/, 'SIGTERM at start: Kafka refuses writes');
+	my $relay = start_relay($node, $broker, '-S', 'sigterm_slot', '--tables', 'public.sigterm_t');
+	ok($relay->wait_for_log(qr/created replication slot "sigterm_slot"/), 'SIGTERM at start: the relay created its slot');
+	is($relay->stop, 0, 'SIGTERM at start: exit 0');
+	like($relay->log_content, qr/dropped replication slot "sigterm_slot" that this run created/,
+		'SIGTERM at start: the slot this run created is dropped');
+	is($node->safe_psql('postgres', "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'sigterm_slot'"), 0,
+		'SIGTERM at start: no slot left holding WAL');
+	like($broker->command('clear produce'), qr/^ok/, 'SIGTERM at start: Kafka takes writes again');
+}
+
 is($broker->stop, 0, 'broker exits 0 on SIGTERM');
 done_testing();
