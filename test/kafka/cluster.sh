@@ -167,7 +167,15 @@ launch_node() {
     # own session: no terminal signals; stdout/stderr to the node log
     (cd "$W" && exec setsid "$JAVA" "${JOPTS[@]}" -cp "$KLIB/*" kafka.Kafka "$W/n$i.properties") \
         </dev/null >>"$W/n$i.log" 2>&1 &
-    echo $! >"$W/n$i.pid"
+    local pid=$! t
+    echo "$pid" >"$W/n$i.pid"
+    # $! is the subshell until it has exec'd java (slow on a loaded machine): wait for
+    # that, so that node_alive (which checks the command line) is right from here on
+    for ((t = 0; t < 200; t++)); do
+        tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$W/n$i.properties" && break
+        pid_gone "$pid" && break
+        sleep 0.05
+    done
 }
 
 started_count() { grep -c 'Kafka Server started' "$W/n$1.log" 2>/dev/null; }
