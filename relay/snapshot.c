@@ -388,6 +388,12 @@ list_tables(SnapShared *sh)
 				exit(1);
 			topic_for_table(r->cfg->topic_prefix, t->schema, strlen(t->schema),
 							t->table, strlen(t->table), topic);
+			/* a table the start did not list (created since) gets its topic first */
+			if (admin_ensure_table(r, topic, t->schema, t->table, t->header_table, -1) != 0)
+			{
+				rc = -1;
+				break;
+			}
 			t->rkt = rd_kafka_topic_new(r->rk, topic, NULL);
 		}
 		qsort(sh->tables, (size_t) sh->ntables, sizeof(SnapTable), cmp_pages_desc);
