@@ -607,6 +607,8 @@ ensure(Relay *r, Want *want, int n, bool check_settings)
 	warn_topics(r, want, n);
 	for (int i = 0; i < n; i++)
 		mark_done(r, want[i].topic);
+	rlog(r->v, LOG_DEBUG, "made sure of %d Kafka topic%s in %lld ms", n, n > 1 ? "s" : "",
+		 (long long) (now_ms() - started));
 	return 0;
 }
 
