@@ -44,7 +44,10 @@ enum
 	OPT_STATUS_INTERVAL,
 	OPT_HEARTBEAT_INTERVAL,
 	OPT_STATE_TOPIC,
-	OPT_EMBEDDED_BROKERS
+	OPT_EMBEDDED_BROKERS,
+	OPT_TOPIC_PARTITIONS,
+	OPT_TOPIC_REPLICATION_FACTOR,
+	OPT_TOPIC_CONFIG
 };
 
 static const struct option long_options[] = {
@@ -65,6 +68,9 @@ static const struct option long_options[] = {
 	{"heartbeat-interval", required_argument, NULL, OPT_HEARTBEAT_INTERVAL},
 	{"state-topic", required_argument, NULL, OPT_STATE_TOPIC},
 	{"embedded-brokers", required_argument, NULL, OPT_EMBEDDED_BROKERS},
+	{"topic-partitions", required_argument, NULL, OPT_TOPIC_PARTITIONS},
+	{"topic-replication-factor", required_argument, NULL, OPT_TOPIC_REPLICATION_FACTOR},
+	{"topic-config", required_argument, NULL, OPT_TOPIC_CONFIG},
 	{"verbose", no_argument, NULL, 'v'},
 	{"quiet", no_argument, NULL, 'q'},
 	{"help", no_argument, NULL, 'h'},
@@ -105,6 +111,13 @@ config_usage(FILE *out)
 		  "                             # starts a comment (outside quotes)\n"
 		  "      --state-topic=TOPIC    where snapshot completion is recorded\n"
 		  "                             (default: PREFIX.__state)\n"
+		  "      --topic-partitions=N   partitions of the topics the relay creates\n"
+		  "                             (default: -1, the brokers' num.partitions)\n"
+		  "      --topic-replication-factor=N  replication factor of the topics the relay\n"
+		  "                             creates (default: -1, the brokers' default)\n"
+		  "      --topic-config=NAME=VALUE  a Kafka topic config for the table topics the\n"
+		  "                             relay creates (repeatable; cleanup.policy=... here\n"
+		  "                             overrides the relay's compact/delete choice)\n"
 		  "      --endpos=LSN           stop once the stream reaches LSN (X/X)\n"
 		  "      --status-interval=SECS status updates to the server (default: 10)\n"
 		  "      --heartbeat-interval=SECS  heartbeat logical message when idle, 0 = off\n"
@@ -264,6 +277,61 @@ config_kafka_refusal(const char *key, const char *value)
 	return NULL;
 }
 
+/*
+ * "name=value" of --topic-config: a Kafka topic config name (letters, digits,
+ * '.', '_', '-') and a value without surrounding white space.  Whether Kafka
+ * knows the name and takes the value, the broker says when the relay
+ * creates a topic.
+ */
+static int
+add_topic_config(RelayConfig *cfg, const char *pair, char *err, size_t errlen)
+{
+	const char *eq = strchr(pair, '=');
+	size_t		n = eq ? (size_t) (eq - pair) : 0;
+	char		name[256];
+	KafkaProp  *p;
+
+	if (eq == NULL || n == 0 || n >= sizeof(name) || eq[1] == '\0' ||
+		strspn(pair, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != n)
+		return fail(err, errlen, "--topic-config expects NAME=VALUE, a Kafka topic config such as "
+					"retention.ms=604800000, got \"%.100s\"", pair);
+	memcpy(name, pair, n);
+	name[n] = '\0';
+	p = realloc(cfg->topic_configs, sizeof(KafkaProp) * (size_t) (cfg->ntopic_configs + 1));
+	if (p == NULL)
+	{
+		fputs("cdc-relay: out of memory\n", stderr);
+		exit(1);
+	}
+	cfg->topic_configs = p;
+	p[cfg->ntopic_configs].key = xstrdup(name);
+	p[cfg->ntopic_configs].value = xstrdup(eq + 1);
+	cfg->ntopic_configs++;
+	return 0;
+}
+
+int
+config_topic_settings(const RelayConfig *cfg, bool table_topic, bool compact, TopicSetting *out)
+{
+	int			n = 0;
+
+	out[n].name = "cleanup.policy";
+	out[n++].value = compact ? "compact" : "delete";
+	for (int i = 0; table_topic && i < cfg->ntopic_configs; i++)
+	{
+		const KafkaProp *c = &cfg->topic_configs[i];
+		int			j = 0;
+
+		while (j < n && strcmp(out[j].name, c->key) != 0)
+			j++;
+		out[j].name = c->key;
+		out[j].value = c->value;
+		if (j == n)
+			n++;
+	}
+	return n;
+}
+
 /* "key=value" of -X */
 static int
 apply_kafka_pair(RelayConfig *cfg, const char *pair, char *err, size_t errlen)
@@ -355,6 +423,19 @@ apply(RelayConfig *cfg, int code, const char *name, const char *value,
 			if (!parse_int(value, 1, 16, &cfg->embedded_brokers))
 				return fail(err, errlen, "--embedded-brokers \"%s\": expected an integer from 1 to 16", value);
 			break;
+		case OPT_TOPIC_PARTITIONS:
+			if (!parse_int(value, -1, 1000000, &cfg->topic_partitions) || cfg->topic_partitions == 0)
+				return fail(err, errlen, "--topic-partitions \"%s\": expected -1 (the brokers' default) "
+							"or an integer from 1 to 1000000", value);
+			break;
+		case OPT_TOPIC_REPLICATION_FACTOR:
+			if (!parse_int(value, -1, 32767, &cfg->topic_replication_factor) ||
+				cfg->topic_replication_factor == 0)
+				return fail(err, errlen, "--topic-replication-factor \"%s\": expected -1 (the brokers' "
+							"default) or an integer from 1 to 32767", value);
+			break;
+		case OPT_TOPIC_CONFIG:
+			return add_topic_config(cfg, value, err, errlen);
 		case OPT_NO_TOMBSTONES:
 		case OPT_PARTITION_ROOT:
 			{
@@ -591,6 +672,8 @@ set_defaults(RelayConfig *cfg)
 	cfg->heartbeat_interval_ms = 10000;
 	cfg->verbosity = 2;
 	cfg->embedded_brokers = 1;
+	cfg->topic_partitions = -1;
+	cfg->topic_replication_factor = -1;
 }
 
 int
@@ -691,5 +774,11 @@ config_free(RelayConfig *cfg)
 		free(cfg->kafka[i].value);
 	}
 	free(cfg->kafka);
+	for (int i = 0; i < cfg->ntopic_configs; i++)
+	{
+		free(cfg->topic_configs[i].key);
+		free(cfg->topic_configs[i].value);
+	}
+	free(cfg->topic_configs);
 	memset(cfg, 0, sizeof(*cfg));
 }

@@ -23,6 +23,13 @@ typedef struct KafkaProp
 	char	   *value;
 } KafkaProp;
 
+/* A config of a topic the relay creates (config_topic_settings). */
+typedef struct TopicSetting
+{
+	const char *name;
+	const char *value;
+} TopicSetting;
+
 typedef struct RelayConfig
 {
 	char	   *conninfo;		/* -d: libpq connection string or URI */
@@ -44,6 +51,12 @@ typedef struct RelayConfig
 	int			heartbeat_interval_ms;	/* 0: off */
 	int			verbosity;		/* log.h levels: 2 = info */
 	int			embedded_brokers;	/* -b embedded: broker count */
+
+	/* topics the relay creates (admin.c) */
+	int			topic_partitions;	/* -1: the broker's default */
+	int			topic_replication_factor;	/* -1: the broker's default */
+	KafkaProp  *topic_configs;	/* --topic-config name=value, in order */
+	int			ntopic_configs;
 } RelayConfig;
 
 /*
@@ -79,6 +92,18 @@ bool		parse_lsn(const char *s, uint64_t *lsn);
  * retries = 0 and queuing.strategy=lifo.
  */
 const char *config_kafka_refusal(const char *key, const char *value);
+
+/*
+ * The configs a topic the relay creates gets: cleanup.policy (compact when
+ * compact, else delete), then, for a table topic, every --topic-config (the
+ * config file's, then the command line's).  A name that comes again replaces
+ * the earlier value in place, so each name appears once and --topic-config
+ * cleanup.policy=... overrides the relay's choice.  out must have room for
+ * 1 + cfg->ntopic_configs settings; they point into cfg or static strings.
+ * Returns how many were written.
+ */
+int			config_topic_settings(const RelayConfig *cfg, bool table_topic, bool compact,
+								  TopicSetting *out);
 
 /* True for librdkafka/relay keys whose values must never be logged. */
 bool		config_key_is_secret(const char *key);

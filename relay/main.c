@@ -72,7 +72,6 @@ setup(Relay *r, PGconn *repl, bool *stream_after)
 	*stream_after = cfg->snapshot != SNAPSHOT_INITIAL_ONLY;
 	if (pg_identify(r, repl) != 0 || pg_slot_lookup(r, r->guard, &exists) != 0 || state_read(r) != 0)
 		return 1;
-	producer_check_state_topic(r);
 	complete = strcmp(r->st_snapshot, "complete") == 0;
 	switch (cfg->snapshot)
 	{
@@ -107,6 +106,9 @@ setup(Relay *r, PGconn *repl, bool *stream_after)
 		*stream_after = false;
 		return 0;
 	}
+	/* every topic exists (or is auto-created) before the first message, and before the slot */
+	if (admin_ensure_start(r, r->guard) != 0)
+		return *r->stop && !r->fatal_set ? 0 : 1;
 	if (!need && exists && *stream_after && pg_slot_check(r, true) != SLOT_OK)
 		return 1;
 	if (need && exists)
@@ -224,7 +226,7 @@ run_relay(int argc, char **argv)
 		rlog(r.v, LOG_INFO, "embedded Kafka-protocol broker (test only, data in memory) at %s", r.brokers);
 	}
 	/* Kafka first: nothing is created in PostgreSQL for a relay that cannot deliver */
-	if (producer_open(&r) != 0 || producer_check_cluster(&r, 10000) != 0)
+	if (producer_open(&r) != 0 || producer_check_cluster(&r, 10000) != 0 || admin_open(&r) != 0)
 	{
 		rc = 1;
 		goto out;
@@ -260,6 +262,7 @@ out:
 	{
 		/* stream_run and the snapshot waited for their deliveries already */
 		rd_kafka_flush(r.rk, 2000);
+		admin_close(&r);
 		producer_close(&r);
 	}
 	if (repl)

@@ -285,77 +285,11 @@ producer_check_cluster(Relay *r, int timeout_ms)
 	return -1;
 }
 
-/*
- * The state topic must be compacted: with cleanup.policy=delete its
- * "complete" record expires with the retention time (7 days by default) and
- * the next start takes the whole snapshot again.  producer_check_state_topic
- * asks the cluster (DescribeConfigs) without waiting; producer_poll_admin,
- * called with the housekeeping, warns with the fix when the answer comes.  No
- * answer (the test broker has no topic configs and never answers), or no such
- * topic yet: nothing is said.
- */
-void
-producer_check_state_topic(Relay *r)
-{
-	rd_kafka_ConfigResource_t *res;
-	rd_kafka_AdminOptions_t *opt;
-	char		err[256];
-
-	if (r->admin_q != NULL)
-		return;
-	res = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, r->cfg->state_topic);
-	opt = rd_kafka_AdminOptions_new(r->rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
-	r->admin_q = rd_kafka_queue_new(r->rk);
-	rd_kafka_AdminOptions_set_request_timeout(opt, 30000, err, sizeof(err));
-	rd_kafka_DescribeConfigs(r->rk, &res, 1, opt, r->admin_q);
-	rd_kafka_AdminOptions_destroy(opt);
-	rd_kafka_ConfigResource_destroy(res);
-}
-
-void
-producer_poll_admin(Relay *r)
-{
-	rd_kafka_event_t *ev;
-
-	if (r->admin_q == NULL || (ev = rd_kafka_queue_poll(r->admin_q, 0)) == NULL)
-		return;
-	if (rd_kafka_event_error(ev))
-		rlog(r->v, LOG_DEBUG, "could not read the configuration of %s: %s", r->cfg->state_topic,
-			 rd_kafka_event_error_string(ev));
-	else if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_DESCRIBECONFIGS_RESULT)
-	{
-		const rd_kafka_DescribeConfigs_result_t *result = rd_kafka_event_DescribeConfigs_result(ev);
-		size_t		nres = 0,
-					nconf = 0;
-		const rd_kafka_ConfigResource_t **rs = rd_kafka_DescribeConfigs_result_resources(result, &nres);
-		const rd_kafka_ConfigEntry_t **cs = nres == 1 && rd_kafka_ConfigResource_error(rs[0]) == 0
-			? rd_kafka_ConfigResource_configs(rs[0], &nconf) : NULL;
-
-		for (size_t i = 0; cs && i < nconf; i++)
-		{
-			const char *value = rd_kafka_ConfigEntry_value(cs[i]);
-
-			if (strcmp(rd_kafka_ConfigEntry_name(cs[i]), "cleanup.policy") == 0 &&
-				(value == NULL || strstr(value, "compact") == NULL))
-				rlog(r->v, LOG_WARNING, "state topic %s has cleanup.policy=%s: its records expire with the "
-					 "topic's retention, and then the next start takes the whole snapshot again; fix: "
-					 "kafka-configs --alter --entity-type topics --entity-name %s --add-config cleanup.policy=compact",
-					 r->cfg->state_topic, value ? value : "(none)", r->cfg->state_topic);
-		}
-	}
-	rd_kafka_event_destroy(ev);
-	rd_kafka_queue_destroy(r->admin_q);
-	r->admin_q = NULL;
-}
-
 void
 producer_close(Relay *r)
 {
 	if (r->rk == NULL)
 		return;
-	if (r->admin_q)
-		rd_kafka_queue_destroy(r->admin_q);
-	r->admin_q = NULL;
 	topic_cache_free(r);
 	rd_kafka_destroy(r->rk);
 	r->rk = NULL;

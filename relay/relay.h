@@ -21,6 +21,7 @@
 #include "ring.h"
 
 struct RelayBroker;
+typedef struct RelayAdmin RelayAdmin;
 
 #define HEARTBEAT_PREFIX "cdc_relay.heartbeat"
 
@@ -38,7 +39,7 @@ typedef struct Relay
 	const char *brokers;		/* cfg->brokers, or the embedded bootstrap list */
 	struct RelayBroker *broker; /* -b embedded */
 	rd_kafka_t *rk;				/* the producer */
-	rd_kafka_queue_t *admin_q;	/* an Admin API request in flight, or NULL */
+	RelayAdmin *admin;			/* admin.c: the topics made sure of */
 	TxnRing    *ring;			/* in-flight transactions (main thread only) */
 	void	   *topics;			/* tsearch tree of TopicEntry */
 	char	  **known_topics;	/* every topic written, with its table's */
@@ -120,8 +121,6 @@ int64_t		now_ms(void);
 /* producer.c */
 int			producer_open(Relay *r);
 int			producer_check_cluster(Relay *r, int timeout_ms);
-void		producer_check_state_topic(Relay *r);
-void		producer_poll_admin(Relay *r);
 void		producer_close(Relay *r);
 rd_kafka_conf_t *kafka_base_conf(Relay *r, bool producer, char *err, size_t errlen);
 
@@ -138,6 +137,42 @@ int			state_write(Relay *r, const char *status, uint64_t consistent_point,
 						uint64_t rows, int tables);
 int			state_checkpoint_start(Relay *r, uint64_t lsn);
 int			state_checkpoint_sync(Relay *r, uint64_t lsn, int timeout_ms);
+
+/* admin.c: the topics the relay writes (created when missing, checked when not) */
+typedef enum TopicKind
+{
+	TOPIC_STATE,
+	TOPIC_MESSAGES,
+	TOPIC_TABLE_KEYED,			/* cleanup.policy=compact */
+	TOPIC_TABLE_KEYLESS			/* cleanup.policy=delete: null Kafka keys */
+} TopicKind;
+
+/*
+ * admin_open: once, after the producer reached the cluster: does the cluster
+ * take topic administration requests (else the brokers auto-create topics,
+ * logged once)?  -1 when its metadata cannot be read (logged).
+ */
+int			admin_open(Relay *r);
+
+/*
+ * admin_ensure_start: before anything is produced: the state and messages
+ * topics and the topics of the tables cdc_relay.snapshot_tables lists (keys
+ * looked up on conn) exist; a bad --topic-config is found here.  0, or -1
+ * (logged; fatal_set when Kafka refused a topic or its settings).
+ */
+int			admin_ensure_start(Relay *r, PGconn *conn);
+
+/*
+ * admin_ensure_table: before the first message to the topic of a table first
+ * seen after the start: it exists (within 30 s).  has_key: 1 or 0 when the
+ * caller knows (the plugin's key in the table's first event), -1 to ask the
+ * catalog on r->guard.  0 at once when the topic was handled before in this
+ * run.  -1 on failure (logged; fatal_set when Kafka refused the topic, else
+ * a failure to retry).
+ */
+int			admin_ensure_table(Relay *r, const char *topic, const char *schema, const char *table,
+							   const char *display, int has_key);
+void		admin_close(Relay *r);
 
 /* snapshot.c */
 /*

@@ -719,6 +719,12 @@ list_tables(SnapShared *sh)
 			exit(1);
 		topic_for_table(r->cfg->topic_prefix, t->schema, strlen(t->schema),
 						t->table, strlen(t->table), topic);
+		/* a table the start did not list (created since) gets its topic first */
+		if (admin_ensure_table(r, topic, t->schema, t->table, t->header_table, -1) != 0)
+		{
+			PQclear(res);
+			return -1;
+		}
 		t->rkt = rd_kafka_topic_new(r->rk, topic, NULL);
 	}
 	PQclear(res);

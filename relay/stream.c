@@ -5,8 +5,10 @@
  * event arrives as <key JSON> TAB <event JSON> and the hot path parses no
  * JSON: the op is at a fixed offset, the relation's identity is the bytes
  * up to ,"key": (looked up in a cache of topic handles), and the Kafka key is
- * the plugin's own key bytes.  begin / commit / truncate / message events
- * (one per transaction or rarer) are parsed with jansson.
+ * the plugin's own key bytes (null for a table without a key; the marker
+ * "unknown" when the WAL does not carry the key, "truncate" for truncate
+ * events: a compacted topic refuses null keys).  begin / commit / truncate /
+ * message events (one per transaction or rarer) are parsed with jansson.
  *
  * Each transaction gets a ring entry at begin; every message produced for it
  * counts as pending until its delivery report; the commit closes the entry
@@ -28,6 +30,13 @@
 #include <unistd.h>
 
 #include "topic.h"
+
+/*
+ * Kafka keys of events about no single row (README "Keyless messages"): JSON
+ * strings, which no row key (always a JSON object) can equal.
+ */
+#define KEY_TRUNCATE "\"truncate\""
+#define KEY_UNKNOWN "\"unknown\""
 
 typedef struct TopicEntry
 {
@@ -160,15 +169,20 @@ topic_register_own(Relay *r)
 	return topic_register(r, r->cfg->state_topic, NULL) != 0 || topic_register(r, topic, NULL) != 0 ? -1 : 0;
 }
 
-/* The topic entry for schema/table names (decoded). */
+/*
+ * The topic entry for schema/table names (decoded); its topic exists (or is
+ * auto-created) once this returns it.  has_key: see admin_ensure_table().
+ * NULL on failure (logged).
+ */
 static TopicEntry *
 topic_new_entry(Relay *r, const char *ident, size_t identlen, const char *schema, size_t slen,
-				const char *table, size_t tlen)
+				const char *table, size_t tlen, int has_key)
 {
 	TopicEntry *e = calloc(1, sizeof(TopicEntry));
 	char		topic[TOPIC_MAX_LEN + 1];
 	char	   *s0 = strndup(schema, slen),
 			   *t0 = strndup(table, tlen);
+	bool		ok;
 
 	if (e == NULL || s0 == NULL || t0 == NULL)
 		exit(1);
@@ -181,9 +195,11 @@ topic_new_entry(Relay *r, const char *ident, size_t identlen, const char *schema
 	e->header_table = table_display_name(s0, t0);
 	if (e->header_table == NULL)
 		exit(1);
+	ok = topic_register(r, topic, e->header_table) == 0 &&
+		admin_ensure_table(r, topic, s0, t0, e->header_table, has_key) == 0;
 	free(s0);
 	free(t0);
-	if (topic_register(r, topic, e->header_table) != 0)
+	if (!ok)
 	{
 		free(e->ident);
 		free(e->header_table);
@@ -197,10 +213,11 @@ topic_new_entry(Relay *r, const char *ident, size_t identlen, const char *schema
 
 /*
  * Find (or create) the topic for the relation whose identity bytes are
- * ident: "schema":S,"table":T as the plugin wrote them.
+ * ident: "schema":S,"table":T as the plugin wrote them.  has_key: whether
+ * the event at hand shows the table has a key (1 or 0).
  */
 static TopicEntry *
-topic_lookup(Relay *r, const char *ident, size_t identlen)
+topic_lookup(Relay *r, const char *ident, size_t identlen, int has_key)
 {
 	TopicEntry	probe = {.ident = (char *) ident, .identlen = identlen};
 	TopicEntry **found = tfind(&probe, &r->topics, topic_cmp);
@@ -231,7 +248,7 @@ topic_lookup(Relay *r, const char *ident, size_t identlen)
 		return NULL;
 	}
 	e = topic_new_entry(r, ident, identlen, json_string_value(js), json_string_length(js),
-						json_string_value(jt), json_string_length(jt));
+						json_string_value(jt), json_string_length(jt), has_key);
 	json_decref(j);
 	if (e == NULL)
 		return NULL;
@@ -344,7 +361,8 @@ handle_row(Stream *s, const char *data, size_t len)
 				keylen;
 	TopicEntry *t;
 	char		op[2];
-	bool		nokey;
+	bool		nokey,
+				unknown;
 
 	if (tab == NULL || s->cur == 0)
 		goto bad;
@@ -357,7 +375,16 @@ handle_row(Stream *s, const char *data, size_t len)
 	keyfield = memmem(ev + 10, evlen - 10, ",\"key\":", 7);
 	if (keyfield == NULL)
 		goto bad;
-	t = topic_lookup(r, ev + 10, (size_t) (keyfield - (ev + 10)));
+
+	/*
+	 * "key":null is a table without a key, or, followed by key_unknown, a
+	 * change whose key the WAL does not carry (the table has one): that one
+	 * gets the marker key, never a null key (refused by a compacted topic).
+	 */
+	unknown = (size_t) (ev + evlen - keyfield) > 7 + 19 &&
+		memcmp(keyfield + 7, "null,\"key_unknown\":", 19) == 0;
+	nokey = !unknown && keylen == 4 && memcmp(data, "null", 4) == 0;
+	t = topic_lookup(r, ev + 10, (size_t) (keyfield - (ev + 10)), nokey ? 0 : 1);
 	if (t == NULL)
 		return -1;
 	op[0] = ev[7];
@@ -378,11 +405,16 @@ handle_row(Stream *s, const char *data, size_t len)
 		keylen -= (size_t) (vt + 1 - data);
 		data = vt + 1;
 	}
-	nokey = keylen == 4 && memcmp(data, "null", 4) == 0;
+	if (unknown)
+	{
+		data = KEY_UNKNOWN;
+		keylen = strlen(KEY_UNKNOWN);
+	}
 	if (produce(s, s->cur, t->rkt, nokey ? NULL : data, keylen, ev, evlen,
 				headers(s, op, t->header_table, true)) != 0)
 		return -1;
-	if (op[0] == 'd' && !nokey && r->cfg->tombstones &&
+	/* a marker key is no row's: never tombstoned */
+	if (op[0] == 'd' && !nokey && !unknown && r->cfg->tombstones &&
 		produce_tombstone(s, t, data, keylen) != 0)
 		return -1;
 	return 0;
@@ -485,12 +517,20 @@ handle_json(Stream *s, const char *data, size_t len)
 			}
 			topic_for_table(r->cfg->topic_prefix, json_string_value(js), json_string_length(js),
 							json_string_value(jt), json_string_length(jt), topic);
-			rkt = rd_kafka_topic_new(r->rk, topic, NULL);
 			disp = table_display_name(json_string_value(js), json_string_value(jt));
 			if (disp == NULL)
 				exit(1);
-			/* truncate: no key (it is about the whole table); the value is the event */
-			rc = produce(s, s->cur, rkt, NULL, 0, data, len, headers(s, "t", disp, true));
+			if (topic_register(r, topic, disp) != 0 ||
+				admin_ensure_table(r, topic, json_string_value(js), json_string_value(jt), disp, -1) != 0)
+			{
+				free(disp);
+				rc = -1;
+				break;
+			}
+			rkt = rd_kafka_topic_new(r->rk, topic, NULL);
+			/* truncate: the marker key (it is about the whole table); the value is the event */
+			rc = produce(s, s->cur, rkt, KEY_TRUNCATE, strlen(KEY_TRUNCATE), data, len,
+						 headers(s, "t", disp, true));
 			free(disp);
 			rd_kafka_topic_destroy(rkt);
 		}
@@ -686,7 +726,6 @@ session(Stream *s)
 			s->last_data_ms = now_ms();
 		burst = 0;
 		relay_check_signals(r);
-		producer_poll_admin(r);
 		if (*r->stop)
 			return SESSION_STOP;
 		if (r->fatal_set)

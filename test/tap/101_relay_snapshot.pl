@@ -29,7 +29,8 @@
 #     event_id was seen before for that key);
 #   - each delete is followed, for its key, by a tombstone (null value, header
 #     op=tombstone); headers agree with the event (op, commit_lsn, event_id);
-#   - the TRUNCATE gave a truncate event (null key) on trunc_me's topic;
+#   - the TRUNCATE gave a truncate event (key: the JSON string "truncate") on
+#     trunc_me's topic;
 #   - the state topic holds a "complete" record for the slot at the consistent
 #     point.
 # A second start of the relay streams from the slot without a new snapshot (no
@@ -330,7 +331,7 @@ for my $name (sort keys %tables)
 	if (@t)
 	{
 		my $ev = $json->decode($t[0]{value});
-		ok(!defined $t[0]{key}, 'truncate message has a null key');
+		is($t[0]{key}, '"truncate"', 'truncate message has the marker key "truncate" (a JSON string)');
 		is($ev->{op}, 't', 'truncate event op "t"');
 		is_deeply($ev->{tables}, [ { schema => 'public', table => 'trunc_me' } ], 'truncate event names the table');
 	}

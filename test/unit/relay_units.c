@@ -598,6 +598,86 @@ parse_args(RelayConfig *cfg, char *err, size_t errlen, char **stderr_text, ...)
 	return rc;
 }
 
+/* "name=value,..." of config_topic_settings's output */
+static void
+settings_text(const RelayConfig *cfg, bool table_topic, bool compact, char *buf, size_t len)
+{
+	TopicSetting set[16];
+	int			n = config_topic_settings(cfg, table_topic, compact, set);
+	size_t		used = 0;
+
+	buf[0] = '\0';
+	for (int i = 0; i < n && used < len; i++)
+		used += (size_t) snprintf(buf + used, len - used, "%s%s=%s", i ? "," : "", set[i].name, set[i].value);
+}
+
+/* --topic-partitions, --topic-replication-factor, --topic-config; the configs of new topics */
+static void
+test_topic_options(void)
+{
+	RelayConfig cfg;
+	char		err[1024],
+				text[512];
+	char	   *se;
+	int			rc;
+	const char *bad[][2] = {
+		{"--topic-partitions", "0"}, {"--topic-partitions", "-2"}, {"--topic-partitions", "x"},
+		{"--topic-replication-factor", "0"}, {"--topic-replication-factor", "40000"},
+		{"--topic-config", "retention.ms"}, {"--topic-config", "=1"}, {"--topic-config", "a="},
+		{"--topic-config", "a b=1"},
+	};
+
+	rc = parse_args(&cfg, err, sizeof(err), &se, "-d", "dbname=d", "-b", "h:1", "--topic-prefix", "p", NULL);
+	CHECK(rc == 0 && cfg.topic_partitions == -1 && cfg.topic_replication_factor == -1 && cfg.ntopic_configs == 0,
+		  "topic settings default to the brokers' (-1, -1, none)");
+	settings_text(&cfg, true, true, text, sizeof(text));
+	CHECK(strcmp(text, "cleanup.policy=compact") == 0, "keyed table topic: compact (%s)", text);
+	settings_text(&cfg, true, false, text, sizeof(text));
+	CHECK(strcmp(text, "cleanup.policy=delete") == 0, "keyless table topic: delete (%s)", text);
+	config_free(&cfg);
+	free(se);
+
+	for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++)
+	{
+		rc = parse_args(&cfg, err, sizeof(err), &se, "-d", "dbname=d", "-b", "h:1", "--topic-prefix", "p",
+						bad[k][0], bad[k][1], NULL);
+		CHECK(rc == 2 && strncmp(err, bad[k][0], strlen(bad[k][0])) == 0 && strchr(err, '\n') == NULL,
+			  "%s %s refused (%s)", bad[k][0], bad[k][1], err);
+		config_free(&cfg);
+		free(se);
+	}
+
+	{
+		char	   *path = write_tmp("topics.conf",
+									 "topic-partitions = 6\n"
+									 "topic-replication-factor = 3\n"
+									 "topic-config = retention.ms=1000   # a comment\n"
+									 "topic-config = segment.bytes=2000000\n", 0600);
+
+		rc = parse_args(&cfg, err, sizeof(err), &se, "-d", "dbname=d", "-b", "h:1", "--topic-prefix", "p",
+						"-c", path, "--topic-partitions", "12", "--topic-config", "retention.ms=5",
+						"--topic-config", "cleanup.policy=compact,delete", NULL);
+		CHECK(rc == 0 && cfg.topic_partitions == 12 && cfg.topic_replication_factor == 3 && cfg.ntopic_configs == 4,
+			  "file and command line: partitions 12 (command line wins), replication 3, 4 configs (%s)", err);
+		if (rc == 0)
+		{
+			settings_text(&cfg, true, false, text, sizeof(text));
+			CHECK(strcmp(text, "cleanup.policy=compact,delete,retention.ms=5,segment.bytes=2000000") == 0,
+				  "table topic: a later name replaces the earlier value, also the relay's cleanup.policy (%s)",
+				  text);
+			settings_text(&cfg, false, true, text, sizeof(text));
+			CHECK(strcmp(text, "cleanup.policy=compact") == 0, "the relay's own topics get no --topic-config (%s)",
+				  text);
+			settings_text(&cfg, false, false, text, sizeof(text));
+			CHECK(strcmp(text, "cleanup.policy=delete") == 0, "the messages topic: delete (%s)", text);
+		}
+		config_free(&cfg);
+		free(se);
+		unlink(path);
+		free(path);
+	}
+}
+
 static void
 test_config(void)
 {
@@ -794,6 +874,7 @@ test_config(void)
 		free(open);
 		free(prefix);
 	}
+	test_topic_options();
 	{
 		char		cmd[128];
 
