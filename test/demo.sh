@@ -174,7 +174,7 @@ step "one transaction across two tables (two topics, one commit_lsn)" \
 step "a delete (op d), then a tombstone: same key, null value, for log compaction" \
     "DELETE FROM orders WHERE id = 2" \
     $PREFIX.public.orders 2
-step "a truncate (op t: one message in the table's topic, null key)" \
+step "a truncate (op t: one message in the table's topic, key \"truncate\")" \
     "TRUNCATE order_notes" \
     $PREFIX.public.order_notes 1
 step "a logical message from the application (pg_logical_emit_message: topic $PREFIX.messages, key = its prefix)" \
@@ -207,7 +207,7 @@ cat <<'EOF'
   * Headers: op, table, commit_lsn, xid, event_id (<commit_lsn>/<seq>: the same on a
     replay, so consumers can deduplicate), snapshot.
   * A delete is followed by a tombstone (null value) so that a compacted topic forgets
-    the row; a truncate is one keyless message in the table's topic; application
+    the row; a truncate is one message in the table's topic, with the key "truncate"; application
     messages (pg_logical_emit_message) go to cdc.messages.
   * The value is exactly the plugin's JSON event: see README.md (Output format).
   * The slot's position moves only past transactions Kafka has acknowledged: after a

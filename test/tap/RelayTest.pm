@@ -655,7 +655,8 @@ The compacted view of a topic: {key => value} of the last message per key in
 @msgs (as consume returns them: per-partition offset order, and a key always
 lands in the same partition).  A tombstone (undef value) or a delete event
 (header op "d", for --no-tombstones) removes the key.  Messages without a key
-(truncate events, tables without a key) are ignored.
+(tables without a key) or with a marker key (the JSON strings "truncate" and
+"unknown") are ignored.
 
 =cut
 
@@ -665,7 +666,8 @@ sub last_by_key
 	my %last;
 	for my $m (@$msgs)
 	{
-		next unless defined $m->{key};
+		# no key, or a marker key (a JSON string: "truncate", "unknown"), is not a row
+		next unless defined $m->{key} && $m->{key} !~ /^"/;
 		if (!defined $m->{value} || ($m->{headers}{op} // '') eq 'd')
 		{
 			delete $last{ $m->{key} };
