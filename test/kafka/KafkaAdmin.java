@@ -7,7 +7,8 @@
  *
  *   cluster.sh admin BOOTSTRAP create-topic NAME PARTITIONS RF [name=value ...]
  *       creates the topic with those topic configs, then waits (30 s at most) until
- *       every partition has a leader; an existing topic is an error.
+ *       every partition has a leader (and the broker asked knows the topic); an
+ *       existing topic is an error.
  *   cluster.sh admin BOOTSTRAP configs NAME
  *       prints the topic's configs, "name=value" per line, sorted, then exits.
  *
@@ -31,6 +32,7 @@ import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.admin.TopicDescription;
 import org.apache.kafka.common.TopicPartitionInfo;
 import org.apache.kafka.common.config.ConfigResource;
+import org.apache.kafka.common.errors.UnknownTopicOrPartitionException;
 
 public class KafkaAdmin
 {
@@ -99,14 +101,24 @@ public class KafkaAdmin
 		long deadline = System.currentTimeMillis() + TIMEOUT_MS;
 		while (true)
 		{
-			TopicDescription d = admin.describeTopics(Set.of(name)).allTopicNames()
-				.get(TIMEOUT_MS, TimeUnit.MILLISECONDS).get(name);
 			List<Integer> leaderless = new ArrayList<>();
-			for (TopicPartitionInfo pi : d.partitions())
-				if (pi.leader() == null || pi.leader().isEmpty())
-					leaderless.add(pi.partition());
-			if (leaderless.isEmpty())
-				return 0;
+			try
+			{
+				TopicDescription d = admin.describeTopics(Set.of(name)).allTopicNames()
+					.get(TIMEOUT_MS, TimeUnit.MILLISECONDS).get(name);
+				for (TopicPartitionInfo pi : d.partitions())
+					if (pi.leader() == null || pi.leader().isEmpty())
+						leaderless.add(pi.partition());
+				if (leaderless.isEmpty())
+					return 0;
+			}
+			catch (ExecutionException e)
+			{
+				/* the broker asked has not seen the new topic yet (3 nodes) */
+				if (!(e.getCause() instanceof UnknownTopicOrPartitionException))
+					throw e;
+				leaderless.add(-1);
+			}
 			if (System.currentTimeMillis() > deadline)
 			{
 				System.err.println("KafkaAdmin create-topic " + name + ": partitions without a leader after "

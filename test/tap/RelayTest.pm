@@ -35,6 +35,7 @@ our @EXPORT = qw(
   logical_node relay_bin start_broker start_relay run_relay start_process
   consume last_by_key topics wait_until confirmed_flush
   lsn_num lsn_cmp wait_for_confirmed
+  check_key_order table_rows kafka_rows compare_rows slot_changes check_delivered
 );
 
 # Everything still to kill at exit: RelayTest::Process objects and broker
@@ -565,9 +566,10 @@ sub run_relay
 
 Reads the whole topic once with kcat (-C -o beginning -e) and returns the
 messages sorted by partition and offset, each {topic, partition, offset,
-key, value, headers => {name => value}}; a null key or value (tombstone) is
-undef.  kcat prints each message as
-  partition \x1e offset \x1e keylen \x1e valuelen \x1e key \x1e value \x1e headers \x1f
+timestamp (ms since the epoch, the producer's), key, value, headers => {name
+=> value}}; a null key or value (tombstone) is undef.  kcat prints each
+message as
+  partition \x1e offset \x1e timestamp \x1e keylen \x1e valuelen \x1e key \x1e value \x1e headers \x1f
 (-f with %K and %S, the lengths, -1 for null): key and value are cut by
 their byte lengths, so they may hold any byte; the separators (raw control
 characters, which JSON never contains raw) only end the numeric fields and
@@ -594,7 +596,7 @@ sub consume
 	}
 	my ($out, $err) = ('', '');
 	my @cmd = ('kcat', '-b', $bootstrap, '-C', '-t', $topic, '-o', 'beginning', '-e', '-q',
-		'-m', '10', '-f', '%p\x1e%o\x1e%K\x1e%S\x1e%k\x1e%s\x1e%h\x1f');
+		'-m', '10', '-f', '%p\x1e%o\x1e%T\x1e%K\x1e%S\x1e%k\x1e%s\x1e%h\x1f');
 	my $ok = IPC::Run::run(\@cmd, '<', \undef, '>', \$out, '2>', \$err,
 		IPC::Run::timeout(_timeout()));
 	die "kcat -C -t $topic failed: $err" unless $ok;
@@ -604,16 +606,16 @@ sub consume
 	while ($pos < $len)
 	{
 		my @f;
-		for (1 .. 4)
+		for (1 .. 5)
 		{
 			my $e = index($out, "\x1e", $pos);
 			die "kcat output of $topic: bad record at byte $pos" if $e < 0;
 			push @f, substr($out, $pos, $e - $pos);
 			$pos = $e + 1;
 		}
-		my ($p, $o, $klen, $vlen) = @f;
+		my ($p, $o, $ts, $klen, $vlen) = @f;
 		die "kcat output of $topic: bad record at byte $pos: @f"
-		  unless "$p$o" =~ /^\d+$/ && $klen =~ /^-?\d+$/ && $vlen =~ /^-?\d+$/;
+		  unless "$p$o" =~ /^\d+$/ && $ts =~ /^-?\d+$/ && $klen =~ /^-?\d+$/ && $vlen =~ /^-?\d+$/;
 		my $key = $klen >= 0 ? substr($out, $pos, $klen) : undef;
 		$pos += ($klen > 0 ? $klen : 0);
 		die "kcat output of $topic: no separator after the key at byte $pos"
@@ -639,6 +641,7 @@ sub consume
 			topic => $topic,
 			partition => $p,
 			offset => $o,
+			timestamp => $ts,
 			key => $key,
 			value => $value,
 			headers => \%h,
@@ -697,6 +700,308 @@ sub topics
 		'<', \undef, '>', \$out, '2>', \$err, IPC::Run::timeout(_timeout()))
 	  or die "kcat -L failed: $err";
 	return sort map { /^\s*topic "(.*)" with \d+ partitions/ ? ($1) : () } split /\n/, $out;
+}
+
+# ---------------------------------------------------------------------------
+# Checking what the relay wrote.
+
+=pod
+
+=item check_key_order(\@msgs [, cp => LSN, aborted => [LSN, ...], tombstones => 0])
+
+Checks the messages of one table topic (as consume returns them) from their
+headers and a few fixed bytes of the value (no JSON decoding: fast on large
+topics), the relay's format (README "Kafka messages"):
+  - a null value is a tombstone: header op=tombstone, a key;
+  - any other value starts with {"op":"<header op>";
+  - snapshot rows (op r): header snapshot=true, event_id <cp>/r/<oid>/<n>;
+  - changes: header snapshot=false, event_id <commit_lsn>/<seq> with the
+    header's commit_lsn, the event holds "commit_lsn":"<commit_lsn>","seq":<seq>,
+    and commit_lsn >= cp;
+  - per key, Kafka order is commit order: snapshot rows first (one per
+    snapshot; rows of the aborted snapshots, whose consistent points
+    `aborted` lists, before the row of cp), then changes with (commit_lsn,
+    seq) increasing; a step back is allowed only for a replay (at least once:
+    an event_id already seen for that key);
+  - each delete is followed, for its key, by a tombstone (unless tombstones => 0).
+Without cp, snapshot rows may name any consistent point.  Messages without a
+key get the per-message checks only.  Returns (\@errors, \%stats), stats:
+messages, keys, r, changes, deletes, tombstones, replays (messages repeating
+an event_id of their key), both (keys with a snapshot row and later changes),
+moved (updates filed under another key than the event's "key": primary key
+changes).
+
+=cut
+
+# _ts($ms): a Kafka timestamp as HH:MM:SS.mmm (UTC)
+sub _ts
+{
+	my ($ms) = @_;
+	my @t = gmtime(int($ms / 1000));
+	return sprintf('%02d:%02d:%02d.%03d', @t[ 2, 1, 0 ], $ms % 1000);
+}
+
+sub check_key_order
+{
+	my ($msgs, %opt) = @_;
+	my $cp = $opt{cp};
+	my @cps = (@{ $opt{aborted} // [] }, defined $cp ? ($cp) : ());
+	my %rank;
+	@rank{@cps} = (0 .. $#cps);
+	my $tombstones = $opt{tombstones} // 1;
+	my (@errors, %bykey);
+	my %st = map { ($_ => 0) } qw(messages keys r changes deletes tombstones replays both moved);
+	for my $m (@$msgs)
+	{
+		$st{messages}++;
+		my $h = $m->{headers};
+		my $op = $h->{op} // '';
+		my $where = "partition $m->{partition} offset $m->{offset}"
+		  . (defined $m->{timestamp} ? ' ' . _ts($m->{timestamp}) : '');
+		if (!defined $m->{value})
+		{
+			$st{tombstones}++;
+			push @errors, "$where: null value with header op $op" if $op ne 'tombstone';
+			push @errors, "$where: tombstone without a key" unless defined $m->{key};
+			push @{ $bykey{ $m->{key} } }, { tomb => 1, where => $where } if defined $m->{key};
+			next;
+		}
+		push @errors, "$where: header op $op, event " . substr($m->{value}, 0, 12)
+		  if substr($m->{value}, 0, 9) ne "{\"op\":\"$op\"";
+		my $id = $h->{event_id} // '';
+		my %e = (where => $where, op => $op, id => $id);
+		if ($op eq 'r')
+		{
+			$st{r}++;
+			push @errors, "$where: snapshot row with header snapshot=" . ($h->{snapshot} // 'none')
+			  if ($h->{snapshot} // '') ne 'true';
+			if ($id =~ m{^([0-9A-F]+/[0-9A-F]+)/r/\d+/\d+$})
+			{
+				$e{cp} = $1;
+				push @errors, "$where: snapshot row $id, expected consistent point @cps"
+				  if @cps && !exists $rank{$1};
+			}
+			else
+			{
+				push @errors, "$where: snapshot row with event_id '$id'";
+			}
+		}
+		else
+		{
+			$st{changes}++;
+			$st{deletes}++ if $op eq 'd';
+			push @errors, "$where: change with header snapshot=" . ($h->{snapshot} // 'none')
+			  if ($h->{snapshot} // '') ne 'false';
+			if ($id =~ m{^([0-9A-F]+/[0-9A-F]+)/(\d+)$})
+			{
+				my ($lsn, $seq) = ($1, $2);
+				$e{pos} = [ lsn_num($lsn), $seq ];
+				push @errors, "$where: event_id $id, header commit_lsn " . ($h->{commit_lsn} // 'none')
+				  if ($h->{commit_lsn} // '') ne $lsn;
+				push @errors, "$where: event_id $id, but the event is not commit_lsn $lsn seq $seq"
+				  if index($m->{value}, "\"commit_lsn\":\"$lsn\",\"seq\":$seq,") < 0;
+				push @errors, "$where: change committed at $lsn, before the consistent point $cp"
+				  if defined $cp && lsn_cmp($lsn, $cp) < 0;
+			}
+			else
+			{
+				push @errors, "$where: change with event_id '$id'";
+			}
+			$st{moved}++
+			  if $op eq 'u' && defined $m->{key} && index($m->{value}, ",\"key\":$m->{key},") < 0;
+		}
+		push @{ $bykey{ $m->{key} } }, \%e if defined $m->{key};
+	}
+	for my $k (sort keys %bykey)
+	{
+		my $list = $bykey{$k};
+		my ($changes, $rank, $max, %seen, %rows) = (0, -1, undef);
+		for my $j (0 .. $#$list)
+		{
+			my $e = $list->[$j];
+			next if $e->{tomb};
+			if ($e->{op} eq 'r')
+			{
+				push @errors, "key $k: snapshot row ($e->{where}) after a change" if $changes;
+				next unless defined $e->{cp};
+				push @errors, "key $k: two snapshot rows of $e->{cp}" if $rows{ $e->{cp} }++;
+				my $r = $rank{ $e->{cp} };
+				next unless defined $r;
+				push @errors, "key $k: snapshot row of $e->{cp} ($e->{where}) after one of a later snapshot"
+				  if $r < $rank;
+				$rank = $r;
+				next;
+			}
+			next unless $e->{pos};
+			$st{both}++ if %rows && !$changes;
+			$changes++;
+			my $p = $e->{pos};
+			if (defined $max && ($p->[0] < $max->[0] || ($p->[0] == $max->[0] && $p->[1] <= $max->[1])))
+			{
+				if ($seen{ $e->{id} })
+				{
+					$st{replays}++;
+				}
+				else
+				{
+					push @errors, "key $k: event $e->{id} ($e->{where}) after $max->[2], and not a replay";
+				}
+			}
+			else
+			{
+				$max = [ @$p, "$e->{id} ($e->{where})" ];
+			}
+			$seen{ $e->{id} } = 1;
+			if ($tombstones && $e->{op} eq 'd')
+			{
+				my $next = $list->[ $j + 1 ];
+				push @errors, "key $k: delete $e->{id} ($e->{where}) not followed by a tombstone"
+				  unless $next && $next->{tomb};
+			}
+		}
+	}
+	$st{keys} = scalar(keys %bykey);
+	return (\@errors, \%st);
+}
+
+=pod
+
+=item table_rows($node, $table, \@keycols [, dbname => DB])
+
+The table's rows as {key => row}: the key is the canonical JSON (sorted
+names) of the key columns, the row the canonical JSON of the row as
+json_agg writes it ($table is SQL: quote odd names).
+
+=item kafka_rows(\@msgs)
+
+Kafka's compacted view of a table topic (last_by_key) in the same form: the
+canonical JSON of each key and of its last event's "after".
+
+=item RelayTest::canonical_key($json)
+
+The canonical JSON (sorted names) of a key given as JSON text, the form the
+keys of table_rows and kafka_rows have.
+
+=item compare_rows($name, \%kafka, \%table)
+
+ok() when both have the same keys with the same rows; else a diag names up
+to 5 missing, extra and different keys.  Returns what ok() returned.
+
+=cut
+
+my $canon = JSON::PP->new->canonical;
+
+sub table_rows
+{
+	my ($node, $table, $keycols, %opt) = @_;
+	my $rows = $canon->decode($node->safe_psql($opt{dbname} // 'postgres',
+			"SELECT coalesce(json_agg(t.*), '[]') FROM $table t"));
+	my %s;
+	for my $row (@$rows)
+	{
+		$s{ $canon->encode({ map { ($_ => $row->{$_}) } @$keycols }) } = $canon->encode($row);
+	}
+	return \%s;
+}
+
+sub canonical_key
+{
+	my ($json) = @_;
+	return $canon->encode($canon->decode($json));
+}
+
+sub kafka_rows
+{
+	my ($msgs) = @_;
+	my $last = last_by_key($msgs);
+	my %s;
+	for my $k (keys %$last)
+	{
+		$s{ canonical_key($k) } = $canon->encode($canon->decode($last->{$k})->{after});
+	}
+	return \%s;
+}
+
+sub compare_rows
+{
+	my ($name, $kafka, $db) = @_;
+	my @missing = grep { !exists $kafka->{$_} } sort keys %$db;
+	my @extra = grep { !exists $db->{$_} } sort keys %$kafka;
+	my @diff = grep { exists $kafka->{$_} && $kafka->{$_} ne $db->{$_} } sort keys %$db;
+	my $first = sub { my @l = @_; return join(' ', @l[ 0 .. ($#l < 4 ? $#l : 4) ]) . ' (' . scalar(@l) . ')'; };
+	return ok(!@missing && !@extra && !@diff,
+		"$name: Kafka's last record per key equals the table (" . scalar(keys %$db) . ' rows)')
+	  || diag("missing keys: " . $first->(@missing) . "\nextra keys: " . $first->(@extra)
+		  . "\ndifferent: " . $first->(map { "$_: kafka $kafka->{$_} table $db->{$_}" } @diff));
+}
+
+=pod
+
+=item slot_changes($node, $slot [, from => LSN, dbname => DB])
+
+The insert, update and delete events a cdc_relay slot holds
+(pg_logical_slot_peek_changes: the slot does not move), of transactions
+committed at or after `from`: {event_id => {value => the event JSON as the
+plugin writes it, table => "schema.table"}}.  An audit slot created before
+the relay's sees every change the relay must deliver past its consistent
+point (the relay's slot uses no table filter here).
+
+=item check_delivered(\%changes, \@msgs, prefix => PREFIX)
+
+Compares the changes of \%changes (slot_changes) with the change messages
+of a relay's table topics (@msgs: consume's messages of all of them;
+tombstones and snapshot rows are ignored): each change is in Kafka, in topic
+PREFIX.schema.table (plain lower-case names, no topic encoding), its value
+the plugin's JSON byte for byte; every copy of it (a replay) is identical;
+Kafka holds no change that is not in \%changes.  Returns (\@errors, \%stats:
+changes, delivered, copies = messages beyond the first per event_id).
+
+=cut
+
+sub slot_changes
+{
+	my ($node, $slot, %opt) = @_;
+	my $from = $opt{from} // '0/0';
+	my $out = $node->safe_psql($opt{dbname} // 'postgres', qq{
+		SELECT (e->>'commit_lsn') || '/' || (e->>'seq'), (e->>'schema') || '.' || (e->>'table'), data
+		FROM (SELECT data, data::jsonb AS e
+		      FROM pg_logical_slot_peek_changes('$slot', NULL, NULL)) c
+		WHERE e->>'op' IN ('c', 'u', 'd') AND (e->>'commit_lsn')::pg_lsn >= '$from'});
+	my %c;
+	for my $line (split /\n/, $out)
+	{
+		my ($id, $table, $value) = split /\|/, $line, 3;
+		die "slot_changes: two events $id in slot $slot" if exists $c{$id};
+		$c{$id} = { table => $table, value => $value };
+	}
+	return \%c;
+}
+
+sub check_delivered
+{
+	my ($changes, $msgs, %opt) = @_;
+	my (@errors, %got);
+	my %st = (changes => scalar(keys %$changes), delivered => 0, copies => 0);
+	for my $m (@$msgs)
+	{
+		next if !defined $m->{value} || ($m->{headers}{op} // '') eq 'r';
+		my $id = $m->{headers}{event_id} // '';
+		my $where = "$m->{topic} partition $m->{partition} offset $m->{offset}";
+		my $c = $changes->{$id};
+		if (!$c)
+		{
+			push @errors, "$where: event $id is not a change the slot holds";
+			next;
+		}
+		push @errors, "$where: event $id of table $c->{table} in the wrong topic"
+		  if $m->{topic} ne "$opt{prefix}.$c->{table}";
+		push @errors, "$where: event $id differs from the plugin's:\n  kafka $m->{value}\n  slot  $c->{value}"
+		  if $m->{value} ne $c->{value};
+		$got{$id}++ ? $st{copies}++ : $st{delivered}++;
+	}
+	my @missing = grep { !$got{$_} } sort { lsn_cmp($a =~ s{/\d+$}{}r, $b =~ s{/\d+$}{}r) || $a cmp $b } keys %$changes;
+	push @errors, "event $_ ($changes->{$_}{table}) is not in Kafka" for @missing;
+	return (\@errors, \%st);
 }
 
 END
