@@ -105,7 +105,8 @@ config_usage(FILE *out)
 		  "      --snapshot-jobs=N      parallel connections reading the snapshot (default: 2)\n"
 		  "      --no-tombstones        do not follow a delete with a tombstone\n"
 		  "  -X, KEY=VALUE              librdkafka producer property (repeatable); acks other\n"
-		  "                             than all and enable.idempotence=false are refused\n"
+		  "                             than all, enable.idempotence=false and a finite\n"
+		  "                             message.timeout.ms are refused\n"
 		  "  -c, --config=FILE          \"key = value\" lines: long option names, and\n"
 		  "                             kafka.<property> for librdkafka properties;\n"
 		  "                             # starts a comment (outside quotes)\n"
@@ -269,6 +270,13 @@ config_kafka_refusal(const char *key, const char *value)
 	if (strcmp(key, "partitioner") == 0 && value_is(value, "random"))
 		return WEAKENS "a key's changes would be spread over partitions and so read out of "
 			"order; use a key-hashing partitioner (the relay's default is murmur2_random)";
+	if ((strcmp(key, "message.timeout.ms") == 0 || strcmp(key, "delivery.timeout.ms") == 0) &&
+		!value_is(value, "0"))
+		return WEAKENS "a delivery that times out can leave a gap that later messages of the "
+			"same partition fill, and the replay from the slot then puts a key's older changes "
+			"after newer ones (a consumer that deduplicates would keep a stale row); cdc-relay "
+			"waits for Kafka instead (message.timeout.ms=0) and reads no more from PostgreSQL "
+			"until Kafka takes messages again; remove the setting";
 	if (strcmp(key, "delivery.report.only.error") == 0 && value_is_true(value))
 		return "would keep cdc-relay from ever confirming a position to PostgreSQL (the slot "
 			"would hold WAL for good): it confirms a position only when delivery reports say "

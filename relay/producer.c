@@ -217,6 +217,14 @@ kafka_base_conf(Relay *r, bool producer, char *err, size_t errlen)
 		{"queue.buffering.max.kbytes", "32768"},
 		{"queue.buffering.max.messages", "30000"},
 		{"linger.ms", "5"},
+		/*
+		 * Never time a delivery out: a timed-out message can leave a gap that
+		 * later messages of its partition fill, and the replay would put a
+		 * key's older changes after newer ones.  While Kafka is unreachable
+		 * the queue fills and the relay stops reading (the slot holds the
+		 * WAL).  config.c refuses any other value.
+		 */
+		{"message.timeout.ms", "0"},
 	};
 
 	if (!set(conf, "bootstrap.servers", r->brokers, err, errlen) ||

@@ -39,9 +39,9 @@
 #      slot's confirmed_flush_lsn stays below the end of its commit (taken
 #      from a test_decoding probe slot).  Restarted with -X
 #      message.max.bytes=10000000, the relay delivers the 5 MB row and streams
-#      on.  Then the backoff: with -X message.timeout.ms=1500 and the broker
-#      down, a new row makes the relay reconnect after 1000, 2000, 4000 ms
-#      (not reset by each reconnect); after `up all` the row arrives.
+#      on.  Then the backoff: with PostgreSQL stopped, the relay reconnects
+#      after 1000, 2000, 4000 ms (not reset by a failed attempt); once the
+#      server is back it reconnects by itself and a new row arrives.
 #  (SIGHUP) that streaming relay gets SIGHUP: 2 s later it still runs, has
 #      logged that the signal was ignored, delivers a new row and exits 0 on
 #      SIGTERM.
@@ -527,13 +527,15 @@ ok(wait_for_confirmed($node, 'big', pg('SELECT pg_current_wal_insert_lsn()')),
 	'(6) ... confirming past them');
 is($relay->stop, 0, '(6) the relay exits 0 on SIGTERM');
 
-# The backoff of transient failures: deliveries time out while the broker is down.
+# The backoff of transient failures: PostgreSQL goes away, and each reconnect that
+# fails doubles the wait (a successful one that gets nothing through does not reset
+# it).  Kafka being down is not such a failure: deliveries never time out, the relay
+# waits (test 104).
 $relay = start_relay($node, $broker, { name => 'relay_backoff' }, @prefix, '-S', 'big',
-	'--heartbeat-interval', '0', '-X', 'message.timeout.ms=1500');
+	'--heartbeat-interval', '0');
 $relay->wait_for_log(qr/streaming from slot "big"/, 90)
   or BAIL_OUT('the relay on slot "big" did not start streaming again');
-like($broker->command('down all'), qr/^ok/, '(6) broker down');
-pg(q{INSERT INTO small VALUES (100, 'while down')});
+$node->stop('fast');
 {
 	my @waits;
 	wait_until(
@@ -543,12 +545,13 @@ pg(q{INSERT INTO small VALUES (100, 'while down')});
 		},
 		'three reconnects', 90);
 	is(join(', ', map { $_ // 'none' } @waits[ 0 .. 2 ]), '1000, 2000, 4000',
-		'(6) while deliveries time out the relay reconnects after 1000, 2000, 4000 ms')
+		'(6) while PostgreSQL is down the relay reconnects after 1000, 2000, 4000 ms')
 	  or diag('reconnect waits: ' . join(', ', map { $_ // 'none' } @waits));
 }
-like($broker->command('up all'), qr/^ok/, '(6) broker up');
-ok(wait_for_ids('cdc.public.small', 'the row written while the broker was down', 100),
-	'(6) after up, the row written while the broker was down arrives');
+$node->start;
+pg(q{INSERT INTO small VALUES (100, 'after the server came back')});
+ok(wait_for_ids('cdc.public.small', 'the row written after the server came back', 100),
+	'(6) once the server is back, the relay reconnects by itself and the new row arrives');
 ok($relay->alive, '(6) the relay keeps running');
 
 # ---- SIGHUP ----------------------------------------------------------------------------------

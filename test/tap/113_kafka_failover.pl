@@ -10,11 +10,11 @@
 #     For 20 s the slot's confirmed_flush_lsn is sampled every 0.5 s: it must never pass
 #     the WAL insert position taken right after the kill (nothing committed after it can
 #     have been acknowledged by the cluster), while the writers go on committing.
-#     The relay runs with -X message.timeout.ms=10000: an outage longer than the
-#     producer's message timeout (300 s by default; 10 s keeps the test short), so that
-#     deliveries fail during it and the relay's own recovery runs (it drops its queue and
-#     re-reads from the slot's confirmed position, with backoff), not only librdkafka's
-#     retries.
+#     Deliveries never time out (the relay sets message.timeout.ms=0 and refuses any
+#     other value: a timed-out delivery can leave a gap that later messages fill, and
+#     the replay would put a key's older changes after newer ones, which an earlier
+#     version of this test caught in about half of its runs): the relay waits, its queue
+#     fills and it stops reading; no delivery fails.
 #  3. B restarts (quorum back): the relay recovers by itself (same process, still
 #     running) and confirms the changes committed during the outage.
 #  4. A restarts later; the writers stop; the relay confirms the end position and exits
@@ -120,7 +120,7 @@ my $writers = start_process(
 	  '-f', $script_file, $node->connstr('postgres') ],
 	name => 'writers');
 
-my $relay = start_relay($node, $k, '--topic-prefix', $prefix, '-X', 'message.timeout.ms=10000');
+my $relay = start_relay($node, $k, '--topic-prefix', $prefix);
 ok($relay->wait_for_log(qr/streaming from slot "cdc_relay" into Kafka/), 'snapshot taken, relay streams')
   or BAIL_OUT('relay did not start');
 my ($cp) = $relay->log_content =~ /created replication slot "cdc_relay", consistent point (\S+?),/;
@@ -177,8 +177,8 @@ ok(timed('relay confirms the outage\'s changes',
 		sub { wait_for_confirmed($node, 'cdc_relay', $during, 180) }),
 	"the relay confirms the changes committed during the outage (up to $during)");
 ok($relay->alive, 'the relay recovered without a restart');
-like($relay->log_content, qr/a Kafka delivery failed \(.*Message timed out\); re-reading from the slot's confirmed position.*reconnected; streaming from slot "cdc_relay" again/s,
-	'deliveries failed during the outage; the relay re-read from the slot\'s confirmed position');
+unlike($relay->log_content, qr/a Kafka delivery failed|Message timed out/,
+	'no delivery failed during the outage: the relay waited for the cluster');
 
 # ---- 4. the first node comes back later; the end -------------------------------------------
 timed("restart node $node_a", sub { $k->restart_node($node_a) });
