@@ -178,7 +178,10 @@ ok(wait_for_confirmed($node, $slot, $after_down),
 # and librdkafka re-sends).  So this part runs a relay with one request in
 # flight per connection, where an injected error cannot leave such a gap.
 is($relay->stop, 0, '(a) the relay exits 0 on SIGTERM (restarted with one request in flight)');
-$relay = start_relay($node, $broker, @relay_args, '-X', 'max.in.flight.requests.per.connection=1');
+# No heartbeats here: the injected errors must hit the rows' Produce requests, not a
+# checkpoint record that a heartbeat transaction would bring (later options win).
+$relay = start_relay($node, $broker, @relay_args, '-X', 'max.in.flight.requests.per.connection=1',
+	'--heartbeat-interval', '0');
 $relay->wait_for_log(qr/streaming from slot "$slot" into Kafka/)
   or BAIL_OUT('the relay did not start streaming');
 like($broker->command('error produce NOT_LEADER_FOR_PARTITION 5'), qr/^ok/,
