@@ -37,21 +37,10 @@ use KafkaCluster;
 
 my $t_start = time();
 my $node = logical_node('kstream', 'max_connections = 30');
-$node->safe_psql('postgres', q{
-CREATE EXTENSION cdc_relay;
-CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL, note text);
-INSERT INTO accounts SELECT g, g * 10, 'seed ' || g FROM generate_series(1, 6000) g;
-CREATE TABLE lines (order_id int, line_no int, qty int NOT NULL, sku text,
-                    PRIMARY KEY (order_id, line_no));
-INSERT INTO lines SELECT o, l, l, 'sku-' || o || '-' || l
-  FROM generate_series(1, 1500) o, generate_series(1, 4) l;
-CREATE TABLE moves (id int PRIMARY KEY, v text NOT NULL);
-CREATE SEQUENCE moves_id_seq START 1000000 OWNED BY moves.id;
-ALTER TABLE moves ALTER COLUMN id SET DEFAULT nextval('moves_id_seq');
-INSERT INTO moves SELECT g, 'seed ' || g FROM generate_series(1, 4000) g;
-ANALYZE;
-SELECT pg_create_logical_replication_slot('audit', 'cdc_relay');
-});
+my %shop = (accounts => 6000, orders => 1500, moves => 4000);
+$node->safe_psql('postgres', 'CREATE EXTENSION cdc_relay');
+shop_tables($node, 'postgres', %shop);
+$node->safe_psql('postgres', q{SELECT pg_create_logical_replication_slot('audit', 'cdc_relay')});
 
 # topic names unique per run: an existing cluster (CDC_RELAY_KAFKA_BROKERS) may serve many
 my $prefix = "kstream$$";
@@ -65,41 +54,6 @@ $k->create_topics((map { [ "$prefix.public.$_", partitions => 3, config => { 'cl
 	[ "$prefix.__state", config => { 'cleanup.policy' => 'compact' } ]);
 note(sprintf('Kafka started and topics created in %.1f s', time() - $t_start));
 
-# Each transaction touches the three tables.  Key changes: lines (o, l) -> (o, l + 10),
-# only when that key is free (and only (o, l) can move there, so concurrent clients never
-# collide); moves id -> nextval (never taken).  Deadlocks between the two clients are
-# retried (--max-tries): a rolled-back try emits nothing.
-my $script = q{
-\set a random(1, 7000)
-\set b random(1, 7000)
-\set o random(1, 1700)
-\set l random(1, 4)
-\set o2 random(1, 1700)
-\set l2 random(1, 4)
-\set r random(1, 4200)
-\set op random(1, 10)
-BEGIN;
-INSERT INTO accounts VALUES (:a, :op, 'w') ON CONFLICT (id) DO UPDATE SET balance = accounts.balance + excluded.balance, note = 'u' || excluded.balance;
-\if :op <= 3
-DELETE FROM accounts WHERE id = :b;
-\endif
-INSERT INTO lines VALUES (:o, :l, 1, 'w') ON CONFLICT (order_id, line_no) DO UPDATE SET qty = lines.qty + 1;
-\if :op <= 2
-DELETE FROM lines WHERE order_id = :o2 AND line_no = :l2;
-\elif :op <= 4
-UPDATE lines SET line_no = line_no + 10, sku = sku || '>' WHERE order_id = :o2 AND line_no = :l2 AND NOT EXISTS (SELECT 1 FROM lines x WHERE x.order_id = :o2 AND x.line_no = :l2 + 10);
-\endif
-\if :op <= 4
-UPDATE moves SET id = nextval('moves_id_seq'), v = left(v, 30) || '>' WHERE id = (SELECT id FROM moves WHERE id >= :r ORDER BY id LIMIT 1);
-\elif :op <= 6
-DELETE FROM moves WHERE id = (SELECT id FROM moves WHERE id >= :r ORDER BY id LIMIT 1);
-\else
-INSERT INTO moves (v) VALUES ('new ' || :client_id);
-\endif
-COMMIT;
-};
-my $script_file = PostgreSQL::Test::Utils::tempdir() . '/writer.sql';
-PostgreSQL::Test::Utils::append_to_file($script_file, $script);
 
 sub insert_lsn { return $node->safe_psql('postgres', 'SELECT pg_current_wal_insert_lsn()'); }
 
@@ -110,10 +64,9 @@ sub wal_grew
 	return $node->safe_psql('postgres', "SELECT pg_current_wal_insert_lsn() - '$from' > $bytes") eq 't';
 }
 
-my $writers = start_process(
-	[ 'pgbench', '-n', '-c', '2', '-j', '2', '-T', '600', '-R', '300', '--max-tries', '20',
-	  '-f', $script_file, $node->connstr('postgres') ],
-	name => 'writers');
+# pgbench writers (RelayTest::shop_writers: upserts, deletes and primary-key changes
+# in transactions touching the three tables)
+my $writers = shop_writers($node, 'postgres', %shop, pgbench => [ '-T', '600', '-R', '300' ]);
 my $lsn0 = insert_lsn();
 ok(wait_until(sub { wal_grew($lsn0, 200000) }, 'writers to write WAL'), 'writers commit before the relay starts');
 

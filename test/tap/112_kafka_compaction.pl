@@ -34,21 +34,9 @@ use KafkaCluster;
 
 my $t_start = time();
 my $node = logical_node('kcompact', 'max_connections = 30');
-$node->safe_psql('postgres', q{
-CREATE EXTENSION cdc_relay;
-CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL, note text);
-INSERT INTO accounts SELECT g, g * 10, 'seed ' || g FROM generate_series(1, 2000) g;
-CREATE TABLE lines (order_id int, line_no int, qty int NOT NULL, sku text,
-                    PRIMARY KEY (order_id, line_no));
-INSERT INTO lines SELECT o, l, l, 'sku-' || o || '-' || l
-  FROM generate_series(1, 500) o, generate_series(1, 4) l;
-CREATE TABLE moves (id int PRIMARY KEY, v text NOT NULL);
-CREATE SEQUENCE moves_id_seq START 1000000 OWNED BY moves.id;
-ALTER TABLE moves ALTER COLUMN id SET DEFAULT nextval('moves_id_seq');
-INSERT INTO moves SELECT g, 'seed ' || g FROM generate_series(1, 1000) g;
-CREATE SEQUENCE roll_seq START 10000000;
-ANALYZE;
-});
+my %shop = (accounts => 2000, orders => 500, moves => 1000);
+$node->safe_psql('postgres', 'CREATE EXTENSION cdc_relay; CREATE SEQUENCE roll_seq START 10000000');
+shop_tables($node, 'postgres', %shop);
 
 my $prefix = "kcompact$$";
 my %tables = (
@@ -77,40 +65,7 @@ ok($relay->wait_for_log(qr/streaming from slot "cdc_relay" into Kafka/), 'snapsh
   or BAIL_OUT('relay did not start');
 
 # ---- the workload ----------------------------------------------------------------------------
-my $script = q{
-\set a random(1, 2400)
-\set b random(1, 2400)
-\set o random(1, 600)
-\set l random(1, 4)
-\set r random(1, 1100)
-\set op random(1, 10)
-BEGIN;
-INSERT INTO accounts VALUES (:a, :op, 'w') ON CONFLICT (id) DO UPDATE SET balance = accounts.balance + excluded.balance, note = 'u' || excluded.balance;
-\if :op <= 3
-DELETE FROM accounts WHERE id = :b;
-\endif
-\if :op <= 6
-INSERT INTO lines VALUES (:o, :l, 1, 'w') ON CONFLICT (order_id, line_no) DO UPDATE SET qty = lines.qty + 1;
-\elif :op <= 8
-DELETE FROM lines WHERE order_id = :o AND line_no = :l;
-\else
-UPDATE lines SET line_no = line_no + 10 WHERE order_id = :o AND line_no = :l AND NOT EXISTS (SELECT 1 FROM lines x WHERE x.order_id = :o AND x.line_no = :l + 10);
-\endif
-\if :op <= 4
-UPDATE moves SET id = nextval('moves_id_seq'), v = left(v, 30) || '>' WHERE id = (SELECT id FROM moves WHERE id >= :r ORDER BY id LIMIT 1);
-\elif :op <= 6
-DELETE FROM moves WHERE id = (SELECT id FROM moves WHERE id >= :r ORDER BY id LIMIT 1);
-\else
-INSERT INTO moves (v) VALUES ('new ' || :client_id);
-\endif
-COMMIT;
-};
-my $script_file = PostgreSQL::Test::Utils::tempdir() . '/writer.sql';
-PostgreSQL::Test::Utils::append_to_file($script_file, $script);
-my $writers = start_process(
-	[ 'pgbench', '-n', '-c', '2', '-j', '2', '-t', '1000', '--max-tries', '20', '-f', $script_file,
-	  $node->connstr('postgres') ],
-	name => 'writers');
+my $writers = shop_writers($node, 'postgres', %shop, pgbench => [ '-t', '1000' ]);
 is($writers->finish, 0, 'pgbench: 2 x 1000 transactions');
 sql(q{
 UPDATE accounts SET balance = balance + 1;

@@ -72,21 +72,10 @@ sub writers
 }
 
 # ---- (a) kill -9 while streaming ------------------------------------------------------------
-sql(q{
-CREATE EXTENSION cdc_relay;
-CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL, note text);
-INSERT INTO accounts SELECT g, g * 10, 'seed ' || g FROM generate_series(1, 3000) g;
-CREATE TABLE lines (order_id int, line_no int, qty int NOT NULL, sku text,
-                    PRIMARY KEY (order_id, line_no));
-INSERT INTO lines SELECT o, l, l, 'sku-' || o || '-' || l
-  FROM generate_series(1, 750) o, generate_series(1, 4) l;
-CREATE TABLE moves (id int PRIMARY KEY, v text NOT NULL);
-CREATE SEQUENCE moves_id_seq START 1000000 OWNED BY moves.id;
-ALTER TABLE moves ALTER COLUMN id SET DEFAULT nextval('moves_id_seq');
-INSERT INTO moves SELECT g, 'seed ' || g FROM generate_series(1, 2000) g;
-ANALYZE;
-SELECT pg_create_logical_replication_slot('audit', 'cdc_relay');
-});
+my %shop = (accounts => 3000, orders => 750, moves => 2000);
+sql('CREATE EXTENSION cdc_relay');
+shop_tables($node, 'postgres', %shop);
+sql(q{SELECT pg_create_logical_replication_slot('audit', 'cdc_relay')});
 
 my @args = ('--topic-prefix', $prefix);
 my $relay = start_relay($node, $k, @args);
@@ -94,34 +83,7 @@ ok($relay->wait_for_log(qr/streaming from slot "cdc_relay" into Kafka/), '(a) sn
   or BAIL_OUT('relay did not start');
 my ($cp) = $relay->log_content =~ /created replication slot "cdc_relay", consistent point (\S+?),/;
 
-my $writers = writers('postgres', q{
-\set a random(1, 3500)
-\set b random(1, 3500)
-\set o random(1, 900)
-\set l random(1, 4)
-\set r random(1, 2100)
-\set op random(1, 10)
-BEGIN;
-INSERT INTO accounts VALUES (:a, :op, 'w') ON CONFLICT (id) DO UPDATE SET balance = accounts.balance + excluded.balance, note = 'u' || excluded.balance;
-\if :op <= 3
-DELETE FROM accounts WHERE id = :b;
-\endif
-\if :op <= 6
-INSERT INTO lines VALUES (:o, :l, 1, 'w') ON CONFLICT (order_id, line_no) DO UPDATE SET qty = lines.qty + 1;
-\elif :op <= 8
-DELETE FROM lines WHERE order_id = :o AND line_no = :l;
-\else
-UPDATE lines SET line_no = line_no + 10 WHERE order_id = :o AND line_no = :l AND NOT EXISTS (SELECT 1 FROM lines x WHERE x.order_id = :o AND x.line_no = :l + 10);
-\endif
-\if :op <= 4
-UPDATE moves SET id = nextval('moves_id_seq'), v = left(v, 30) || '>' WHERE id = (SELECT id FROM moves WHERE id >= :r ORDER BY id LIMIT 1);
-\elif :op <= 6
-DELETE FROM moves WHERE id = (SELECT id FROM moves WHERE id >= :r ORDER BY id LIMIT 1);
-\else
-INSERT INTO moves (v) VALUES ('new ' || :client_id);
-\endif
-COMMIT;
-}, '-R', '300');
+my $writers = shop_writers($node, 'postgres', %shop, pgbench => [ '-T', '900', '-R', '300' ]);
 
 for my $round (1, 2)
 {

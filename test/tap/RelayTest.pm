@@ -33,7 +33,7 @@ use PostgreSQL::Test::Cluster;
 
 our @EXPORT = qw(
   logical_node relay_bin start_broker start_relay run_relay start_process
-  consume last_by_key topics wait_until confirmed_flush
+  consume last_by_key topics wait_until confirmed_flush shop_tables shop_writers
   lsn_num lsn_cmp wait_for_confirmed
   check_key_order table_rows kafka_rows compare_rows slot_changes check_delivered
 );
@@ -178,6 +178,90 @@ sub wait_for_confirmed
 		$timeout);
 	diag("confirmed_flush_lsn of $slot is $last, wanted $lsn") unless $ok;
 	return $ok;
+}
+
+# ---------------------------------------------------------------------------
+# A small shop schema and a pgbench workload on it (the real-Kafka tests).
+
+=pod
+
+=item shop_tables($node, $db, accounts => A, orders => O, moves => M)
+
+Creates and seeds the tables shop_writers() writes: accounts (id primary key;
+A rows), lines ((order_id, line_no) primary key; O orders x 4 lines) and moves
+(id primary key, default nextval('moves_id_seq') from 1,000,000; M rows); then
+ANALYZE.
+
+=item shop_writers($node, $db, accounts => A, orders => O, moves => M, pgbench => [...])
+
+Starts two pgbench clients (start_process, named writers_$db; --max-tries 20, so
+that a deadlock between them is retried: a rolled-back try emits nothing) on
+$db, each transaction touching the three tables: an upsert of a random account
+(ids up to 1.2 A, so inserts too) and in 3 of 10 a delete of another; an upsert
+of a random line (6 in 10), a delete of one (2 in 10) or a primary-key change
+(line_no + 10, only when that key is free, so that concurrent clients never
+collide); a moves row's key changed to nextval (4 in 10), one deleted (2 in 10)
+or a new one.  The sizes are those given to shop_tables; pgbench => [...] adds
+options (-T 900 -R 300, -t 1000, ...).  Returns the RelayTest::Process.
+
+=cut
+
+sub shop_tables
+{
+	my ($node, $db, %n) = @_;
+	$node->safe_psql($db, qq{
+CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL, note text);
+INSERT INTO accounts SELECT g, g * 10, 'seed ' || g FROM generate_series(1, $n{accounts}) g;
+CREATE TABLE lines (order_id int, line_no int, qty int NOT NULL, sku text,
+                    PRIMARY KEY (order_id, line_no));
+INSERT INTO lines SELECT o, l, l, 'sku-' || o || '-' || l
+  FROM generate_series(1, $n{orders}) o, generate_series(1, 4) l;
+CREATE TABLE moves (id int PRIMARY KEY, v text NOT NULL);
+CREATE SEQUENCE moves_id_seq START 1000000 OWNED BY moves.id;
+ALTER TABLE moves ALTER COLUMN id SET DEFAULT nextval('moves_id_seq');
+INSERT INTO moves SELECT g, 'seed ' || g FROM generate_series(1, $n{moves}) g;
+ANALYZE;
+});
+}
+
+sub shop_writers
+{
+	my ($node, $db, %opt) = @_;
+	my ($amax, $omax, $rmax) = (int($opt{accounts} * 1.2), int($opt{orders} * 1.2), $opt{moves} + 100);
+	my $script = qq{
+\\set a random(1, $amax)
+\\set b random(1, $amax)
+\\set o random(1, $omax)
+\\set l random(1, 4)
+\\set r random(1, $rmax)
+\\set op random(1, 10)
+BEGIN;
+INSERT INTO accounts VALUES (:a, :op, 'w') ON CONFLICT (id) DO UPDATE SET balance = accounts.balance + excluded.balance, note = 'u' || excluded.balance;
+\\if :op <= 3
+DELETE FROM accounts WHERE id = :b;
+\\endif
+\\if :op <= 6
+INSERT INTO lines VALUES (:o, :l, 1, 'w') ON CONFLICT (order_id, line_no) DO UPDATE SET qty = lines.qty + 1;
+\\elif :op <= 8
+DELETE FROM lines WHERE order_id = :o AND line_no = :l;
+\\else
+UPDATE lines SET line_no = line_no + 10 WHERE order_id = :o AND line_no = :l AND NOT EXISTS (SELECT 1 FROM lines x WHERE x.order_id = :o AND x.line_no = :l + 10);
+\\endif
+\\if :op <= 4
+UPDATE moves SET id = nextval('moves_id_seq'), v = left(v, 30) || '>' WHERE id = (SELECT id FROM moves WHERE id >= :r ORDER BY id LIMIT 1);
+\\elif :op <= 6
+DELETE FROM moves WHERE id = (SELECT id FROM moves WHERE id >= :r ORDER BY id LIMIT 1);
+\\else
+INSERT INTO moves (v) VALUES ('new ' || :client_id);
+\\endif
+COMMIT;
+};
+	my $file = PostgreSQL::Test::Utils::tempdir() . "/shop_writer_$db.sql";
+	PostgreSQL::Test::Utils::append_to_file($file, $script);
+	return start_process(
+		[ 'pgbench', '-n', '-c', '2', '-j', '2', '--max-tries', '20', @{ $opt{pgbench} // [] },
+		  '-f', $file, $node->connstr($db) ],
+		name => "writers_$db");
 }
 
 # ---------------------------------------------------------------------------
