@@ -96,12 +96,9 @@ unlike(join("\n", grep { !/ WARNING librdkafka / } split /\n/, $relay->log_conte
 
 # ---- what Kafka holds ------------------------------------------------------------------------
 my $t_check = time();
-my (%msgs, @all);
-for my $t (sort keys %tables)
-{
-	$msgs{$t} = [ consume($k, "$prefix.public.$t") ];
-	push @all, @{ $msgs{$t} };
-}
+my ($msgs, $all) = consume_tables($k, $prefix, sort keys %tables);
+my %msgs = %$msgs;
+my @all = @$all;
 note(sprintf('%d messages read in %.1f s', scalar(@all), time() - $t_check));
 
 for my $t (sort keys %tables)
@@ -119,10 +116,7 @@ for my $t (sort keys %tables)
 }
 
 # every change committed after the consistent point, and nothing else
-my $changes = slot_changes($node, 'audit', from => $cp);
-my ($errors, $st) = check_delivered($changes, \@all, prefix => $prefix);
-is(scalar(@$errors), 0, "every change committed after the consistent point is in Kafka as the plugin wrote it, and nothing else")
-  or diag(join("\n", @$errors[ 0 .. ($#$errors < 9 ? $#$errors : 9) ]));
+my $st = is_delivered($node, 'audit', $cp, \@all, prefix => $prefix);
 ok($st->{changes} > 5000, "the writers committed many changes after the consistent point ($st->{changes}; $st->{copies} copies in Kafka)");
 my %tables_of;
 for my $m (@all)

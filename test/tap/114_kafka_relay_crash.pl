@@ -108,16 +108,10 @@ my $endpos = insert_lsn();
 ok(wait_for_confirmed($node, 'cdc_relay', $endpos), "(a) confirmed_flush_lsn reaches the end ($endpos)");
 is($relay->stop, 0, '(a) relay exits 0 on SIGTERM');
 {
-	my (%msgs, @all);
-	for my $t (sort keys %tables)
-	{
-		$msgs{$t} = [ consume($k, "$prefix.public.$t") ];
-		push @all, @{ $msgs{$t} };
-	}
-	my $changes = slot_changes($node, 'audit', from => $cp);
-	my ($errors, $st) = check_delivered($changes, \@all, prefix => $prefix);
-	is(scalar(@$errors), 0, '(a) every change committed after the consistent point is in Kafka as the plugin wrote it, and nothing else')
-	  or diag(join("\n", @$errors[ 0 .. ($#$errors < 9 ? $#$errors : 9) ]));
+	my ($msgs, $all) = consume_tables($k, $prefix, sort keys %tables);
+	my %msgs = %$msgs;
+	my $st = is_delivered($node, 'audit', $cp, $all, prefix => $prefix,
+		name => '(a) every change committed after the consistent point is in Kafka as the plugin wrote it, and nothing else');
 	note("(a) $st->{changes} changes, $st->{copies} copies (replays) in Kafka");
 	ok($st->{changes} > 3000, "(a) the writers committed many changes ($st->{changes})");
 	for my $t (sort keys %tables)

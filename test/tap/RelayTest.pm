@@ -36,6 +36,7 @@ our @EXPORT = qw(
   consume last_by_key topics wait_until confirmed_flush shop_tables shop_writers
   lsn_num lsn_cmp wait_for_confirmed
   check_key_order table_rows kafka_rows compare_rows slot_changes check_delivered
+  consume_tables is_delivered
 );
 
 # Everything still to kill at exit: RelayTest::Process objects and broker
@@ -1086,6 +1087,44 @@ sub check_delivered
 	my @missing = grep { !$got{$_} } sort { lsn_cmp($a =~ s{/\d+$}{}r, $b =~ s{/\d+$}{}r) || $a cmp $b } keys %$changes;
 	push @errors, "event $_ ($changes->{$_}{table}) is not in Kafka" for @missing;
 	return (\@errors, \%st);
+}
+
+=pod
+
+=item consume_tables($bootstrap, $prefix, @tables)
+
+consume() of each table's topic "$prefix.public.<table>": returns ({table =>
+[messages]}, [every message]).
+
+=item is_delivered($node, $audit_slot, $cp, \@all, %opt)
+
+One named check: check_delivered() of the changes the audit slot holds from $cp
+on against @all (every message of the table topics), prefix => the topic prefix,
+name => the check's name; the first 10 problems go to a diag.  Returns
+check_delivered()'s statistics ({changes, copies}).
+
+=cut
+
+sub consume_tables
+{
+	my ($bootstrap, $prefix, @tables) = @_;
+	my (%msgs, @all);
+	for my $t (@tables)
+	{
+		$msgs{$t} = [ consume($bootstrap, "$prefix.public.$t") ];
+		push @all, @{ $msgs{$t} };
+	}
+	return (\%msgs, \@all);
+}
+
+sub is_delivered
+{
+	my ($node, $audit, $cp, $all, %opt) = @_;
+	my ($errors, $st) = check_delivered(slot_changes($node, $audit, from => $cp), $all, prefix => $opt{prefix});
+	is(scalar(@$errors), 0, $opt{name}
+		  // 'every change committed after the consistent point is in Kafka as the plugin wrote it, and nothing else')
+	  or diag(join("\n", @$errors[ 0 .. ($#$errors < 9 ? $#$errors : 9) ]));
+	return $st;
 }
 
 END
