@@ -18,8 +18,6 @@
 #include "replication/logical.h"
 #include "utils/relcache.h"
 
-#define CDC_FORMAT_VERSION 1
-
 /* Actions, as a bitmask, for the "actions" option and publications. */
 #define CDC_ACTION_INSERT	0x01
 #define CDC_ACTION_UPDATE	0x02
@@ -32,8 +30,6 @@ typedef struct CdcTablePattern
 {
 	char	   *schema;			/* NULL: any schema */
 	char	   *table;
-	bool		schema_wild;	/* contains unquoted * or ? */
-	bool		table_wild;
 } CdcTablePattern;
 
 /* Parsed plugin options; read once at startup, immutable afterwards. */
@@ -81,8 +77,7 @@ typedef enum CdcValueKind
 /* Everything needed to encode one value without catalog lookups. */
 typedef struct CdcTypeInfo
 {
-	Oid			typid;			/* the column's type (domains resolved below) */
-	Oid			basetypid;		/* base type after resolving domains */
+	Oid			basetypid;		/* the column's type, domains resolved */
 	CdcValueKind kind;
 	bool		needs_output_settings;	/* may go through a settings-dependent
 										 * output function (see

@@ -160,7 +160,6 @@ cdc_type_info_init(CdcTypeInfo *ti, Oid typid, MemoryContext cxt)
 	Oid			outfunc;
 	bool		isvarlena;
 
-	ti->typid = typid;
 	ti->basetypid = getBaseType(typid);
 	ti->kind = classify_type(ti->basetypid);
 	get_typlenbyvalalign(ti->basetypid, &ti->typlen, &ti->typbyval,
