@@ -111,7 +111,7 @@ admin_open(Relay *r)
 
 	r->admin = calloc(1, sizeof(RelayAdmin));
 	if (r->admin == NULL)
-		exit(1);
+		relay_out_of_memory();
 	controller = rd_kafka_controllerid(r->rk, 5000);
 	e = rd_kafka_metadata(r->rk, 0, NULL, &md, 10000);
 	if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
@@ -158,7 +158,7 @@ mark_done(Relay *r, const char *topic)
 		return;
 	copy = strdup(topic);
 	if (copy == NULL || tsearch(copy, &r->admin->done, cmp_name) == NULL)
-		exit(1);
+		relay_out_of_memory();
 }
 
 void
@@ -298,7 +298,7 @@ create_topics(Relay *r, Want *want, int n, bool validate_only, int64_t deadline)
 	char		err[512];
 
 	if (nt == NULL || set == NULL || index == NULL)
-		exit(1);
+		relay_out_of_memory();
 	for (int i = 0; i < n; i++)
 	{
 		Want	   *w = &want[i];
@@ -431,7 +431,7 @@ describe_topics(Relay *r, Want *want, int n, int64_t deadline)
 	char		problem[400] = "";
 
 	if (res == NULL)
-		exit(1);
+		relay_out_of_memory();
 	for (int i = 0; i < n; i++)
 		res[i] = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, want[i].topic);
 	opt = admin_options(r, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS, deadline);
@@ -671,7 +671,7 @@ admin_ensure_start(Relay *r, PGconn *conn)
 	want = calloc((size_t) ntables + 2, sizeof(Want));
 	tables = calloc((size_t) ntables + 1, sizeof(char *));
 	if (want == NULL || tables == NULL)
-		exit(1);
+		relay_out_of_memory();
 	want_init(&want[n++], cfg->state_topic, NULL, TOPIC_STATE);
 	snprintf(topic, sizeof(topic), "%s.messages", cfg->topic_prefix);
 	want_init(&want[n++], topic, NULL, TOPIC_MESSAGES);
@@ -682,7 +682,7 @@ admin_ensure_start(Relay *r, PGconn *conn)
 
 		tables[i] = table_display_name(schema, table);
 		if (tables[i] == NULL)
-			exit(1);
+			relay_out_of_memory();
 		topic_for_table(cfg->topic_prefix, schema, strlen(schema), table, strlen(table), topic);
 		want_init(&want[n++], topic, tables[i],
 				  strcmp(PQgetvalue(res, i, 2), "t") == 0 ? TOPIC_TABLE_KEYED : TOPIC_TABLE_KEYLESS);

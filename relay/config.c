@@ -138,8 +138,7 @@ xstrdup(const char *s)
 
 	if (d == NULL)
 	{
-		fputs("cdc-relay: out of memory\n", stderr);
-		exit(1);
+		relay_out_of_memory();
 	}
 	return d;
 }
@@ -219,8 +218,7 @@ add_kafka(RelayConfig *cfg, const char *key, const char *value)
 
 	if (n == NULL)
 	{
-		fputs("cdc-relay: out of memory\n", stderr);
-		exit(1);
+		relay_out_of_memory();
 	}
 	cfg->kafka = n;
 	cfg->kafka[cfg->nkafka].key = xstrdup(key);
@@ -308,8 +306,7 @@ add_topic_config(RelayConfig *cfg, const char *pair, char *err, size_t errlen)
 	p = realloc(cfg->topic_configs, sizeof(KafkaProp) * (size_t) (cfg->ntopic_configs + 1));
 	if (p == NULL)
 	{
-		fputs("cdc-relay: out of memory\n", stderr);
-		exit(1);
+		relay_out_of_memory();
 	}
 	cfg->topic_configs = p;
 	p[cfg->ntopic_configs].key = xstrdup(name);

@@ -3,6 +3,8 @@
  */
 #include "log.h"
 
+#include <stdlib.h>
+
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
@@ -41,4 +43,11 @@ rlog(int verbosity, enum log_level level, const char *fmt, ...)
 	{
 		/* nowhere left to report it */
 	}
+}
+
+void
+relay_out_of_memory(void)
+{
+	rlog(LOG_ERROR, LOG_ERROR, "out of memory");
+	exit(1);
 }

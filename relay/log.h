@@ -21,4 +21,10 @@ enum log_level
 void		rlog(int verbosity, enum log_level level, const char *fmt, ...)
 			__attribute__((format(printf, 3, 4)));
 
+/*
+ * An allocation failed: log "out of memory" (whatever the verbosity) and exit
+ * 1.  The one exit outside main(): nothing sensible can go on from there.
+ */
+void		relay_out_of_memory(void) __attribute__((noreturn));
+
 #endif

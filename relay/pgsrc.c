@@ -748,7 +748,7 @@ pg_check_topics(Relay *r, PGconn *conn)
 		char	   *disp = table_display_name(schema, table);
 
 		if (disp == NULL)
-			exit(1);
+			relay_out_of_memory();
 		topic_for_table(r->cfg->topic_prefix, schema, strlen(schema), table, strlen(table), topic);
 		rc = topic_register(r, topic, disp);
 		free(disp);
@@ -896,8 +896,7 @@ sb_reserve(char **buf, size_t *cap, size_t need)
 	*buf = realloc(*buf, *cap);
 	if (*buf == NULL)
 	{
-		fputs("cdc-relay: out of memory\n", stderr);
-		exit(1);
+		relay_out_of_memory();
 	}
 }
 
@@ -967,7 +966,7 @@ pg_plugin_options_array(Relay *r)
 	char	   *buf = malloc(cap);
 
 	if (buf == NULL)
-		exit(1);
+		relay_out_of_memory();
 	buf[0] = '\0';
 	sb_append(&buf, &len, &cap, "{");
 	for (int i = 0; i < n; i++)
@@ -995,7 +994,7 @@ pg_start_replication(Relay *r, PGconn *repl)
 	int			rc = 0;
 
 	if (cmd == NULL)
-		exit(1);
+		relay_out_of_memory();
 	cmd[0] = '\0';
 	sb_append(&cmd, &len, &cap, "START_REPLICATION SLOT ");
 	sb_append_quoted(&cmd, &len, &cap, r->cfg->slot, '"', false);

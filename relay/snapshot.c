@@ -212,7 +212,7 @@ copy_table(SnapShared *sh, PGconn *conn, SnapTable *t)
 	sqllen = strlen(t->regclass) + strlen(opts) + 320;
 	sql = malloc(sqllen);
 	if (sql == NULL)
-		exit(1);
+		relay_out_of_memory();
 	snprintf(sql, sqllen,
 			 "COPY (SELECT cdc_relay.snapshot_row(%s::pg_catalog.regclass, t.*, '%s'::pg_catalog.pg_lsn,"
 			 " %s::pg_catalog.text[]) FROM ONLY %s t)"
@@ -398,7 +398,7 @@ xstrdup(const char *s)
 	char	   *d = strdup(s);
 
 	if (d == NULL)
-		exit(1);
+		relay_out_of_memory();
 	return d;
 }
 
@@ -422,7 +422,7 @@ build_lock_sql(SnapShared *sh)
 		len += strlen(sh->tables[i].regclass) + 2;
 	sh->lock_sql = malloc(len);
 	if (sh->lock_sql == NULL)
-		exit(1);
+		relay_out_of_memory();
 	p = sh->lock_sql;
 	p += sprintf(p, "LOCK TABLE ONLY ");
 	for (int i = 0; i < sh->ntables; i++)
@@ -612,7 +612,7 @@ check_unchanged(SnapShared *sh)
 		len += strlen(sh->tables[i].relid) + 1;
 	oids = malloc(len);
 	if (oids == NULL)
-		exit(1);
+		relay_out_of_memory();
 	p = oids;
 	*p++ = '{';
 	for (int i = 0; i < sh->ntables; i++)
@@ -702,7 +702,7 @@ list_tables(SnapShared *sh)
 	sh->ntables = PQntuples(res);
 	sh->tables = calloc((size_t) sh->ntables + 1, sizeof(SnapTable));
 	if (sh->tables == NULL)
-		exit(1);
+		relay_out_of_memory();
 	for (int i = 0; i < sh->ntables; i++)
 	{
 		SnapTable  *t = &sh->tables[i];
@@ -716,7 +716,7 @@ list_tables(SnapShared *sh)
 		t->relpages = atoll(PQgetvalue(res, i, 5));
 		t->header_table = table_display_name(t->schema, t->table);
 		if (t->header_table == NULL)
-			exit(1);
+			relay_out_of_memory();
 		topic_for_table(r->cfg->topic_prefix, t->schema, strlen(t->schema),
 						t->table, strlen(t->table), topic);
 		/* a table the start did not list (created since) gets its topic first */
@@ -808,7 +808,7 @@ open_job(SnapShared *sh, int id, int njobs, bool *fatal)
 	}
 	sql = malloc(strlen(sh->lock_sql) + 8);
 	if (sql == NULL)
-		exit(1);
+		relay_out_of_memory();
 	sprintf(sql, "%s NOWAIT", sh->lock_sql);
 	res = pg_exec(sh->r, conn, sql, 0, NULL);
 	free(sql);
@@ -964,7 +964,7 @@ snapshot_run(Relay *r, const char *snapshot_name, uint64_t consistent_point,
 	threads = calloc((size_t) want + 1, sizeof(pthread_t));
 	reported = calloc((size_t) sh.ntables + 1, sizeof(bool));
 	if (jobs == NULL || threads == NULL || reported == NULL)
-		exit(1);
+		relay_out_of_memory();
 	if (want > 0)
 	{
 		jobs[njobs].sh = &sh;

@@ -48,6 +48,7 @@ typedef struct TopicEntry
 
 typedef enum SessionEnd
 {
+	SESSION_GO_ON,				/* not over: the session goes on */
 	SESSION_STOP,				/* signal or endpos: clean exit */
 	SESSION_RETRY,				/* connection lost / delivery failed: reconnect */
 	SESSION_FATAL
@@ -145,16 +146,16 @@ topic_register(Relay *r, const char *topic, const char *table)
 	}
 	t = realloc(r->known_topics, sizeof(char *) * (r->nknown + 1));
 	if (t == NULL)
-		exit(1);
+		relay_out_of_memory();
 	r->known_topics = t;
 	d = realloc(r->known_tables, sizeof(char *) * (r->nknown + 1));
 	if (d == NULL)
-		exit(1);
+		relay_out_of_memory();
 	r->known_tables = d;
 	r->known_topics[r->nknown] = strdup(topic);
 	r->known_tables[r->nknown] = strdup(table ? table : "(the relay's own)");
 	if (r->known_topics[r->nknown] == NULL || r->known_tables[r->nknown] == NULL)
-		exit(1);
+		relay_out_of_memory();
 	r->nknown++;
 	return 0;
 }
@@ -185,16 +186,16 @@ topic_new_entry(Relay *r, const char *ident, size_t identlen, const char *schema
 	bool		ok;
 
 	if (e == NULL || s0 == NULL || t0 == NULL)
-		exit(1);
+		relay_out_of_memory();
 	e->ident = malloc(identlen + 1);
 	if (e->ident == NULL)
-		exit(1);
+		relay_out_of_memory();
 	memcpy(e->ident, ident, identlen);
 	e->identlen = identlen;
 	topic_for_table(r->cfg->topic_prefix, schema, slen, table, tlen, topic);
 	e->header_table = table_display_name(s0, t0);
 	if (e->header_table == NULL)
-		exit(1);
+		relay_out_of_memory();
 	ok = topic_register(r, topic, e->header_table) == 0 &&
 		admin_ensure_table(r, topic, s0, t0, e->header_table, has_key) == 0;
 	free(s0);
@@ -233,7 +234,7 @@ topic_lookup(Relay *r, const char *ident, size_t identlen, int has_key)
 	/* first event of this relation: decode the names with jansson */
 	obj = malloc(identlen + 3);
 	if (obj == NULL)
-		exit(1);
+		relay_out_of_memory();
 	obj[0] = '{';
 	memcpy(obj + 1, ident, identlen);
 	obj[identlen + 1] = '}';
@@ -253,7 +254,7 @@ topic_lookup(Relay *r, const char *ident, size_t identlen, int has_key)
 	if (e == NULL)
 		return NULL;
 	if (tsearch(e, &r->topics, topic_cmp) == NULL)
-		exit(1);
+		relay_out_of_memory();
 	return e;
 }
 
@@ -431,160 +432,180 @@ jstr(json_t *o, const char *key)
 	return json_string_value(json_object_get(o, key));
 }
 
-/* begin, commit, truncate, logical message: JSON objects */
+/* The event as the log shows it: at most its first 200 bytes. */
+#define EVENT_FMT "%.*s"
+#define EVENT_ARG(data, len) (int) ((len) > 200 ? 200 : (len)), (data)
+
+/* A begin: open a ring entry for the transaction. */
+static int
+handle_begin(Stream *s, json_t *j, const char *data, size_t len)
+{
+	const char *cl = jstr(j, "commit_lsn");
+	json_t	   *xid = json_object_get(j, "xid");
+
+	if (s->cur != 0 || cl == NULL)
+	{
+		rlog(s->r->v, LOG_ERROR, "unexpected begin from the plugin: " EVENT_FMT, EVENT_ARG(data, len));
+		return -1;
+	}
+	s->cur = ring_begin(s->r->ring);
+	if (s->cur == 0)
+		relay_out_of_memory();
+	snprintf(s->commit_lsn, sizeof(s->commit_lsn), "%s", cl);
+	if (json_is_integer(xid))
+		snprintf(s->xid, sizeof(s->xid), "%lld", (long long) json_integer_value(xid));
+	else
+		s->xid[0] = '\0';
+	s->seq = 0;
+	return 0;
+}
+
+/* A commit: close the transaction's ring entry at the commit's end LSN. */
+static int
+handle_commit(Stream *s, json_t *j, const char *data, size_t len)
+{
+	Relay	   *r = s->r;
+	const char *el = jstr(j, "end_lsn");
+	uint64_t	end;
+
+	if (s->cur == 0 || el == NULL || !parse_lsn(el, &end))
+	{
+		rlog(r->v, LOG_ERROR, "unexpected commit from the plugin: " EVENT_FMT, EVENT_ARG(data, len));
+		return -1;
+	}
+	ring_commit(r->ring, s->cur, end);
+	s->cur = 0;
+	s->txns++;
+	if (end > s->received)
+		s->received = end;
+	if (r->cfg->endpos && end >= r->cfg->endpos)
+		s->endpos_reached = true;
+	return 0;
+}
+
+/* A truncate: one message per table, in the table's topic, with the marker key. */
+static int
+handle_truncate(Stream *s, json_t *j, const char *data, size_t len)
+{
+	Relay	   *r = s->r;
+	json_t	   *tables = json_object_get(j, "tables");
+	size_t		i;
+	json_t	   *tj;
+	int			rc = s->cur == 0 ? -1 : 0;
+
+	s->seq++;
+	s->events++;
+	json_array_foreach(tables, i, tj)
+	{
+		json_t	   *js = json_object_get(tj, "schema"),
+				   *jt = json_object_get(tj, "table");
+		char		topic[TOPIC_MAX_LEN + 1];
+		rd_kafka_topic_t *rkt;
+		char	   *disp;
+
+		if (rc != 0 || !json_is_string(js) || !json_is_string(jt))
+			return -1;
+		topic_for_table(r->cfg->topic_prefix, json_string_value(js), json_string_length(js),
+						json_string_value(jt), json_string_length(jt), topic);
+		disp = table_display_name(json_string_value(js), json_string_value(jt));
+		if (disp == NULL)
+			relay_out_of_memory();
+		if (topic_register(r, topic, disp) != 0 ||
+			admin_ensure_table(r, topic, json_string_value(js), json_string_value(jt), disp, -1) != 0)
+		{
+			free(disp);
+			return -1;
+		}
+		rkt = rd_kafka_topic_new(r->rk, topic, NULL);
+		/* the marker key (it is about the whole table); the value is the event */
+		rc = produce(s, s->cur, rkt, KEY_TRUNCATE, strlen(KEY_TRUNCATE), data, len,
+					 headers(s, "t", disp, true));
+		free(disp);
+		rd_kafka_topic_destroy(rkt);
+	}
+	return rc;
+}
+
+/*
+ * A logical message: to <prefix>.messages, keyed by its prefix; the relay's
+ * own heartbeats are not forwarded.  A message outside any transaction gets a
+ * ring entry of its own, ending at its LSN.
+ */
+static int
+handle_message(Stream *s, json_t *j, const char *data, size_t len)
+{
+	Relay	   *r = s->r;
+	const char *prefix = jstr(j, "prefix");
+	bool		transactional = json_is_true(json_object_get(j, "transactional"));
+	char		topic[TOPIC_MAX_LEN + 1];
+	rd_kafka_topic_t *rkt;
+	txn_id		id = s->cur;
+	uint64_t	lsn = 0;
+	const char *ls = jstr(j, "lsn");
+	int			rc = 0;
+
+	if (prefix != NULL && strcmp(prefix, HEARTBEAT_PREFIX) == 0)
+	{
+		/* our own heartbeat: only there to move the slot */
+		if (transactional)
+			s->seq++;
+		return 0;
+	}
+	if (prefix == NULL)
+		return 0;
+	snprintf(topic, sizeof(topic), "%s.messages", r->cfg->topic_prefix);
+	rkt = rd_kafka_topic_new(r->rk, topic, NULL);
+	if (!transactional)
+	{
+		id = ring_begin(r->ring);
+		if (ls == NULL || !parse_lsn(ls, &lsn))
+			rc = -1;
+		snprintf(s->commit_lsn, sizeof(s->commit_lsn), "%s", ls ? ls : "");
+		s->seq = 0;
+	}
+	else
+		s->seq++;
+	s->events++;
+	if (rc == 0 && id != 0)
+		rc = produce(s, id, rkt, prefix, strlen(prefix), data, len, headers(s, "m", "", transactional));
+	else
+		rc = -1;
+	if (!transactional && rc == 0)
+	{
+		ring_commit(r->ring, id, lsn);
+		if (lsn > s->received && s->cur == 0)
+			s->received = lsn;
+	}
+	rd_kafka_topic_destroy(rkt);
+	return rc;
+}
+
+/* begin, commit, truncate, logical message: JSON objects, one handler each */
 static int
 handle_json(Stream *s, const char *data, size_t len)
 {
-	Relay	   *r = s->r;
 	json_error_t jerr;
 	json_t	   *j = json_loadb(data, len, JSON_ALLOW_NUL, &jerr);
 	const char *op = jstr(j, "op");
-	int			rc = 0;
+	int			rc;
 
 	if (op == NULL)
 	{
-		rlog(r->v, LOG_ERROR, "unexpected message from the plugin (%s): %.*s", jerr.text,
-			 (int) (len > 200 ? 200 : len), data);
-		json_decref(j);
-		return -1;
+		rlog(s->r->v, LOG_ERROR, "unexpected message from the plugin (%s): " EVENT_FMT, jerr.text,
+			 EVENT_ARG(data, len));
+		rc = -1;
 	}
-	if (strcmp(op, "begin") == 0)
-	{
-		const char *cl = jstr(j, "commit_lsn");
-		json_t	   *xid = json_object_get(j, "xid");
-
-		if (s->cur != 0 || cl == NULL)
-		{
-			rlog(r->v, LOG_ERROR, "unexpected begin from the plugin: %.*s", (int) (len > 200 ? 200 : len), data);
-			rc = -1;
-		}
-		else
-		{
-			s->cur = ring_begin(r->ring);
-			if (s->cur == 0)
-				exit(1);
-			snprintf(s->commit_lsn, sizeof(s->commit_lsn), "%s", cl);
-			if (json_is_integer(xid))
-				snprintf(s->xid, sizeof(s->xid), "%lld", (long long) json_integer_value(xid));
-			else
-				s->xid[0] = '\0';
-			s->seq = 0;
-		}
-	}
+	else if (strcmp(op, "begin") == 0)
+		rc = handle_begin(s, j, data, len);
 	else if (strcmp(op, "commit") == 0)
-	{
-		const char *el = jstr(j, "end_lsn");
-		uint64_t	end;
-
-		if (s->cur == 0 || el == NULL || !parse_lsn(el, &end))
-		{
-			rlog(r->v, LOG_ERROR, "unexpected commit from the plugin: %.*s", (int) (len > 200 ? 200 : len), data);
-			rc = -1;
-		}
-		else
-		{
-			ring_commit(r->ring, s->cur, end);
-			s->cur = 0;
-			s->txns++;
-			if (end > s->received)
-				s->received = end;
-			if (r->cfg->endpos && end >= r->cfg->endpos)
-				s->endpos_reached = true;
-		}
-	}
+		rc = handle_commit(s, j, data, len);
 	else if (strcmp(op, "t") == 0)
-	{
-		json_t	   *tables = json_object_get(j, "tables");
-		size_t		i;
-		json_t	   *tj;
-
-		if (s->cur == 0)
-			rc = -1;
-		s->seq++;
-		s->events++;
-		json_array_foreach(tables, i, tj)
-		{
-			json_t	   *js = json_object_get(tj, "schema"),
-					   *jt = json_object_get(tj, "table");
-			char		topic[TOPIC_MAX_LEN + 1];
-			rd_kafka_topic_t *rkt;
-			char	   *disp;
-
-			if (rc != 0 || !json_is_string(js) || !json_is_string(jt))
-			{
-				rc = -1;
-				break;
-			}
-			topic_for_table(r->cfg->topic_prefix, json_string_value(js), json_string_length(js),
-							json_string_value(jt), json_string_length(jt), topic);
-			disp = table_display_name(json_string_value(js), json_string_value(jt));
-			if (disp == NULL)
-				exit(1);
-			if (topic_register(r, topic, disp) != 0 ||
-				admin_ensure_table(r, topic, json_string_value(js), json_string_value(jt), disp, -1) != 0)
-			{
-				free(disp);
-				rc = -1;
-				break;
-			}
-			rkt = rd_kafka_topic_new(r->rk, topic, NULL);
-			/* truncate: the marker key (it is about the whole table); the value is the event */
-			rc = produce(s, s->cur, rkt, KEY_TRUNCATE, strlen(KEY_TRUNCATE), data, len,
-						 headers(s, "t", disp, true));
-			free(disp);
-			rd_kafka_topic_destroy(rkt);
-		}
-	}
+		rc = handle_truncate(s, j, data, len);
 	else if (strcmp(op, "m") == 0)
-	{
-		const char *prefix = jstr(j, "prefix");
-		bool		transactional = json_is_true(json_object_get(j, "transactional"));
-
-		if (prefix != NULL && strcmp(prefix, HEARTBEAT_PREFIX) == 0)
-		{
-			/* our own heartbeat: only there to move the slot */
-			if (transactional)
-				s->seq++;
-		}
-		else if (prefix != NULL)
-		{
-			char		topic[TOPIC_MAX_LEN + 1];
-			rd_kafka_topic_t *rkt;
-			txn_id		id = s->cur;
-			uint64_t	lsn = 0;
-			const char *ls = jstr(j, "lsn");
-
-			snprintf(topic, sizeof(topic), "%s.messages", r->cfg->topic_prefix);
-			rkt = rd_kafka_topic_new(r->rk, topic, NULL);
-			if (!transactional)
-			{
-				/* outside any transaction: a ring entry of its own, ending at its LSN */
-				id = ring_begin(r->ring);
-				if (ls == NULL || !parse_lsn(ls, &lsn))
-					rc = -1;
-				snprintf(s->commit_lsn, sizeof(s->commit_lsn), "%s", ls ? ls : "");
-				s->seq = 0;
-			}
-			else
-				s->seq++;
-			s->events++;
-			if (rc == 0 && id != 0)
-				rc = produce(s, id, rkt, prefix, strlen(prefix), data, len,
-							 headers(s, "m", "", transactional));
-			else
-				rc = -1;
-			if (!transactional && rc == 0)
-			{
-				ring_commit(r->ring, id, lsn);
-				if (lsn > s->received && s->cur == 0)
-					s->received = lsn;
-			}
-			rd_kafka_topic_destroy(rkt);
-		}
-	}
+		rc = handle_message(s, j, data, len);
 	else
 	{
-		rlog(r->v, LOG_ERROR, "unexpected event op \"%s\" from the plugin", op);
+		rlog(s->r->v, LOG_ERROR, "unexpected event op \"%s\" from the plugin", op);
 		rc = -1;
 	}
 	json_decref(j);
@@ -704,65 +725,73 @@ get_u64(const char *p)
 	return ((uint64_t) ntohl(hi) << 32) | ntohl(lo);
 }
 
+/*
+ * Between bursts: delivery reports, status update, heartbeat.  Returns
+ * SESSION_GO_ON, or how the session ends.
+ */
 static SessionEnd
-session(Stream *s)
+housekeeping(Stream *s)
 {
 	Relay	   *r = s->r;
-	char	   *buf = NULL;
 
-	int			burst = 0;		/* messages handled since the last housekeeping */
-
-	for (;;)
+	relay_check_signals(r);
+	if (*r->stop)
+		return SESSION_STOP;
+	if (r->fatal_set)
+		return SESSION_FATAL;
+	rd_kafka_poll(r->rk, 0);
+	if (ring_failed(r->ring))
 	{
-		int			len;
+		rlog(r->v, LOG_ERROR, "a Kafka delivery failed (%s); re-reading from the slot's confirmed position",
+			 r->last_delivery_error);
+		s->retry_delivery = true;
+		return SESSION_RETRY;
+	}
+	maybe_send_status(s, false);
+	if (s->endpos_reached)
+		return SESSION_STOP;
+	maybe_heartbeat(s);
+	return SESSION_GO_ON;
+}
 
-		/*
-		 * Housekeeping (delivery reports, status, heartbeat) between bursts of
-		 * up to 256 messages, and whenever the socket has nothing for us.
-		 */
-		if (burst > 0 && burst < 256 && !s->endpos_reached)
-			goto read;
-		if (burst > 0)
-			s->last_data_ms = now_ms();
-		burst = 0;
-		relay_check_signals(r);
-		if (*r->stop)
-			return SESSION_STOP;
-		if (r->fatal_set)
-			return SESSION_FATAL;
-		rd_kafka_poll(r->rk, 0);
-		if (ring_failed(r->ring))
-		{
-			rlog(r->v, LOG_ERROR, "a Kafka delivery failed (%s); re-reading from the slot's confirmed position",
-				 r->last_delivery_error);
-			s->retry_delivery = true;
-			return SESSION_RETRY;
-		}
-		maybe_send_status(s, false);
-		if (s->endpos_reached)
-			return SESSION_STOP;
-		maybe_heartbeat(s);
+/* A keepalive: everything before its WAL end was sent to us. */
+static void
+handle_keepalive(Stream *s, const char *buf)
+{
+	Relay	   *r = s->r;
+	uint64_t	walend = get_u64(buf + 1);
 
-read:
-		len = PQgetCopyData(s->repl, &buf, 1);
+	if (s->cur == 0 && walend > s->received)
+		s->received = walend;
+	if (s->cur == 0 && r->cfg->endpos && walend >= r->cfg->endpos)
+		s->endpos_reached = true;
+	if (buf[17] != 0)			/* the server asks for a reply */
+		maybe_send_status(s, true);
+}
+
+/*
+ * Read and handle what the socket has, up to 256 row or event messages
+ * (*handled counts them), stopping early after a keepalive or at --endpos so
+ * that housekeeping comes next.  *empty: the socket had nothing more.
+ * Returns SESSION_GO_ON, or how the session ends.
+ */
+static SessionEnd
+read_burst(Stream *s, int *handled, bool *empty)
+{
+	Relay	   *r = s->r;
+
+	*handled = 0;
+	*empty = false;
+	while (*handled < 256 && !s->endpos_reached)
+	{
+		char	   *buf = NULL;
+		int			len = PQgetCopyData(s->repl, &buf, 1);
+		int			rc = 0;
+
 		if (len == 0)
 		{
-			if (burst > 0)
-			{
-				burst = 256;	/* housekeeping first, then wait */
-				continue;
-			}
-			struct pollfd pfd = {.fd = PQsocket(s->repl), .events = POLLIN};
-
-			/* wake up for delivery reports, status updates and signals */
-			if (poll(&pfd, 1, 100) < 0 && errno != EINTR)
-				return SESSION_RETRY;
-			if (PQconsumeInput(s->repl) == 0)
-			{
-				rlog(r->v, LOG_ERROR, "replication connection lost: %s", PQerrorMessage(s->repl));
-				return SESSION_RETRY;
-			}
-			continue;
+			*empty = true;
+			return SESSION_GO_ON;
 		}
 		if (len == -1)
 		{
@@ -780,42 +809,65 @@ read:
 		}
 		if (buf[0] == 'k' && len >= 18)
 		{
-			burst = burst ? 256 : 0;	/* housekeeping right after a keepalive */
-			uint64_t	walend = get_u64(buf + 1);
-			bool		reply = buf[17] != 0;
-
-			/* a keepalive: everything before walend was sent to us */
-			if (s->cur == 0 && walend > s->received)
-				s->received = walend;
-			if (s->cur == 0 && r->cfg->endpos && walend >= r->cfg->endpos)
-				s->endpos_reached = true;
-			if (reply)
-				maybe_send_status(s, true);
+			handle_keepalive(s, buf);
+			PQfreemem(buf);
+			return SESSION_GO_ON;	/* housekeeping right after a keepalive */
 		}
-		else if (buf[0] == 'w' && len > 25)
+		if (buf[0] == 'w' && len > 25)
 		{
 			const char *data = buf + 25;
 			size_t		dlen = (size_t) len - 25;
-			int			rc;
 
-			burst++;
+			(*handled)++;
 			/* row events carry a key prefix up to a TAB, which JSON never holds raw */
-			if (memchr(data, '\t', dlen) == NULL)
-				rc = handle_json(s, data, dlen);
-			else
-				rc = handle_row(s, data, dlen);
-			if (rc != 0)
-			{
-				PQfreemem(buf);
-				if (*r->stop)
-					return SESSION_STOP;
-				return r->fatal_set ? SESSION_FATAL : SESSION_RETRY;
-			}
+			rc = memchr(data, '\t', dlen) == NULL ? handle_json(s, data, dlen) : handle_row(s, data, dlen);
 		}
 		else
 			rlog(r->v, LOG_WARNING, "ignoring a replication message of type '%c'", buf[0]);
 		PQfreemem(buf);
-		buf = NULL;
+		if (rc != 0)
+			return *r->stop ? SESSION_STOP : r->fatal_set ? SESSION_FATAL : SESSION_RETRY;
+	}
+	return SESSION_GO_ON;
+}
+
+/* Wait (at most 100 ms: delivery reports, status updates, signals) for the socket. */
+static SessionEnd
+wait_input(Stream *s)
+{
+	struct pollfd pfd = {.fd = PQsocket(s->repl), .events = POLLIN};
+
+	if (poll(&pfd, 1, 100) < 0 && errno != EINTR)
+		return SESSION_RETRY;
+	if (PQconsumeInput(s->repl) == 0)
+	{
+		rlog(s->r->v, LOG_ERROR, "replication connection lost: %s", PQerrorMessage(s->repl));
+		return SESSION_RETRY;
+	}
+	return SESSION_GO_ON;
+}
+
+/*
+ * One replication session, as pg_recvlogical's StreamLogicalLog: read a
+ * burst, then housekeeping; wait when the socket has nothing.
+ */
+static SessionEnd
+session(Stream *s)
+{
+	for (;;)
+	{
+		SessionEnd	end = housekeeping(s);
+		int			handled;
+		bool		empty;
+
+		if (end == SESSION_GO_ON)
+			end = read_burst(s, &handled, &empty);
+		if (end != SESSION_GO_ON)
+			return end;
+		if (handled > 0)
+			s->last_data_ms = now_ms();
+		else if (empty && (end = wait_input(s)) != SESSION_GO_ON)
+			return end;
 	}
 }
 
