@@ -60,6 +60,10 @@ struct RelayAdmin
 {
 	bool		auto_create;	/* no Admin API requests: the brokers create topics */
 	void	   *done;			/* tsearch tree of the topic names handled (malloc'd) */
+	struct Want *start;			/* admin_list_start's topics, until admin_ensure_start */
+	int			nstart;
+	char	  **start_tables;	/* their tables' display names (malloc'd) */
+	int			nstart_tables;
 };
 
 /* One topic to make sure of. */
@@ -161,11 +165,25 @@ mark_done(Relay *r, const char *topic)
 		relay_out_of_memory();
 }
 
+/* Forget admin_list_start's topics. */
+static void
+free_start(RelayAdmin *a)
+{
+	for (int i = 0; i < a->nstart_tables; i++)
+		free(a->start_tables[i]);
+	free(a->start_tables);
+	free(a->start);
+	a->start = NULL;
+	a->start_tables = NULL;
+	a->nstart = a->nstart_tables = 0;
+}
+
 void
 admin_close(Relay *r)
 {
 	if (r->admin == NULL)
 		return;
+	free_start(r->admin);
 	tdestroy(r->admin->done, free);
 	free(r->admin);
 	r->admin = NULL;
@@ -633,19 +651,16 @@ want_init(Want *w, const char *topic, const char *table, TopicKind kind)
 	" AND i.indpred IS NULL AND (i.indisprimary OR (c.relreplident = 'i' AND i.indisreplident))))"
 
 int
-admin_ensure_start(Relay *r, PGconn *conn)
+admin_list_start(Relay *r, PGconn *conn)
 {
 	const RelayConfig *cfg = r->cfg;
-	Want	   *want = NULL;
-	char	  **tables = NULL;
-	int			n = 0,
-				ntables = 0,
-				rc;
+	RelayAdmin *a = r->admin;
+	int			ntables = 0,
+				rc = 0;
 	PGresult   *res = NULL;
 	char		topic[TOPIC_MAX_LEN + 1];
 
-	if (r->admin->auto_create)
-		return 0;
+	free_start(a);
 	if (r->have_extension)
 	{
 		char	   *arr = pg_plugin_options_array(r);
@@ -662,37 +677,46 @@ admin_ensure_start(Relay *r, PGconn *conn)
 		{
 			if (!*r->stop)
 				rlog(r->v, LOG_ERROR, "could not list the tables to capture and their keys: %s",
-					 pg_error(r, conn, ebuf, sizeof(ebuf)));
+					 pg_res_error(r, conn, res, ebuf, sizeof(ebuf)));
 			PQclear(res);
 			return -1;
 		}
 		ntables = PQntuples(res);
 	}
-	want = calloc((size_t) ntables + 2, sizeof(Want));
-	tables = calloc((size_t) ntables + 1, sizeof(char *));
-	if (want == NULL || tables == NULL)
+	a->start = calloc((size_t) ntables + 2, sizeof(Want));
+	a->start_tables = calloc((size_t) ntables + 1, sizeof(char *));
+	if (a->start == NULL || a->start_tables == NULL)
 		relay_out_of_memory();
-	want_init(&want[n++], cfg->state_topic, NULL, TOPIC_STATE);
+	want_init(&a->start[a->nstart++], cfg->state_topic, NULL, TOPIC_STATE);
 	snprintf(topic, sizeof(topic), "%s.messages", cfg->topic_prefix);
-	want_init(&want[n++], topic, NULL, TOPIC_MESSAGES);
+	want_init(&a->start[a->nstart++], topic, NULL, TOPIC_MESSAGES);
 	for (int i = 0; i < ntables; i++)
 	{
 		const char *schema = PQgetvalue(res, i, 0);
 		const char *table = PQgetvalue(res, i, 1);
+		char	   *disp = table_display_name(schema, table);
 
-		tables[i] = table_display_name(schema, table);
-		if (tables[i] == NULL)
+		if (disp == NULL)
 			relay_out_of_memory();
+		a->start_tables[a->nstart_tables++] = disp;
 		topic_for_table(cfg->topic_prefix, schema, strlen(schema), table, strlen(table), topic);
-		want_init(&want[n++], topic, tables[i],
+		want_init(&a->start[a->nstart++], topic, disp,
 				  strcmp(PQgetvalue(res, i, 2), "t") == 0 ? TOPIC_TABLE_KEYED : TOPIC_TABLE_KEYLESS);
 	}
 	PQclear(res);
-	rc = ensure(r, want, n, true);
-	for (int i = 0; i < ntables; i++)
-		free(tables[i]);
-	free(tables);
-	free(want);
+	/* the relay's own topics first: a table's topic that collides with one names the table */
+	for (int i = 0; i < a->nstart && rc == 0; i++)
+		rc = topic_register(r, a->start[i].topic, a->start[i].table);
+	return rc;
+}
+
+int
+admin_ensure_start(Relay *r)
+{
+	RelayAdmin *a = r->admin;
+	int			rc = a->auto_create ? 0 : ensure(r, a->start, a->nstart, true);
+
+	free_start(a);
 	return rc;
 }
 

@@ -98,7 +98,7 @@ setup(Relay *r, PGconn *repl, bool *stream_after)
 		return 1;
 	}
 	/* topics Kafka would refuse as colliding: before anything is created */
-	if (r->have_extension && pg_check_topics(r, r->guard) != 0)
+	if (admin_list_start(r, r->guard) != 0)
 		return 1;
 	if (!need && cfg->snapshot == SNAPSHOT_INITIAL_ONLY)
 	{
@@ -107,7 +107,7 @@ setup(Relay *r, PGconn *repl, bool *stream_after)
 		return 0;
 	}
 	/* every topic exists (or is auto-created) before the first message, and before the slot */
-	if (admin_ensure_start(r, r->guard) != 0)
+	if (admin_ensure_start(r) != 0)
 		return *r->stop && !r->fatal_set ? 0 : 1;
 	if (!need && exists && *stream_after && pg_slot_check(r, true) != SLOT_OK)
 		return 1;

@@ -4,7 +4,6 @@
  */
 #include "relay.h"
 #include "redact.h"
-#include "topic.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -707,54 +706,6 @@ pg_check_prereqs(Relay *r, PGconn *conn, bool need_snapshot)
 		PQclear(res);
 	}
 	return problems;
-}
-
-/*
- * Register the topics of every captured table (cdc_relay.snapshot_tables
- * lists them, so this needs the extension), after the relay's own, so that
- * names Kafka would refuse as colliding stop the relay before anything is
- * created.  Returns 0, -1 on a collision (logged with the fix) or error.
- */
-int
-pg_check_topics(Relay *r, PGconn *conn)
-{
-	char	   *arr = pg_plugin_options_array(r);
-	const char *params[1] = {arr};
-	PGresult   *res;
-	char		ebuf[1024];
-	char		topic[TOPIC_MAX_LEN + 1];
-	int			rc = 0;
-
-	if (topic_register_own(r) != 0)
-	{
-		free(arr);
-		return -1;
-	}
-	res = pg_exec(r, conn, "SELECT schema_name, table_name FROM cdc_relay.snapshot_tables($1::pg_catalog.text[])",
-				  1, params);
-	free(arr);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK)
-	{
-		if (!*r->stop)
-			rlog(r->v, LOG_ERROR, "could not list the tables to capture: %s",
-				 pg_res_error(r, conn, res, ebuf, sizeof(ebuf)));
-		PQclear(res);
-		return -1;
-	}
-	for (int i = 0; i < PQntuples(res) && rc == 0; i++)
-	{
-		const char *schema = PQgetvalue(res, i, 0);
-		const char *table = PQgetvalue(res, i, 1);
-		char	   *disp = table_display_name(schema, table);
-
-		if (disp == NULL)
-			relay_out_of_memory();
-		topic_for_table(r->cfg->topic_prefix, schema, strlen(schema), table, strlen(table), topic);
-		rc = topic_register(r, topic, disp);
-		free(disp);
-	}
-	PQclear(res);
-	return rc;
 }
 
 int

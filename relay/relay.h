@@ -105,7 +105,6 @@ int			pg_guard_acquire(Relay *r);
 SlotCheck	pg_slot_check(Relay *r, bool gap_check);
 bool		pg_database_gone(Relay *r);
 int			pg_check_prereqs(Relay *r, PGconn *conn, bool need_snapshot);
-int			pg_check_topics(Relay *r, PGconn *conn);
 int			pg_identify(Relay *r, PGconn *repl);
 int			pg_slot_lookup(Relay *r, PGconn *conn, bool *exists);
 int			pg_create_slot(Relay *r, PGconn *repl, bool export_snapshot,
@@ -155,12 +154,18 @@ typedef enum TopicKind
 int			admin_open(Relay *r);
 
 /*
- * admin_ensure_start: before anything is produced: the state and messages
- * topics and the topics of the tables cdc_relay.snapshot_tables lists (keys
- * looked up on conn) exist; a bad --topic-config is found here.  0, or -1
- * (logged; fatal_set when Kafka refused a topic or its settings).
+ * admin_list_start: before anything is created: the topics the relay will
+ * write from the start, the state and messages topics and those of the tables
+ * cdc_relay.snapshot_tables lists (with the extension; keys looked up on
+ * conn), all registered with topic_register(), so that names Kafka would
+ * refuse as colliding stop the relay here.  0, or -1 (logged).
+ *
+ * admin_ensure_start: before anything is produced: those topics exist; a bad
+ * --topic-config is found here.  0, or -1 (logged; fatal_set when Kafka
+ * refused a topic or its settings).
  */
-int			admin_ensure_start(Relay *r, PGconn *conn);
+int			admin_list_start(Relay *r, PGconn *conn);
+int			admin_ensure_start(Relay *r);
 
 /*
  * admin_ensure_table: before the first message to the topic of a table first
@@ -190,6 +195,5 @@ int			snapshot_run(Relay *r, const char *snapshot_name, uint64_t consistent_poin
 int			stream_run(Relay *r, PGconn *repl);
 void		topic_cache_free(Relay *r);
 int			topic_register(Relay *r, const char *topic, const char *table);
-int			topic_register_own(Relay *r);
 
 #endif

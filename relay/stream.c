@@ -160,16 +160,6 @@ topic_register(Relay *r, const char *topic, const char *table)
 	return 0;
 }
 
-/* Register the relay's own topics (state, messages): see topic_register(). */
-int
-topic_register_own(Relay *r)
-{
-	char		topic[TOPIC_MAX_LEN + 1];
-
-	snprintf(topic, sizeof(topic), "%s.messages", r->cfg->topic_prefix);
-	return topic_register(r, r->cfg->state_topic, NULL) != 0 || topic_register(r, topic, NULL) != 0 ? -1 : 0;
-}
-
 /*
  * The topic entry for schema/table names (decoded); its topic exists (or is
  * auto-created) once this returns it.  has_key: see admin_ensure_table().
@@ -985,11 +975,6 @@ stream_run(Relay *r, PGconn *repl)
 	s.r = r;
 	s.repl = repl;
 	s.last_data_ms = s.last_heartbeat_ms = now_ms();
-	if (topic_register_own(r) != 0)
-	{
-		PQfinish(repl);
-		return 1;
-	}
 
 	for (;;)
 	{
