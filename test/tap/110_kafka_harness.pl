@@ -128,13 +128,7 @@ ok((grep { $_ eq "$run.plain" } topics($k1)), "RelayTest::topics takes the clust
 # ---------------------------------------------------------------------------
 # 2. compaction
 
-my %fast = (
-	'cleanup.policy' => 'compact',
-	'segment.ms' => 100,
-	'min.cleanable.dirty.ratio' => 0.01,
-	'min.compaction.lag.ms' => 0,
-	'delete.retention.ms' => 1000,
-	'file.delete.delay.ms' => 1000);
+my %fast = %{ KafkaCluster::fast_compaction() };
 timed('create the compacted topic (KafkaAdmin.java)',
 	sub { $k1->create_topic("$run.compact", config => \%fast) });
 my $conf = $k1->topic_configs("$run.compact");

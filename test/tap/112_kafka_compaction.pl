@@ -43,13 +43,7 @@ my %tables = (
 	accounts => [ 'accounts', ['id'] ],
 	lines => [ 'lines', [ 'order_id', 'line_no' ] ],
 	moves => [ 'moves', ['id'] ]);
-my %fast = (
-	'cleanup.policy' => 'compact',
-	'segment.ms' => 100,
-	'min.cleanable.dirty.ratio' => 0.01,
-	'min.compaction.lag.ms' => 0,
-	'delete.retention.ms' => 1000,
-	'file.delete.delay.ms' => 1000);
+my %fast = %{ KafkaCluster::fast_compaction() };
 my $k = KafkaCluster->start(nodes => 1);
 $k->create_topics((map { [ "$prefix.public.$_", partitions => 2, config => \%fast ] } sort keys %tables),
 	[ "$prefix.__state", config => { 'cleanup.policy' => 'compact' } ]);

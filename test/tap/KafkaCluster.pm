@@ -203,6 +203,28 @@ The topic's configs as {name => value} (cluster.sh admin ... configs); dies on f
 
 =cut
 
+=pod
+
+=item KafkaCluster::fast_compaction()
+
+Topic configs with which the log cleaner compacts within seconds (real-kafka.md
+section 1.5): cleanup.policy=compact, segment.ms=100, min.cleanable.dirty.ratio=0.01,
+min.compaction.lag.ms=0, delete.retention.ms=1000 (tombstones), file.delete.delay.ms=1000.
+Returns a new hash reference each time.
+
+=cut
+
+sub fast_compaction
+{
+	return {
+		'cleanup.policy' => 'compact',
+		'segment.ms' => 100,
+		'min.cleanable.dirty.ratio' => 0.01,
+		'min.compaction.lag.ms' => 0,
+		'delete.retention.ms' => 1000,
+		'file.delete.delay.ms' => 1000 };
+}
+
 sub create_topic
 {
 	my ($self, $name, %opt) = @_;
