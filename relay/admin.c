@@ -4,7 +4,7 @@
  *
  * Kinds and the cleanup.policy a topic the relay creates gets:
  *   the state topic             compact (one partition: state.c uses partition 0)
- *   the messages topic          delete
+ *   the messages and transactions topics   delete
  *   a table topic, table keyed  compact  (+ --topic-config)
  *   a table topic, keyless      delete   (+ --topic-config): Kafka refuses a
  *                               message without a key in a compacted topic
@@ -683,13 +683,19 @@ admin_list_start(Relay *r, PGconn *conn)
 		}
 		ntables = PQntuples(res);
 	}
-	a->start = calloc((size_t) ntables + 2, sizeof(Want));
+	a->start = calloc((size_t) ntables + 3, sizeof(Want));
 	a->start_tables = calloc((size_t) ntables + 1, sizeof(char *));
 	if (a->start == NULL || a->start_tables == NULL)
 		relay_out_of_memory();
 	want_init(&a->start[a->nstart++], cfg->state_topic, NULL, TOPIC_STATE);
 	snprintf(topic, sizeof(topic), "%s.messages", cfg->topic_prefix);
 	want_init(&a->start[a->nstart++], topic, NULL, TOPIC_MESSAGES);
+	if (cfg->txn_records)
+	{
+		/* keyed by xid, begin and end record under one key: never compacted */
+		snprintf(topic, sizeof(topic), "%s.transactions", cfg->topic_prefix);
+		want_init(&a->start[a->nstart++], topic, NULL, TOPIC_MESSAGES);
+	}
 	for (int i = 0; i < ntables; i++)
 	{
 		const char *schema = PQgetvalue(res, i, 0);

@@ -47,7 +47,12 @@ enum
 	OPT_EMBEDDED_BROKERS,
 	OPT_TOPIC_PARTITIONS,
 	OPT_TOPIC_REPLICATION_FACTOR,
-	OPT_TOPIC_CONFIG
+	OPT_TOPIC_CONFIG,
+	OPT_DELIVERY,
+	OPT_TRANSACTIONAL_ID,
+	OPT_TXN_INTERVAL,
+	OPT_TXN_MAX_MESSAGES,
+	OPT_NO_TRANSACTION_RECORDS
 };
 
 static const struct option long_options[] = {
@@ -71,6 +76,11 @@ static const struct option long_options[] = {
 	{"topic-partitions", required_argument, NULL, OPT_TOPIC_PARTITIONS},
 	{"topic-replication-factor", required_argument, NULL, OPT_TOPIC_REPLICATION_FACTOR},
 	{"topic-config", required_argument, NULL, OPT_TOPIC_CONFIG},
+	{"delivery", required_argument, NULL, OPT_DELIVERY},
+	{"transactional-id", required_argument, NULL, OPT_TRANSACTIONAL_ID},
+	{"txn-interval-ms", required_argument, NULL, OPT_TXN_INTERVAL},
+	{"txn-max-messages", required_argument, NULL, OPT_TXN_MAX_MESSAGES},
+	{"no-transaction-records", no_argument, NULL, OPT_NO_TRANSACTION_RECORDS},
 	{"verbose", no_argument, NULL, 'v'},
 	{"quiet", no_argument, NULL, 'q'},
 	{"help", no_argument, NULL, 'h'},
@@ -104,6 +114,17 @@ config_usage(FILE *out)
 		  "                             snapshot did not finish), never, always, initial-only\n"
 		  "      --snapshot-jobs=N      parallel connections reading the snapshot (default: 2)\n"
 		  "      --no-tombstones        do not follow a delete with a tombstone\n"
+		  "      --delivery=MODE        exactly-once (Kafka transactions, with the position\n"
+		  "                             checkpointed in them) or at-least-once (default: "
+		  DELIVERY_DEFAULT_NAME ")\n"
+		  "      --transactional-id=ID  exactly-once: the producer's transactional.id\n"
+		  "                             (default: cdc-relay.PREFIX.SLOT)\n"
+		  "      --txn-interval-ms=N    exactly-once: commit a Kafka transaction at the first\n"
+		  "                             PostgreSQL commit after N ms (default: 20)\n"
+		  "      --txn-max-messages=N   ... or after N messages (default: 100000); a larger\n"
+		  "                             PostgreSQL transaction is split\n"
+		  "      --no-transaction-records  do not write PREFIX.transactions (begin and end\n"
+		  "                             record of each PostgreSQL transaction)\n"
 		  "  -X, KEY=VALUE              librdkafka producer property (repeatable); acks other\n"
 		  "                             than all, enable.idempotence=false and a finite\n"
 		  "                             message.timeout.ms are refused\n"
@@ -275,6 +296,9 @@ config_kafka_refusal(const char *key, const char *value)
 			"after newer ones (a consumer that deduplicates would keep a stale row); cdc-relay "
 			"waits for Kafka instead (message.timeout.ms=0) and reads no more from PostgreSQL "
 			"until Kafka takes messages again; remove the setting";
+	if (strcmp(key, "transactional.id") == 0)
+		return "is set by cdc-relay (from the slot, for --delivery exactly-once); use --transactional-id "
+			"instead";
 	if (strcmp(key, "delivery.report.only.error") == 0 && value_is_true(value))
 		return "would keep cdc-relay from ever confirming a position to PostgreSQL (the slot "
 			"would hold WAL for good): it confirms a position only when delivery reports say "
@@ -441,7 +465,31 @@ apply(RelayConfig *cfg, int code, const char *name, const char *value,
 			break;
 		case OPT_TOPIC_CONFIG:
 			return add_topic_config(cfg, value, err, errlen);
+		case OPT_DELIVERY:
+			if (strcmp(value, "exactly-once") == 0)
+				cfg->exactly_once = true;
+			else if (strcmp(value, "at-least-once") == 0)
+				cfg->exactly_once = false;
+			else
+				return fail(err, errlen, "--delivery \"%s\": valid values are exactly-once, at-least-once",
+							value);
+			break;
+		case OPT_TRANSACTIONAL_ID:
+			if (value[0] == '\0' || strlen(value) > 200)
+				return fail(err, errlen, "--transactional-id: expected 1 to 200 characters");
+			set_str(&cfg->transactional_id, value);
+			break;
+		case OPT_TXN_INTERVAL:
+			if (!parse_int(value, 1, 600000, &cfg->txn_interval_ms))
+				return fail(err, errlen, "--txn-interval-ms \"%s\": expected an integer from 1 to 600000", value);
+			break;
+		case OPT_TXN_MAX_MESSAGES:
+			if (!parse_int(value, 100, 100000000, &cfg->txn_max_messages))
+				return fail(err, errlen, "--txn-max-messages \"%s\": expected an integer from 100 to 100000000",
+							value);
+			break;
 		case OPT_NO_TOMBSTONES:
+		case OPT_NO_TRANSACTION_RECORDS:
 		case OPT_PARTITION_ROOT:
 			{
 				bool		b;
@@ -456,6 +504,8 @@ apply(RelayConfig *cfg, int code, const char *name, const char *value,
 					return fail(err, errlen, "%s \"%s\": expected true or false", name, value);
 				if (code == OPT_NO_TOMBSTONES)
 					cfg->tombstones = !b;
+				else if (code == OPT_NO_TRANSACTION_RECORDS)
+					cfg->txn_records = !b;
 				else
 					cfg->partition_root = b;
 			}
@@ -673,6 +723,10 @@ set_defaults(RelayConfig *cfg)
 	cfg->snapshot = SNAPSHOT_INITIAL;
 	cfg->snapshot_jobs = 2;
 	cfg->tombstones = true;
+	cfg->exactly_once = DELIVERY_DEFAULT_EXACTLY_ONCE;
+	cfg->txn_interval_ms = 20;
+	cfg->txn_max_messages = 100000;
+	cfg->txn_records = true;
 	cfg->status_interval_ms = 10000;
 	cfg->heartbeat_interval_ms = 10000;
 	cfg->verbosity = 2;
@@ -759,6 +813,15 @@ config_parse_run(int argc, char **argv, RelayConfig *cfg, char *err, size_t errl
 			return fail(err, errlen, "out of memory");
 		snprintf(cfg->state_topic, n, "%s.__state", cfg->topic_prefix);
 	}
+	if (cfg->transactional_id == NULL)
+	{
+		size_t		n = strlen(cfg->topic_prefix) + strlen(cfg->slot) + sizeof("cdc-relay..");
+
+		cfg->transactional_id = malloc(n);
+		if (cfg->transactional_id == NULL)
+			return fail(err, errlen, "out of memory");
+		snprintf(cfg->transactional_id, n, "cdc-relay.%s.%s", cfg->topic_prefix, cfg->slot);
+	}
 	return 0;
 }
 
@@ -773,6 +836,7 @@ config_free(RelayConfig *cfg)
 	free(cfg->exclude_tables);
 	free(cfg->publication);
 	free(cfg->state_topic);
+	free(cfg->transactional_id);
 	for (int i = 0; i < cfg->nkafka; i++)
 	{
 		free(cfg->kafka[i].key);

@@ -17,6 +17,10 @@ typedef enum SnapshotMode
 	SNAPSHOT_INITIAL_ONLY		/* as initial, then exit instead of streaming */
 } SnapshotMode;
 
+/* --delivery's default (README "Delivery guarantees" says why) */
+#define DELIVERY_DEFAULT_EXACTLY_ONCE false
+#define DELIVERY_DEFAULT_NAME "at-least-once"
+
 typedef struct KafkaProp
 {
 	char	   *key;
@@ -43,6 +47,11 @@ typedef struct RelayConfig
 	SnapshotMode snapshot;
 	int			snapshot_jobs;
 	bool		tombstones;
+	bool		exactly_once;	/* --delivery */
+	char	   *transactional_id;	/* never NULL after a successful parse */
+	int			txn_interval_ms;
+	int			txn_max_messages;
+	bool		txn_records;	/* write <prefix>.transactions */
 	bool		partition_root;
 	KafkaProp  *kafka;			/* -X and kafka.* settings, in order */
 	int			nkafka;

@@ -207,11 +207,23 @@ run_relay(int argc, char **argv)
 	r.stop = &stop_requested;
 	r.hup = &hup_received;
 	r.brokers = cfg.brokers;
+	r.eos = cfg.exactly_once;
+	snprintf(r.messages_topic, sizeof(r.messages_topic), "%s.messages", cfg.topic_prefix);
+	snprintf(r.txn_topic, sizeof(r.txn_topic), "%s.transactions", cfg.topic_prefix);
+	{
+		/* the committing main thread must not starve behind snapshot readers */
+		pthread_rwlockattr_t attr;
+
+		pthread_rwlockattr_init(&attr);
+		pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+		pthread_rwlock_init(&r.txn_gate, &attr);
+		pthread_rwlockattr_destroy(&attr);
+	}
 	r.ring = ring_new();
 	if (r.ring == NULL)
 		return 1;
-	rlog(r.v, LOG_INFO, "cdc-relay %s starting (slot \"%s\", topics %s.<schema>.<table>)",
-		 CDC_RELAY_VERSION, cfg.slot, cfg.topic_prefix);
+	rlog(r.v, LOG_INFO, "cdc-relay %s starting (slot \"%s\", topics %s.<schema>.<table>, %s)",
+		 CDC_RELAY_VERSION, cfg.slot, cfg.topic_prefix, r.eos ? "exactly-once" : "at-least-once");
 
 	if (strcmp(cfg.brokers, "embedded") == 0)
 	{
@@ -238,6 +250,16 @@ run_relay(int argc, char **argv)
 		rc = stop_requested ? 0 : 1;
 		goto out;
 	}
+	/*
+	 * Exactly-once: with the slot's lock held, take over the transactional
+	 * id: Kafka fences an older instance (a zombie that lost its lock) and
+	 * aborts its open transaction before anything is read or written.
+	 */
+	if (r.eos && txn_init(&r) != 0)
+	{
+		rc = stop_requested && !r.fatal_set ? 0 : 1;
+		goto out;
+	}
 	repl = pg_connect(&r, true);
 	if (repl == NULL)
 	{
@@ -260,6 +282,14 @@ out:
 		rlog(r.v, LOG_INFO, "stopping at the operator's request");
 	if (r.rk)
 	{
+		/* a Kafka transaction left open (a failure): abort it rather than block consumers */
+		if (r.txn_open && !r.producer_dead)
+		{
+			rd_kafka_error_t *error = rd_kafka_abort_transaction(r.rk, 5000);
+
+			if (error)
+				rd_kafka_error_destroy(error);
+		}
 		/* stream_run and the snapshot waited for their deliveries already */
 		rd_kafka_flush(r.rk, 2000);
 		admin_close(&r);
@@ -271,6 +301,8 @@ out:
 		PQfinish(r.guard);
 	relay_broker_stop(r.broker);
 	ring_free(r.ring);
+	free(r.ckpt_partial_json);
+	pthread_rwlock_destroy(&r.txn_gate);
 	rlog(r.v, LOG_INFO, "cdc-relay exiting with status %d", rc);
 	config_free(&cfg);
 	return rc;

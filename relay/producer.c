@@ -13,6 +13,7 @@
  */
 #include "relay.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 bool
@@ -140,6 +141,10 @@ dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 				 r->cfg->state_topic, rd_kafka_err2str(m->err));
 		r->ckpt_inflight = 0;
 	}
+	else if (m->_private == CHECKPOINT_TXN_OPAQUE)
+	{
+		/* exactly-once: the commit says whether it counts */
+	}
 	else if (m->_private == NULL)
 	{
 		atomic_fetch_sub(&r->snap_pending, 1);
@@ -231,9 +236,23 @@ kafka_base_conf(Relay *r, bool producer, char *err, size_t errlen)
 		!set(conf, "client.id", "cdc-relay", err, errlen))
 		goto fail;
 	if (producer)
+	{
 		for (size_t i = 0; i < sizeof(producer_defaults) / sizeof(producer_defaults[0]); i++)
+		{
+			/*
+			 * Exactly-once: a message that cannot be delivered within the
+			 * transaction's timeout makes the transaction abort, and the
+			 * relay re-sends from its checkpoint: no gap can stay behind,
+			 * so librdkafka's default (transaction.timeout.ms) applies.
+			 */
+			if (r->eos && strcmp(producer_defaults[i][0], "message.timeout.ms") == 0)
+				continue;
 			if (!set(conf, producer_defaults[i][0], producer_defaults[i][1], err, errlen))
 				goto fail;
+		}
+		if (r->eos && !set(conf, "transactional.id", r->cfg->transactional_id, err, errlen))
+			goto fail;
+	}
 	for (int i = 0; i < r->cfg->nkafka; i++)
 		if (!set(conf, r->cfg->kafka[i].key, r->cfg->kafka[i].value, err, errlen))
 			goto fail;
@@ -258,6 +277,14 @@ producer_open(Relay *r)
 	}
 	rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
 	rd_kafka_conf_set_error_cb(conf, error_cb);
+	{
+		char		v[32];
+		size_t		n = sizeof(v);
+
+		r->txn_timeout_ms = 60000;
+		if (rd_kafka_conf_get(conf, "transaction.timeout.ms", v, &n) == RD_KAFKA_CONF_OK)
+			r->txn_timeout_ms = atoi(v);
+	}
 	r->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
 	if (r->rk == NULL)
 	{
@@ -299,6 +326,7 @@ producer_close(Relay *r)
 	if (r->rk == NULL)
 		return;
 	topic_cache_free(r);
+	produce_close(r);
 	rd_kafka_destroy(r->rk);
 	r->rk = NULL;
 }

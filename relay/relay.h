@@ -13,6 +13,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include <pthread.h>
+
 #include <libpq-fe.h>
 #include <librdkafka/rdkafka.h>
 
@@ -27,6 +29,8 @@ typedef struct RelayAdmin RelayAdmin;
 
 /* The opaque of the state topic's checkpoint records (ring ids are small). */
 #define CHECKPOINT_OPAQUE ((void *) UINTPTR_MAX)
+/* ... and of one written in a Kafka transaction (exactly-once): the commit makes it durable */
+#define CHECKPOINT_TXN_OPAQUE ((void *) (UINTPTR_MAX - 1))
 
 typedef struct Relay
 {
@@ -36,16 +40,21 @@ typedef struct Relay
 	volatile sig_atomic_t *hup; /* set by SIGHUP (logged and ignored) */
 
 	/* Kafka */
+	bool		eos;			/* --delivery exactly-once */
+	int			txn_timeout_ms; /* the producer's transaction.timeout.ms */
+	char		messages_topic[256];	/* <prefix>.messages */
+	char		txn_topic[256];	/* <prefix>.transactions */
 	const char *brokers;		/* cfg->brokers, or the embedded bootstrap list */
 	struct RelayBroker *broker; /* -b embedded */
 	rd_kafka_t *rk;				/* the producer */
 	RelayAdmin *admin;			/* admin.c: the topics made sure of */
 	TxnRing    *ring;			/* in-flight transactions (main thread only) */
-	void	   *topics;			/* tsearch tree of TopicEntry */
+	void	   *topic_handles;	/* produce.c: tsearch tree of topic handles by name */
+	void	   *topics;			/* stream.c: tsearch tree of TopicEntry */
 	char	  **known_topics;	/* every topic written, with its table's */
 	char	  **known_tables;	/* display name: for topic_register() */
 	size_t		nknown;
-	char		fatal[512];		/* why the relay must stop, when fatal_set */
+	char		fatal[1024];		/* why the relay must stop, when fatal_set */
 	bool		fatal_set;
 	bool		producer_dead;	/* a fatal librdkafka error: it delivers no more */
 	char		last_delivery_error[256];
@@ -61,7 +70,27 @@ typedef struct Relay
 	uint64_t	st_rows;
 	int			st_tables;
 	uint64_t	ckpt_durable;	/* 0: nothing recorded */
+	/*
+	 * Exactly-once, a PostgreSQL transaction split over Kafka transactions:
+	 * the committed checkpoint says its events up to seq ckpt_partial_seq
+	 * are in Kafka (ckpt_partial_lsn: its commit LSN, 0: none), with the
+	 * counts so far for its end record (JSON text, malloc'd).
+	 */
+	uint64_t	ckpt_partial_lsn;
+	uint64_t	ckpt_partial_seq;
+	char	   *ckpt_partial_json;
 	uint64_t	ckpt_inflight;	/* LSN of the checkpoint being written, 0: none */
+
+	/*
+	 * Kafka transactions (produce.c, exactly-once).  txn_open changes only
+	 * with txn_gate held for writing; producers hold it for reading.
+	 */
+	pthread_rwlock_t txn_gate;
+	bool		txn_open;
+	int64_t		txn_started_ms;
+	atomic_uint_fast64_t txn_messages;	/* queued in the open transaction */
+	uint64_t	txn_commits;
+	char		txn_abort_reason[512];
 
 	/* snapshot messages: produced by worker threads, reported on the main one */
 	atomic_uint_fast64_t snap_pending;
@@ -130,12 +159,63 @@ const char *kafka_reject_text(char *buf, size_t len, rd_kafka_resp_err_t err, co
 void		kafka_reject(Relay *r, rd_kafka_resp_err_t err, const char *topic, const char *table,
 						 const void *key, size_t keylen, size_t size);
 
+/* produce.c: the only way to produce; Kafka transactions */
+typedef enum MsgKind
+{
+	MSG_ROW,					/* c, u, d */
+	MSG_TOMBSTONE,
+	MSG_TRUNCATE,
+	MSG_MESSAGE,				/* a transactional logical message */
+	MSG_MESSAGE_NT,				/* a non-transactional one */
+	MSG_SNAPSHOT_ROW,
+	MSG_TXN_BEGIN,				/* <prefix>.transactions */
+	MSG_TXN_END,
+	MSG_STATE					/* the state topic: no headers */
+} MsgKind;
+
+/* What the headers of a message are made of (msg_headers). */
+typedef struct MsgMeta
+{
+	MsgKind		kind;
+	char		op;				/* MSG_ROW: 'c', 'u' or 'd' */
+	const char *table;			/* display name (schema.table), or NULL */
+	const char *commit_lsn;		/* the transaction's, the message's own, or the consistent point */
+	const char *xid;			/* decimal, or "" / NULL */
+	uint64_t	seq;			/* position in the transaction; snapshot: row number */
+	const char *relid;			/* MSG_SNAPSHOT_ROW: the table's oid */
+} MsgMeta;
+
+/* Called while librdkafka's queue is full: 0 to try again, else give up. */
+typedef int (*ProduceWait) (void *arg);
+
+typedef enum TxnResult
+{
+	TXN_OK,
+	TXN_RETRY,					/* internal to produce.c */
+	TXN_ABORT,					/* aborted: re-send from the last checkpoint */
+	TXN_FATAL					/* fatal_set */
+} TxnResult;
+
+rd_kafka_topic_t *produce_topic(Relay *r, const char *name);
+void		produce_close(Relay *r);
+rd_kafka_headers_t *msg_headers(const MsgMeta *m);
+rd_kafka_resp_err_t produce_send(Relay *r, rd_kafka_topic_t *rkt, int32_t partition,
+								 const void *key, size_t keylen, const void *value, size_t vallen,
+								 const MsgMeta *meta, void *opaque, ProduceWait wait, void *warg);
+int			produce_wait_sleep(void *abort_flag);
+int			txn_init(Relay *r);
+int			txn_begin(Relay *r);
+TxnResult	txn_commit(Relay *r, ProduceWait wait, void *warg);
+int			txn_abort(Relay *r);
+
 /* state.c: the durable record of the snapshot and the confirmed position, in Kafka */
 int			state_read(Relay *r);
 int			state_write(Relay *r, const char *status, uint64_t consistent_point,
 						uint64_t rows, int tables);
 int			state_checkpoint_start(Relay *r, uint64_t lsn);
 int			state_checkpoint_sync(Relay *r, uint64_t lsn, int timeout_ms);
+int			state_checkpoint_txn(Relay *r, uint64_t lsn, const char *partial_json);
+void		state_committed(Relay *r, uint64_t lsn, const char *partial_json);
 
 /* admin.c: the topics the relay writes (created when missing, checked when not) */
 typedef enum TopicKind

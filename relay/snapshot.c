@@ -80,6 +80,8 @@ typedef struct SnapShared
 	pthread_mutex_t lock;
 	int			next;			/* next table to take (under lock) */
 	atomic_int	abort;			/* a worker failed, or we are stopping */
+	atomic_uint_fast64_t produced;	/* rows queued for Kafka */
+	bool		txn_aborted;	/* exactly-once: a batch could not commit */
 	char		error[600];		/* first worker error (under lock) */
 } SnapShared;
 
@@ -183,32 +185,20 @@ copy_next(SnapShared *sh, PGconn *conn, char **buf)
 	}
 }
 
-static void
-add_header(rd_kafka_headers_t *h, const char *name, const char *value)
-{
-	rd_kafka_header_add(h, name, -1, value, -1);
-}
-
-/* Read one table and produce its rows.  False on error (recorded). */
+/* Start the COPY of table t on conn.  False on error (recorded). */
 static bool
-copy_table(SnapShared *sh, PGconn *conn, SnapTable *t)
+copy_start(SnapShared *sh, PGconn *conn, SnapTable *t)
 {
 	Relay	   *r = sh->r;
 	char	   *opts = PQescapeLiteral(conn, sh->options, strlen(sh->options));
 	char	   *sql;
 	size_t		sqllen;
 	PGresult   *res;
-	char	   *buf = NULL;
-	int			len;
-	uint64_t	n = 0;
-	bool		ok = true;
 	char		err[500];
+	bool		ok;
 
 	if (opts == NULL)
-	{
-		worker_fail(sh, "out of memory");
-		return false;
-	}
+		relay_out_of_memory();
 	sqllen = strlen(t->regclass) + strlen(opts) + 320;
 	sql = malloc(sqllen);
 	if (sql == NULL)
@@ -219,128 +209,107 @@ copy_table(SnapShared *sh, PGconn *conn, SnapTable *t)
 			 " TO STDOUT (FORMAT binary)",
 			 t->relid, sh->lsn, opts, t->regclass);
 	PQfreemem(opts);
-	res = pg_exec(sh->r, conn, sql, 0, NULL);
+	res = pg_exec(r, conn, sql, 0, NULL);
 	free(sql);
-	if (PQresultStatus(res) != PGRES_COPY_OUT)
-	{
+	ok = PQresultStatus(res) == PGRES_COPY_OUT;
+	if (!ok)
 		worker_fail(sh, "could not read table %s: %s", t->regclass, pg_res_error(r, conn, res, err, sizeof(err)));
-		PQclear(res);
-		return false;
-	}
 	PQclear(res);
+	return ok;
+}
 
-	/*
-	 * Binary COPY: a header message, then one message per row (int16 field
-	 * count 1, int32 length, the text bytes), then a trailer (int16 -1).
-	 */
-	while ((len = copy_next(sh, conn, &buf)) > 0)
+/*
+ * One message of a binary COPY of snapshot_row(): a row is int16 field count
+ * 1, int32 length, the text <key JSON> TAB <event JSON>; the first message
+ * also carries the file header (signature, flags, extension), the last one
+ * is the trailer (int16 -1).  Returns 1 with the row's key and value, 0 for
+ * a message without a row (header alone, trailer), -1 when malformed.
+ */
+static int
+copy_parse_row(char *buf, int len, char **key, size_t *keylen, char **value, size_t *vallen)
+{
+	char	   *msg = buf;
+	int32_t		flen = -1;
+	char	   *tab;
+
+	if (len >= 19 && memcmp(buf, "PGCOPY\n\377\r\n\0", 11) == 0)
 	{
-		char	   *row,
-				   *tab;
-		int32_t		flen;
-		rd_kafka_headers_t *h;
-		rd_kafka_resp_err_t e;
-		char		id[96];
-		size_t		keylen,
-					vallen;
+		uint32_t	extlen;
 
-		char	   *msg = buf;
-
-		/* the header (signature, flags, extension) comes with the first row */
-		if (len >= 19 && memcmp(buf, "PGCOPY\n\377\r\n\0", 11) == 0)
-		{
-			uint32_t	extlen;
-
-			memcpy(&extlen, buf + 15, 4);
-			extlen = ntohl(extlen);
-			if (extlen > (uint32_t) len - 19)
-				extlen = (uint32_t) len - 19;
-			msg = buf + 19 + extlen;
-			len -= 19 + (int) extlen;
-		}
-		if (len == 0 || (len == 2 && (unsigned char) msg[0] == 0xff && (unsigned char) msg[1] == 0xff))
-		{
-			PQfreemem(buf);
-			continue;			/* header alone, or the trailer */
-		}
-		flen = -1;
-		if (len >= 6 && msg[0] == 0 && msg[1] == 1)
-		{
-			uint32_t	nl;
-
-			memcpy(&nl, msg + 2, 4);
-			flen = (int32_t) ntohl(nl);
-		}
-		row = msg + 6;
-		tab = flen > 0 && flen == len - 6 ? memchr(row, '\t', (size_t) flen) : NULL;
-		if (tab == NULL)
-		{
-			worker_fail(sh, "malformed snapshot row from %s", t->regclass);
-			PQfreemem(buf);
-			ok = false;
-			break;
-		}
-		keylen = (size_t) (tab - row);
-		vallen = (size_t) flen - keylen - 1;
-		n++;
-		snprintf(id, sizeof(id), "%s/r/%s/%llu", sh->lsn, t->relid, (unsigned long long) n);
-		h = rd_kafka_headers_new(5);
-		add_header(h, "op", "r");
-		add_header(h, "table", t->header_table);
-		add_header(h, "commit_lsn", sh->lsn);
-		add_header(h, "event_id", id);
-		add_header(h, "snapshot", "true");
-		atomic_fetch_add(&r->snap_pending, 1);
-		for (;;)
-		{
-			bool		nokey = keylen == 4 && memcmp(row, "null", 4) == 0;
-			char	   *kp = nokey ? NULL : row;
-			size_t		kl = nokey ? 0 : keylen;
-			char	   *vp = tab + 1;
-
-			e = rd_kafka_producev(r->rk,
-								  RD_KAFKA_V_RKT(t->rkt),
-								  RD_KAFKA_V_KEY(kp, kl),
-								  RD_KAFKA_V_VALUE(vp, vallen),
-								  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-								  RD_KAFKA_V_HEADERS(h),
-								  RD_KAFKA_V_OPAQUE(NULL),
-								  RD_KAFKA_V_END);
-			if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL || atomic_load(&sh->abort))
-				break;
-			/* backpressure: the main thread serves delivery reports */
-			usleep(1000);
-		}
-		if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
-		{
-			atomic_fetch_sub(&r->snap_pending, 1);
-			rd_kafka_headers_destroy(h);
-			if (!atomic_load(&sh->abort))
-			{
-				char		why[1500];
-
-				/* row (the key) points into buf: freed only after this */
-				worker_fail(sh, "%s", kafka_reject_text(why, sizeof(why), e, rd_kafka_topic_name(t->rkt),
-														 t->header_table, row, keylen,
-														 keylen + vallen));
-			}
-			PQfreemem(buf);
-			ok = false;
-			break;
-		}
-		PQfreemem(buf);
-		if ((n & 1023) == 0)
-		{
-			atomic_store(&t->rows, n);
-			if (atomic_load(&sh->abort))
-			{
-				ok = false;
-				break;
-			}
-		}
+		memcpy(&extlen, buf + 15, 4);
+		extlen = ntohl(extlen);
+		if (extlen > (uint32_t) len - 19)
+			extlen = (uint32_t) len - 19;
+		msg = buf + 19 + extlen;
+		len -= 19 + (int) extlen;
 	}
-	atomic_store(&t->rows, n);
-	if (!ok || len == -3)
+	if (len == 0 || (len == 2 && (unsigned char) msg[0] == 0xff && (unsigned char) msg[1] == 0xff))
+		return 0;
+	if (len >= 6 && msg[0] == 0 && msg[1] == 1)
+	{
+		uint32_t	nl;
+
+		memcpy(&nl, msg + 2, 4);
+		flen = (int32_t) ntohl(nl);
+	}
+	tab = flen > 0 && flen == len - 6 ? memchr(msg + 6, '\t', (size_t) flen) : NULL;
+	if (tab == NULL)
+		return -1;
+	*key = msg + 6;
+	*keylen = (size_t) (tab - *key);
+	*value = tab + 1;
+	*vallen = (size_t) flen - *keylen - 1;
+	return 1;
+}
+
+/*
+ * Produce snapshot row n of table t (an "r" event; a null key for a table
+ * without one).  False on error (recorded): Kafka refuses it for good, or the
+ * snapshot aborts while the queue is full.
+ */
+static bool
+produce_row(SnapShared *sh, SnapTable *t, const char *key, size_t keylen, const char *value,
+			size_t vallen, uint64_t n)
+{
+	Relay	   *r = sh->r;
+	MsgMeta		m = {.kind = MSG_SNAPSHOT_ROW, .table = t->header_table, .commit_lsn = sh->lsn,
+	.seq = n, .relid = t->relid};
+	bool		nokey = keylen == 4 && memcmp(key, "null", 4) == 0;
+	rd_kafka_resp_err_t e;
+
+	atomic_fetch_add(&r->snap_pending, 1);
+	/* backpressure: the main thread serves delivery reports meanwhile */
+	e = produce_send(r, t->rkt, RD_KAFKA_PARTITION_UA, nokey ? NULL : key, nokey ? 0 : keylen,
+					 value, vallen, &m, NULL, produce_wait_sleep, &sh->abort);
+	if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+	{
+		atomic_fetch_add(&sh->produced, 1);
+		return true;
+	}
+	atomic_fetch_sub(&r->snap_pending, 1);
+	if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL && e != RD_KAFKA_RESP_ERR__STATE)
+	{
+		char		why[1500];
+
+		worker_fail(sh, "%s", kafka_reject_text(why, sizeof(why), e, rd_kafka_topic_name(t->rkt),
+												 t->header_table, key, keylen, keylen + vallen));
+	}
+	return false;
+}
+
+/*
+ * The COPY of a table ended (len: copy_next()'s last return): its result.
+ * False on error (recorded) or a stop.
+ */
+static bool
+copy_finish(SnapShared *sh, PGconn *conn, SnapTable *t, int len)
+{
+	Relay	   *r = sh->r;
+	PGresult   *res;
+	char		err[500];
+	bool		ok = true;
+
+	if (len == -3)
 	{
 		/*
 		 * The snapshot is over (a failure, or a stop): the caller closes the
@@ -364,6 +333,46 @@ copy_table(SnapShared *sh, PGconn *conn, SnapTable *t)
 	while ((res = PQgetResult(conn)) != NULL)
 		PQclear(res);
 	return ok;
+}
+
+/* Read one table and produce its rows.  False on error (recorded) or a stop. */
+static bool
+copy_table(SnapShared *sh, PGconn *conn, SnapTable *t)
+{
+	char	   *buf = NULL;
+	int			len;
+	uint64_t	n = 0;
+
+	if (!copy_start(sh, conn, t))
+		return false;
+	while ((len = copy_next(sh, conn, &buf)) > 0)
+	{
+		char	   *key,
+				   *value;
+		size_t		keylen,
+					vallen;
+		int			got = copy_parse_row(buf, len, &key, &keylen, &value, &vallen);
+		bool		ok = got >= 0;
+
+		if (got < 0)
+			worker_fail(sh, "malformed snapshot row from %s", t->regclass);
+		else if (got > 0)
+			ok = produce_row(sh, t, key, keylen, value, vallen, ++n);
+		PQfreemem(buf);
+		if (!ok)
+		{
+			atomic_store(&t->rows, n);
+			return false;
+		}
+		if ((n & 1023) == 0)
+		{
+			atomic_store(&t->rows, n);
+			if (atomic_load(&sh->abort))
+				return false;
+		}
+	}
+	atomic_store(&t->rows, n);
+	return copy_finish(sh, conn, t, len);
 }
 
 /* A reader: take tables from the shared list until none is left or the snapshot aborts. */
@@ -725,7 +734,7 @@ list_tables(SnapShared *sh)
 			PQclear(res);
 			return -1;
 		}
-		t->rkt = rd_kafka_topic_new(r->rk, topic, NULL);
+		t->rkt = produce_topic(r, topic);
 	}
 	PQclear(res);
 	qsort(sh->tables, (size_t) sh->ntables, sizeof(SnapTable), cmp_pages_desc);
@@ -923,6 +932,34 @@ progress(SnapShared *sh, int64_t start_ms, bool tty, bool *reported_done)
 		rlog(r->v, LOG_INFO, "%s", line);
 }
 
+/*
+ * Exactly-once: commit the Kafka transaction that holds the rows produced so
+ * far (readers wait meanwhile) and begin the next: a read_committed consumer
+ * sees the snapshot in such whole batches.  0, or -1 (the snapshot fails).
+ */
+static int
+commit_batch(SnapShared *sh)
+{
+	Relay	   *r = sh->r;
+	TxnResult	res = txn_commit(r, NULL, NULL);
+
+	if (res != TXN_OK)
+	{
+		sh->txn_aborted = res == TXN_ABORT;
+		atomic_store(&sh->abort, 1);
+		return -1;
+	}
+	/* no reader produces until the next begin: the count is exact */
+	rlog(r->v, LOG_INFO, "snapshot batch committed: %llu rows",
+		 (unsigned long long) atomic_load(&sh->produced));
+	if (txn_begin(r) != 0)
+	{
+		atomic_store(&sh->abort, 1);
+		return -1;
+	}
+	return 0;
+}
+
 int
 snapshot_run(Relay *r, const char *snapshot_name, uint64_t consistent_point,
 			 uint64_t *rows_out, int *tables_out)
@@ -994,6 +1031,11 @@ snapshot_run(Relay *r, const char *snapshot_name, uint64_t consistent_point,
 	}
 	rlog(r->v, LOG_INFO, "snapshot at %s: %d tables, %d parallel jobs", sh.lsn, sh.ntables, njobs);
 	start = last_report = now_ms();	/* rates count reading, not the lock wait */
+	if (txn_begin(r) != 0)
+	{
+		rc = -1;
+		goto done;
+	}
 	for (int i = 0; i < njobs; i++)
 	{
 		if (pthread_create(&threads[i], NULL, worker_main, &jobs[i]) != 0)
@@ -1026,7 +1068,13 @@ snapshot_run(Relay *r, const char *snapshot_name, uint64_t consistent_point,
 			atomic_store(&sh.abort, 1);
 		if (atomic_load(&sh.abort))
 			break;
+		/* the last batch stays open: the "complete" state record commits it */
 		if (readers_done && atomic_load(&r->snap_pending) == 0)
+			break;
+		if (r->eos && !readers_done &&
+			(atomic_load(&r->txn_messages) >= (uint_fast64_t) r->cfg->txn_max_messages ||
+			 now_ms() - r->txn_started_ms >= 1000) &&
+			commit_batch(&sh) != 0)
 			break;
 		if (now_ms() - last_report >= (tty ? 500 : 10000))
 		{
@@ -1042,10 +1090,15 @@ snapshot_run(Relay *r, const char *snapshot_name, uint64_t consistent_point,
 
 	for (int i = 0; i < sh.ntables; i++)
 		total += atomic_load(&sh.tables[i].rows);
-	if (atomic_load(&sh.abort))
+	if (atomic_load(&sh.abort) || r->fatal_set || sh.txn_aborted)
 	{
+		if (r->eos && r->txn_open)
+			txn_abort(r);		/* consumers see whole committed batches only */
 		if (sh.error[0])
 			rlog(r->v, LOG_ERROR, "snapshot failed: %s", sh.error);
+		else if (sh.txn_aborted)
+			rlog(r->v, LOG_ERROR, "snapshot failed: Kafka transaction aborted: %s; it will be taken again "
+				 "at the next start", r->txn_abort_reason);
 		else if (r->fatal_set)
 			rlog(r->v, LOG_ERROR, "snapshot failed: fatal Kafka error: %s", r->fatal);
 		else if (atomic_load(&r->snap_failed) > 0)
@@ -1088,8 +1141,6 @@ done:
 		free(t->schema);
 		free(t->table);
 		free(t->header_table);
-		if (t->rkt)
-			rd_kafka_topic_destroy(t->rkt);
 	}
 	free(sh.tables);
 	free(sh.lock_sql);

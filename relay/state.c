@@ -28,6 +28,42 @@
 #include <time.h>
 #include <unistd.h>
 
+/*
+ * Keep partial_json (NULL: none) as the partial transaction of the last
+ * checkpoint: r->ckpt_partial_* from its commit_lsn and seq.
+ */
+static void
+set_partial(Relay *r, const char *partial_json)
+{
+	json_t	   *p = partial_json ? json_loads(partial_json, 0, NULL) : NULL;
+	const char *cl = json_string_value(json_object_get(p, "commit_lsn"));
+	uint64_t	lsn = 0;
+
+	free(r->ckpt_partial_json);
+	r->ckpt_partial_json = NULL;
+	r->ckpt_partial_lsn = 0;
+	r->ckpt_partial_seq = 0;
+	if (p && cl && parse_lsn(cl, &lsn) && json_is_integer(json_object_get(p, "seq")))
+	{
+		r->ckpt_partial_json = strdup(partial_json);
+		if (r->ckpt_partial_json == NULL)
+			relay_out_of_memory();
+		r->ckpt_partial_lsn = lsn;
+		r->ckpt_partial_seq = (uint64_t) json_integer_value(json_object_get(p, "seq"));
+	}
+	json_decref(p);
+}
+
+/* ProduceWait of the main thread outside the stream: serve delivery reports until a stop. */
+static int
+state_wait(void *arg)
+{
+	Relay	   *r = arg;
+
+	rd_kafka_poll(r->rk, 50);
+	return *r->stop || r->fatal_set ? -1 : 0;
+}
+
 static void
 state_key(Relay *r, char *buf, size_t len)
 {
@@ -58,6 +94,7 @@ state_read(Relay *r)
 	r->st_rows = 0;
 	r->st_tables = 0;
 	r->ckpt_durable = 0;
+	set_partial(r, NULL);
 	state_key(r, key, sizeof(key));
 	keylen = strlen(key);
 	conf = kafka_base_conf(r, false, err, sizeof(err));
@@ -67,6 +104,8 @@ state_read(Relay *r)
 		return -1;
 	}
 	rd_kafka_conf_set(conf, "enable.partition.eof", "true", NULL, 0);
+	/* what committed Kafka transactions hold, never an aborted or open one */
+	rd_kafka_conf_set(conf, "isolation.level", "read_committed", NULL, 0);
 	rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
 	if (rk == NULL)
 	{
@@ -111,8 +150,20 @@ state_read(Relay *r)
 				idle = 0;
 				if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
 				{
+					/*
+					 * The end as a read_committed consumer sees it: transaction
+					 * markers (never returned) can follow the last record.  An
+					 * end before hi is an open transaction (another slot's
+					 * relay on this state topic): wait until it ends.
+					 */
+					bool		end = m->offset >= hi;
+
+					if (end)
+						next = hi;
 					rd_kafka_message_destroy(m);
-					break;
+					if (end)
+						break;
+					continue;
 				}
 				if (m->err)
 				{
@@ -144,6 +195,13 @@ state_read(Relay *r)
 						r->st_rows = (uint64_t) json_integer_value(json_object_get(v, "rows"));
 						r->st_tables = (int) json_integer_value(json_object_get(v, "tables"));
 						r->ckpt_durable = confl;
+						{
+							json_t	   *pj = json_object_get(v, "partial");
+							char	   *ps = json_is_object(pj) ? json_dumps(pj, JSON_COMPACT) : NULL;
+
+							set_partial(r, ps);
+							free(ps);
+						}
 					}
 					json_decref(v);
 				}
@@ -165,11 +223,16 @@ state_read(Relay *r)
 
 /*
  * Produce the record for our key from r->st_* with confirmed_lsn = lsn (0:
- * none yet), with the given opaque (NULL: counted in snap_pending, like a
- * snapshot row; CHECKPOINT_OPAQUE: a checkpoint).  Returns 0 when queued.
+ * none yet) and, under exactly-once, the partial transaction partial_json (a
+ * JSON object, or NULL), with the given opaque (NULL: counted in
+ * snap_pending, like a snapshot row; CHECKPOINT_OPAQUE: a checkpoint whose
+ * delivery makes it durable, at-least-once; CHECKPOINT_TXN_OPAQUE: one that
+ * the Kafka commit makes durable).  A full queue is waited for unless the
+ * opaque is CHECKPOINT_OPAQUE (the next status update tries again).  Returns
+ * 0 when queued.
  */
 static int
-state_produce(Relay *r, uint64_t lsn, void *opaque)
+state_produce(Relay *r, uint64_t lsn, const char *partial_json, void *opaque)
 {
 	char		key[300];
 	char		cp[24],
@@ -177,55 +240,44 @@ state_produce(Relay *r, uint64_t lsn, void *opaque)
 	char		ts[32];
 	time_t		now = time(NULL);
 	struct tm	tm;
-	json_t	   *v;
+	json_t	   *v,
+			   *partial = NULL;
 	char	   *s;
 	rd_kafka_resp_err_t e;
-	rd_kafka_topic_t *rkt;
 
 	state_key(r, key, sizeof(key));
 	gmtime_r(&now, &tm);
 	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	v = json_pack("{s:s, s:s, s:s?, s:s, s:s, s:s, s:I, s:i, s:s, s:s}",
+	if (partial_json)
+		partial = json_loads(partial_json, 0, NULL);
+	v = json_pack("{s:s, s:s, s:s?, s:o*, s:s, s:s, s:s, s:I, s:i, s:s, s:s, s:s}",
 				  "snapshot", r->st_snapshot,
 				  "consistent_point", lsn_str(r->st_consistent_point, cp),
 				  "confirmed_lsn", lsn ? lsn_str(lsn, conf) : NULL,
+				  "partial", partial,
 				  "system_identifier", r->sysid,
 				  "database", r->dbname,
 				  "slot", r->cfg->slot,
 				  "rows", (json_int_t) r->st_rows,
 				  "tables", r->st_tables,
+				  "delivery", r->eos ? "exactly-once" : "at-least-once",
 				  "time", ts,
 				  "relay_version", CDC_RELAY_VERSION);
 	s = v ? json_dumps(v, JSON_COMPACT) : NULL;
 	json_decref(v);
 	if (s == NULL)
-	{
-		rlog(r->v, LOG_ERROR, "out of memory");
-		return -1;
-	}
-	/*
-	 * A topic handle asks for the topic's metadata right away (producing by
-	 * name would wait for librdkafka's next periodic scan, about a second).
-	 */
-	rkt = rd_kafka_topic_new(r->rk, r->cfg->state_topic, NULL);
+		relay_out_of_memory();
 	if (opaque == NULL)
 		atomic_fetch_add(&r->snap_pending, 1);
-	e = rd_kafka_producev(r->rk,
-						  RD_KAFKA_V_RKT(rkt),
-						  RD_KAFKA_V_PARTITION(0),
-						  RD_KAFKA_V_KEY(key, strlen(key)),
-						  RD_KAFKA_V_VALUE(s, strlen(s)),
-						  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-						  RD_KAFKA_V_OPAQUE(opaque),
-						  RD_KAFKA_V_END);
+	e = produce_send(r, produce_topic(r, r->cfg->state_topic), 0, key, strlen(key), s, strlen(s), NULL,
+					 opaque, opaque == CHECKPOINT_OPAQUE ? NULL : state_wait, r);
 	free(s);
-	rd_kafka_topic_destroy(rkt);
 	if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
 	{
 		if (opaque == NULL)
 			atomic_fetch_sub(&r->snap_pending, 1);
-		if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL && opaque == CHECKPOINT_OPAQUE)
-			return -1;			/* the next status update tries again */
+		if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL || e == RD_KAFKA_RESP_ERR__STATE)
+			return -1;			/* a stop, or the next status update tries again */
 		if (kafka_error_is_permanent(e))
 			kafka_reject(r, e, r->cfg->state_topic, NULL, key, strlen(key), strlen(key));
 		else
@@ -234,6 +286,29 @@ state_produce(Relay *r, uint64_t lsn, void *opaque)
 		return -1;
 	}
 	return 0;
+}
+
+/*
+ * Exactly-once: the checkpoint record of the open Kafka transaction (begun
+ * here when none is open) says that lsn, and the partial transaction
+ * partial_json, are in Kafka once the transaction commits; the caller
+ * commits, then calls state_committed().  Returns 0 when queued.
+ */
+int
+state_checkpoint_txn(Relay *r, uint64_t lsn, const char *partial_json)
+{
+	if (txn_begin(r) != 0)
+		return -1;
+	return state_produce(r, lsn, partial_json, CHECKPOINT_TXN_OPAQUE);
+}
+
+/* Exactly-once: the checkpoint (lsn, partial_json) is committed: it is the relay's position now. */
+void
+state_committed(Relay *r, uint64_t lsn, const char *partial_json)
+{
+	if (lsn > r->ckpt_durable)
+		r->ckpt_durable = lsn;
+	set_partial(r, partial_json);
 }
 
 /*
@@ -251,7 +326,26 @@ state_write(Relay *r, const char *status, uint64_t consistent_point, uint64_t ro
 	r->st_consistent_point = consistent_point;
 	r->st_rows = rows;
 	r->st_tables = tables;
-	if (state_produce(r, consistent_point, NULL) != 0)
+	if (r->eos)
+	{
+		TxnResult	res;
+
+		/* in the open transaction (the snapshot's last rows), or a new one */
+		if (txn_begin(r) != 0 || state_produce(r, consistent_point, NULL, CHECKPOINT_TXN_OPAQUE) != 0)
+			return -1;
+		res = txn_commit(r, NULL, NULL);
+		if (res != TXN_OK)
+		{
+			if (res == TXN_ABORT)
+				rlog(r->v, LOG_ERROR, "Kafka transaction aborted: %s; the state record (snapshot %s) was not written",
+					 r->txn_abort_reason, status);
+			return -1;
+		}
+		state_committed(r, consistent_point, NULL);
+		rlog(r->v, LOG_DEBUG, "state: snapshot %s at %s", status, lsn_str(consistent_point, lsn));
+		return 0;
+	}
+	if (state_produce(r, consistent_point, NULL, NULL) != 0)
 		return -1;
 	while (atomic_load(&r->snap_pending) > 0)
 	{
@@ -285,7 +379,7 @@ state_checkpoint_start(Relay *r, uint64_t lsn)
 {
 	if (r->ckpt_inflight != 0)
 		return 0;
-	if (state_produce(r, lsn, CHECKPOINT_OPAQUE) != 0)
+	if (state_produce(r, lsn, NULL, CHECKPOINT_OPAQUE) != 0)
 		return -1;
 	r->ckpt_inflight = lsn;
 	return 0;

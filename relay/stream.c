@@ -42,9 +42,16 @@ typedef struct TopicEntry
 {
 	char	   *ident;			/* raw bytes: "schema":S,"table":T */
 	size_t		identlen;
-	rd_kafka_topic_t *rkt;
+	rd_kafka_topic_t *rkt;		/* produce_topic()'s */
 	char	   *header_table;	/* schema.table, quoted where needed */
 } TopicEntry;
+
+/* Events of the open PostgreSQL transaction in one table, for its end record. */
+typedef struct TableCount
+{
+	char	   *table;			/* display name */
+	uint64_t	n;
+} TableCount;
 
 typedef enum SessionEnd
 {
@@ -58,10 +65,24 @@ typedef struct Stream
 {
 	Relay	   *r;
 	PGconn	   *repl;
-	txn_id		cur;			/* open transaction, 0 = none */
+
+	/* the open PostgreSQL transaction */
+	txn_id		cur;			/* its ring entry, 0 = none */
 	char		commit_lsn[24];
+	uint64_t	commit_lsn_num;
 	char		xid[24];
 	uint64_t	seq;
+	bool		skip_all;		/* all of it is in Kafka already (checkpoint) */
+	uint64_t	skip_seq;		/* its events up to this seq are (partial checkpoint) */
+	char	   *begin_event;	/* its begin event, the value of its begin record */
+	size_t		begin_len;
+	bool		begin_written;	/* its begin record was produced */
+	TableCount *counts;			/* its events per table */
+	int			ncounts;
+	int			maxcounts;
+	uint64_t	txn_events;		/* its events, in all */
+	uint64_t	txn_messages;	/* its logical messages */
+
 	uint64_t	received;		/* everything up to here was received */
 	uint64_t	flushable;		/* everything up to here was delivered */
 	uint64_t	reported;		/* last flush position sent */
@@ -72,8 +93,10 @@ typedef struct Stream
 	bool		hb_disabled;
 	bool		endpos_reached;
 	bool		retry_delivery; /* the session ended on a failed delivery */
+	bool		retry_abort;	/* ... or on an aborted Kafka transaction */
 	uint64_t	events;
 	uint64_t	txns;
+	uint64_t	skipped;		/* transactions found in Kafka already */
 } Stream;
 
 /* ---- topic cache ---------------------------------------------------------- */
@@ -94,7 +117,6 @@ topic_entry_free(void *p)
 {
 	TopicEntry *e = p;
 
-	rd_kafka_topic_destroy(e->rkt);
 	free(e->ident);
 	free(e->header_table);
 	free(e);
@@ -197,7 +219,7 @@ topic_new_entry(Relay *r, const char *ident, size_t identlen, const char *schema
 		free(e);
 		return NULL;
 	}
-	e->rkt = rd_kafka_topic_new(r->rk, topic, NULL);
+	e->rkt = produce_topic(r, topic);
 	rlog(r->v, LOG_DEBUG, "table %s -> topic %s", e->header_table, topic);
 	return e;
 }
@@ -250,93 +272,248 @@ topic_lookup(Relay *r, const char *ident, size_t identlen, int has_key)
 
 /* ---- producing -------------------------------------------------------------- */
 
-static void
-maybe_send_status(Stream *s, bool force);
+static void maybe_send_status(Stream *s, bool force);
+
+/* ProduceWait: while the queue is full, stop reading; serve delivery reports and status updates. */
+static int
+stream_wait(void *arg)
+{
+	Stream	   *s = arg;
+
+	rd_kafka_poll(s->r->rk, 50);
+	maybe_send_status(s, false);
+	return *s->r->stop || s->r->fatal_set ? -1 : 0;
+}
+
+/* ProduceWait while a Kafka commit runs: status updates only (the commit serves deliveries). */
+static int
+commit_wait(void *arg)
+{
+	maybe_send_status((Stream *) arg, false);
+	return 0;
+}
 
 /*
- * Produce one message for the open transaction (or ring entry id), waiting
- * while librdkafka's queue is full.  Returns 0, or -1 to end the session
- * (stop requested, fatal error, or a produce error).
+ * Produce one message for ring entry id, counted there until its delivery
+ * report.  Returns 0, or -1 to end the session (a stop, a fatal error, or a
+ * message Kafka refuses for good: kafka_reject()).
  */
 static int
-produce(Stream *s, txn_id id, rd_kafka_topic_t *rkt, const char *key, size_t keylen,
-		const char *value, size_t vallen, rd_kafka_headers_t *h)
+emit(Stream *s, txn_id id, rd_kafka_topic_t *rkt, const char *key, size_t keylen,
+	 const char *value, size_t vallen, const MsgMeta *m)
 {
 	Relay	   *r = s->r;
-	rd_kafka_resp_err_t e;
+	rd_kafka_resp_err_t e = produce_send(r, rkt, RD_KAFKA_PARTITION_UA, key, keylen, value, vallen, m,
+										 (void *) (uintptr_t) id, stream_wait, s);
 
-	for (;;)
+	if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
 	{
-		e = rd_kafka_producev(r->rk,
-							  RD_KAFKA_V_RKT(rkt),
-							  RD_KAFKA_V_KEY((char *) key, key ? keylen : 0),
-							  RD_KAFKA_V_VALUE((char *) value, value ? vallen : 0),
-							  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-							  RD_KAFKA_V_HEADERS(h),
-							  RD_KAFKA_V_OPAQUE((void *) (uintptr_t) id),
-							  RD_KAFKA_V_END);
-		if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
-		{
-			ring_add(r->ring, id);
-			return 0;
-		}
-		if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
-			break;
-		/* backpressure: stop reading; serve delivery reports; keep the server's timeout at bay */
-		rd_kafka_poll(r->rk, 50);
-		maybe_send_status(s, false);
-		if (*r->stop || r->fatal_set)
-		{
-			rd_kafka_headers_destroy(h);
-			return -1;
-		}
+		ring_add(r->ring, id);
+		return 0;
 	}
+	if (e == RD_KAFKA_RESP_ERR__STATE)
 	{
-		/* not a full queue: Kafka will never take this message */
-		const void *table = NULL;
-		size_t		tlen = 0;
-		char		tbuf[300] = "";
-
-		if (rd_kafka_header_get_last(h, "table", &table, &tlen) == RD_KAFKA_RESP_ERR_NO_ERROR && table)
-			snprintf(tbuf, sizeof(tbuf), "%.*s", (int) tlen, (const char *) table);
-		kafka_reject(r, e, rd_kafka_topic_name(rkt), tbuf[0] ? tbuf : NULL, key, key ? keylen : 0,
+		snprintf(r->fatal, sizeof(r->fatal), "internal error: a message produced outside a Kafka transaction");
+		rlog(r->v, LOG_ERROR, "%s", r->fatal);
+		r->fatal_set = true;
+	}
+	else if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+		kafka_reject(r, e, rd_kafka_topic_name(rkt), m ? m->table : NULL, key, key ? keylen : 0,
 					 (key ? keylen : 0) + (value ? vallen : 0));
-	}
-	rd_kafka_headers_destroy(h);
 	return -1;
 }
 
-static rd_kafka_headers_t *
-headers(Stream *s, const char *op, const char *table, bool with_id)
+/* The header fields of an event of the open transaction. */
+static MsgMeta
+meta(Stream *s, MsgKind kind, const char *table)
 {
-	rd_kafka_headers_t *h = rd_kafka_headers_new(6);
-	char		id[64];
+	MsgMeta		m = {.kind = kind, .table = table, .commit_lsn = s->commit_lsn, .xid = s->xid, .seq = s->seq};
 
-	rd_kafka_header_add(h, "op", -1, op, -1);
-	if (table[0])
-		rd_kafka_header_add(h, "table", -1, table, -1);
-	rd_kafka_header_add(h, "commit_lsn", -1, s->commit_lsn, -1);
-	if (s->xid[0])
-		rd_kafka_header_add(h, "xid", -1, s->xid, -1);
-	if (with_id)
+	return m;
+}
+
+/* Count an event of the open transaction for its end record (table NULL: a logical message). */
+static void
+count_event(Stream *s, const char *table, uint64_t n)
+{
+	s->txn_events += n;
+	if (table == NULL)
 	{
-		snprintf(id, sizeof(id), "%s/%llu", s->commit_lsn, (unsigned long long) s->seq);
-		rd_kafka_header_add(h, "event_id", -1, id, -1);
+		s->txn_messages += n;
+		return;
 	}
-	rd_kafka_header_add(h, "snapshot", -1, "false", -1);
-	return h;
+	for (int i = s->ncounts - 1; i >= 0; i--)
+		if (s->counts[i].table == table || strcmp(s->counts[i].table, table) == 0)
+		{
+			s->counts[i].n += n;
+			return;
+		}
+	if (s->ncounts == s->maxcounts)
+	{
+		int			m = s->maxcounts ? s->maxcounts * 2 : 8;
+		TableCount *c = realloc(s->counts, sizeof(TableCount) * (size_t) m);
+
+		if (c == NULL)
+			relay_out_of_memory();
+		s->counts = c;
+		s->maxcounts = m;
+	}
+	s->counts[s->ncounts].table = strdup(table);
+	if (s->counts[s->ncounts].table == NULL)
+		relay_out_of_memory();
+	s->counts[s->ncounts++].n = n;
+}
+
+static void
+txn_state_reset(Stream *s)
+{
+	for (int i = 0; i < s->ncounts; i++)
+		free(s->counts[i].table);
+	s->ncounts = 0;
+	s->txn_events = s->txn_messages = 0;
+	s->begin_written = false;
+	s->skip_all = false;
+	s->skip_seq = 0;
+}
+
+/* {"events":n,"tables":{...},"messages":m} of the open transaction, into o. */
+static void
+counts_to_json(Stream *s, json_t *o)
+{
+	json_t	   *t = json_object();
+
+	for (int i = 0; i < s->ncounts; i++)
+		json_object_set_new(t, s->counts[i].table, json_integer((json_int_t) s->counts[i].n));
+	json_object_set_new(o, "events", json_integer((json_int_t) s->txn_events));
+	json_object_set_new(o, "tables", t);
+	json_object_set_new(o, "messages", json_integer((json_int_t) s->txn_messages));
+}
+
+static const char *
+jstr(json_t *o, const char *key)
+{
+	return json_string_value(json_object_get(o, key));
+}
+
+/*
+ * Exactly-once: commit the open Kafka transaction with a checkpoint record:
+ * everything received so far is in it (at a PostgreSQL commit, or idle), and,
+ * in the middle of a PostgreSQL transaction, its events up to the current
+ * seq (a "partial" checkpoint).  With checkpoint_only, a transaction is begun
+ * for the checkpoint when none is open.  Returns 0; -1 when the session must
+ * end (retry_abort: aborted, re-send from the last checkpoint; or fatal).
+ */
+static int
+ktxn_commit(Stream *s, bool checkpoint_only)
+{
+	Relay	   *r = s->r;
+	char	   *partial = NULL;
+	uint64_t	ckpt = s->received > r->ckpt_durable ? s->received : r->ckpt_durable;
+	TxnResult	res;
+	char		b1[24];
+
+	if (!r->eos || (!r->txn_open && !checkpoint_only))
+		return 0;
+	if (s->cur != 0 && !s->skip_all && s->begin_written)
+	{
+		json_t	   *p = json_pack("{s:s, s:s, s:I}", "commit_lsn", s->commit_lsn, "xid", s->xid,
+								  "seq", (json_int_t) s->seq);
+
+		if (p == NULL)
+			relay_out_of_memory();
+		counts_to_json(s, p);
+		partial = json_dumps(p, JSON_COMPACT);
+		json_decref(p);
+		if (partial == NULL)
+			relay_out_of_memory();
+	}
+	if (state_checkpoint_txn(r, ckpt, partial) != 0)
+	{
+		free(partial);
+		if (!r->fatal_set && !*r->stop)
+		{
+			/* the state record could not even be queued: start over from the last checkpoint */
+			snprintf(r->txn_abort_reason, sizeof(r->txn_abort_reason), "the checkpoint record could not be queued");
+			txn_abort(r);
+			rlog(r->v, LOG_WARNING, "Kafka transaction aborted: %s; re-sending from %s",
+				 r->txn_abort_reason, lsn_str(r->ckpt_durable, b1));
+			s->retry_abort = true;
+		}
+		return -1;
+	}
+	res = txn_commit(r, commit_wait, s);
+	if (res == TXN_OK)
+	{
+		state_committed(r, ckpt, partial);
+		free(partial);
+		s->last_checkpoint_ms = now_ms();
+		return 0;
+	}
+	free(partial);
+	if (res == TXN_ABORT)
+	{
+		rlog(r->v, LOG_WARNING, "Kafka transaction aborted: %s; re-sending from %s",
+			 r->txn_abort_reason, lsn_str(r->ckpt_durable, b1));
+		s->retry_abort = true;
+	}
+	return -1;
+}
+
+/*
+ * Before an event of the open transaction (its seq counted already): 1 when
+ * Kafka has it already (the checkpoint covers it: skip it), 0 to produce it:
+ * a Kafka transaction is open (exactly-once) and the transaction's begin
+ * record went first.  -1 on failure.
+ */
+static int
+event_start(Stream *s)
+{
+	Relay	   *r = s->r;
+
+	if (s->skip_all || s->seq <= s->skip_seq)
+		return 1;
+	if (txn_begin(r) != 0)
+		return -1;
+	if (r->cfg->txn_records && !s->begin_written)
+	{
+		MsgMeta		m = meta(s, MSG_TXN_BEGIN, NULL);
+
+		if (emit(s, s->cur, produce_topic(r, r->txn_topic), s->xid, strlen(s->xid),
+				 s->begin_event, s->begin_len, &m) != 0)
+			return -1;
+	}
+	s->begin_written = true;
+	return 0;
+}
+
+/*
+ * After an event: exactly-once, a Kafka transaction that holds
+ * --txn-max-messages, or has been open half of transaction.timeout.ms, is
+ * committed now, in the middle of the PostgreSQL transaction (its end record
+ * comes in a later one).  0, or -1 to end the session.
+ */
+static int
+event_end(Stream *s)
+{
+	Relay	   *r = s->r;
+
+	if (!r->eos || !r->txn_open)
+		return 0;
+	if (atomic_load(&r->txn_messages) < (uint_fast64_t) r->cfg->txn_max_messages &&
+		now_ms() - r->txn_started_ms < r->txn_timeout_ms / 2)
+		return 0;
+	rlog(r->v, LOG_DEBUG, "committing a Kafka transaction in the middle of transaction %s (%llu events so far)",
+		 s->xid, (unsigned long long) s->txn_events);
+	return ktxn_commit(s, false);
 }
 
 /* A tombstone: the key, a null value, so that log compaction forgets the row. */
 static int
 produce_tombstone(Stream *s, TopicEntry *t, const char *key, size_t keylen)
 {
-	rd_kafka_headers_t *h = rd_kafka_headers_new(3);
+	MsgMeta		m = meta(s, MSG_TOMBSTONE, t->header_table);
 
-	rd_kafka_header_add(h, "op", -1, "tombstone", -1);
-	rd_kafka_header_add(h, "table", -1, t->header_table, -1);
-	rd_kafka_header_add(h, "commit_lsn", -1, s->commit_lsn, -1);
-	return produce(s, s->cur, t->rkt, key, keylen, NULL, 0, h);
+	return emit(s, s->cur, t->rkt, key, keylen, NULL, 0, &m);
 }
 
 /* An insert/update/delete: <key JSON> TAB <event JSON>. */
@@ -351,9 +528,10 @@ handle_row(Stream *s, const char *data, size_t len)
 	size_t		evlen,
 				keylen;
 	TopicEntry *t;
-	char		op[2];
+	MsgMeta		m;
 	bool		nokey,
 				unknown;
+	int			st;
 
 	if (tab == NULL || s->cur == 0)
 		goto bad;
@@ -363,6 +541,9 @@ handle_row(Stream *s, const char *data, size_t len)
 	/* {"op":"c","schema":... */
 	if (evlen < 16 || memcmp(ev, "{\"op\":\"", 7) != 0 || ev[8] != '"' || ev[9] != ',')
 		goto bad;
+	s->seq++;
+	if ((st = event_start(s)) != 0)
+		return st > 0 ? 0 : -1;
 	keyfield = memmem(ev + 10, evlen - 10, ",\"key\":", 7);
 	if (keyfield == NULL)
 		goto bad;
@@ -378,10 +559,10 @@ handle_row(Stream *s, const char *data, size_t len)
 	t = topic_lookup(r, ev + 10, (size_t) (keyfield - (ev + 10)), nokey ? 0 : 1);
 	if (t == NULL)
 		return -1;
-	op[0] = ev[7];
-	op[1] = '\0';
-	s->seq++;
+	m = meta(s, MSG_ROW, t->header_table);
+	m.op = ev[7];
 	s->events++;
+	count_event(s, t->header_table, 1);
 
 	/*
 	 * An update that changed the key: <old key> VT <new key>.  The row no
@@ -401,14 +582,13 @@ handle_row(Stream *s, const char *data, size_t len)
 		data = KEY_UNKNOWN;
 		keylen = strlen(KEY_UNKNOWN);
 	}
-	if (produce(s, s->cur, t->rkt, nokey ? NULL : data, keylen, ev, evlen,
-				headers(s, op, t->header_table, true)) != 0)
+	if (emit(s, s->cur, t->rkt, nokey ? NULL : data, keylen, ev, evlen, &m) != 0)
 		return -1;
 	/* a marker key is no row's: never tombstoned */
-	if (op[0] == 'd' && !nokey && !unknown && r->cfg->tombstones &&
+	if (m.op == 'd' && !nokey && !unknown && r->cfg->tombstones &&
 		produce_tombstone(s, t, data, keylen) != 0)
 		return -1;
-	return 0;
+	return event_end(s);
 bad:
 	rlog(r->v, LOG_ERROR, "unexpected message from the plugin (%s): %.*s",
 		 s->cur == 0 ? "row event outside a transaction" : "malformed row event",
@@ -416,29 +596,29 @@ bad:
 	return -1;
 }
 
-static const char *
-jstr(json_t *o, const char *key)
-{
-	return json_string_value(json_object_get(o, key));
-}
-
 /* The event as the log shows it: at most its first 200 bytes. */
 #define EVENT_FMT "%.*s"
 #define EVENT_ARG(data, len) (int) ((len) > 200 ? 200 : (len)), (data)
 
-/* A begin: open a ring entry for the transaction. */
+/*
+ * A begin: open a ring entry for the transaction; decide whether Kafka has
+ * it already (end LSN at or below the checkpoint: its commit record starts
+ * below the checkpoint, as records never overlap), or part of it (a partial
+ * checkpoint of this very transaction).
+ */
 static int
 handle_begin(Stream *s, json_t *j, const char *data, size_t len)
 {
+	Relay	   *r = s->r;
 	const char *cl = jstr(j, "commit_lsn");
 	json_t	   *xid = json_object_get(j, "xid");
 
-	if (s->cur != 0 || cl == NULL)
+	if (s->cur != 0 || cl == NULL || !parse_lsn(cl, &s->commit_lsn_num))
 	{
-		rlog(s->r->v, LOG_ERROR, "unexpected begin from the plugin: " EVENT_FMT, EVENT_ARG(data, len));
+		rlog(r->v, LOG_ERROR, "unexpected begin from the plugin: " EVENT_FMT, EVENT_ARG(data, len));
 		return -1;
 	}
-	s->cur = ring_begin(s->r->ring);
+	s->cur = ring_begin(r->ring);
 	if (s->cur == 0)
 		relay_out_of_memory();
 	snprintf(s->commit_lsn, sizeof(s->commit_lsn), "%s", cl);
@@ -447,10 +627,47 @@ handle_begin(Stream *s, json_t *j, const char *data, size_t len)
 	else
 		s->xid[0] = '\0';
 	s->seq = 0;
+	txn_state_reset(s);
+	if (s->commit_lsn_num < r->ckpt_durable)
+	{
+		s->skip_all = true;
+		s->skipped++;
+	}
+	else if (s->commit_lsn_num == r->ckpt_partial_lsn && r->ckpt_partial_json)
+	{
+		/* resume a transaction split over Kafka transactions: its counts so far */
+		json_t	   *p = json_loads(r->ckpt_partial_json, 0, NULL);
+		json_t	   *t = json_object_get(p, "tables");
+		const char *name;
+		json_t	   *n;
+
+		s->skip_seq = r->ckpt_partial_seq;
+		s->begin_written = true;
+		json_object_foreach(t, name, n)
+			count_event(s, name, (uint64_t) json_integer_value(n));
+		count_event(s, NULL, (uint64_t) json_integer_value(json_object_get(p, "messages")));
+		json_decref(p);
+		rlog(r->v, LOG_INFO, "transaction %s: resuming after its first %llu events, which are in Kafka",
+			 s->xid, (unsigned long long) s->skip_seq);
+	}
+	if (r->cfg->txn_records && !s->skip_all)
+	{
+		char	   *b = realloc(s->begin_event, len);
+
+		if (b == NULL)
+			relay_out_of_memory();
+		memcpy(b, data, len);
+		s->begin_event = b;
+		s->begin_len = len;
+	}
 	return 0;
 }
 
-/* A commit: close the transaction's ring entry at the commit's end LSN. */
+/*
+ * A commit: the transaction's end record (with its event counts), then its
+ * ring entry closes at the commit's end LSN.  Exactly-once: the Kafka
+ * transaction is committed here when it is old or large enough.
+ */
 static int
 handle_commit(Stream *s, json_t *j, const char *data, size_t len)
 {
@@ -463,13 +680,34 @@ handle_commit(Stream *s, json_t *j, const char *data, size_t len)
 		rlog(r->v, LOG_ERROR, "unexpected commit from the plugin: " EVENT_FMT, EVENT_ARG(data, len));
 		return -1;
 	}
+	if (r->cfg->txn_records && s->begin_written && !s->skip_all)
+	{
+		char	   *v;
+		MsgMeta		m = meta(s, MSG_TXN_END, NULL);
+		int			rc;
+
+		counts_to_json(s, j);
+		v = json_dumps(j, JSON_COMPACT);
+		if (v == NULL)
+			relay_out_of_memory();
+		rc = txn_begin(r) == 0 ? emit(s, s->cur, produce_topic(r, r->txn_topic), s->xid, strlen(s->xid),
+									  v, strlen(v), &m) : -1;
+		free(v);
+		if (rc != 0)
+			return -1;
+	}
 	ring_commit(r->ring, s->cur, end);
 	s->cur = 0;
 	s->txns++;
+	txn_state_reset(s);
 	if (end > s->received)
 		s->received = end;
 	if (r->cfg->endpos && end >= r->cfg->endpos)
 		s->endpos_reached = true;
+	if (r->eos && r->txn_open &&
+		(now_ms() - r->txn_started_ms >= r->cfg->txn_interval_ms ||
+		 atomic_load(&r->txn_messages) >= (uint_fast64_t) r->cfg->txn_max_messages))
+		return ktxn_commit(s, false);
 	return 0;
 }
 
@@ -481,19 +719,24 @@ handle_truncate(Stream *s, json_t *j, const char *data, size_t len)
 	json_t	   *tables = json_object_get(j, "tables");
 	size_t		i;
 	json_t	   *tj;
-	int			rc = s->cur == 0 ? -1 : 0;
+	int			st;
 
+	if (s->cur == 0)
+		return -1;
 	s->seq++;
+	if ((st = event_start(s)) != 0)
+		return st > 0 ? 0 : -1;
 	s->events++;
 	json_array_foreach(tables, i, tj)
 	{
 		json_t	   *js = json_object_get(tj, "schema"),
 				   *jt = json_object_get(tj, "table");
 		char		topic[TOPIC_MAX_LEN + 1];
-		rd_kafka_topic_t *rkt;
 		char	   *disp;
+		MsgMeta		m;
+		int			rc;
 
-		if (rc != 0 || !json_is_string(js) || !json_is_string(jt))
+		if (!json_is_string(js) || !json_is_string(jt))
 			return -1;
 		topic_for_table(r->cfg->topic_prefix, json_string_value(js), json_string_length(js),
 						json_string_value(jt), json_string_length(jt), topic);
@@ -506,20 +749,23 @@ handle_truncate(Stream *s, json_t *j, const char *data, size_t len)
 			free(disp);
 			return -1;
 		}
-		rkt = rd_kafka_topic_new(r->rk, topic, NULL);
+		m = meta(s, MSG_TRUNCATE, disp);
 		/* the marker key (it is about the whole table); the value is the event */
-		rc = produce(s, s->cur, rkt, KEY_TRUNCATE, strlen(KEY_TRUNCATE), data, len,
-					 headers(s, "t", disp, true));
+		rc = emit(s, s->cur, produce_topic(r, topic), KEY_TRUNCATE, strlen(KEY_TRUNCATE), data, len, &m);
+		if (rc == 0)
+			count_event(s, disp, 1);
 		free(disp);
-		rd_kafka_topic_destroy(rkt);
+		if (rc != 0)
+			return -1;
 	}
-	return rc;
+	return event_end(s);
 }
 
 /*
  * A logical message: to <prefix>.messages, keyed by its prefix; the relay's
  * own heartbeats are not forwarded.  A message outside any transaction gets a
- * ring entry of its own, ending at its LSN.
+ * ring entry of its own, ending just after its LSN (the server does not send
+ * it again once that is confirmed).
  */
 static int
 handle_message(Stream *s, json_t *j, const char *data, size_t len)
@@ -527,47 +773,57 @@ handle_message(Stream *s, json_t *j, const char *data, size_t len)
 	Relay	   *r = s->r;
 	const char *prefix = jstr(j, "prefix");
 	bool		transactional = json_is_true(json_object_get(j, "transactional"));
-	char		topic[TOPIC_MAX_LEN + 1];
-	rd_kafka_topic_t *rkt;
-	txn_id		id = s->cur;
-	uint64_t	lsn = 0;
 	const char *ls = jstr(j, "lsn");
-	int			rc = 0;
+	uint64_t	lsn = 0;
+	txn_id		id;
+	char		lsnbuf[24];
+	MsgMeta		m;
+	int			st;
 
-	if (prefix != NULL && strcmp(prefix, HEARTBEAT_PREFIX) == 0)
+	if (transactional)
 	{
-		/* our own heartbeat: only there to move the slot */
-		if (transactional)
-			s->seq++;
-		return 0;
-	}
-	if (prefix == NULL)
-		return 0;
-	snprintf(topic, sizeof(topic), "%s.messages", r->cfg->topic_prefix);
-	rkt = rd_kafka_topic_new(r->rk, topic, NULL);
-	if (!transactional)
-	{
-		id = ring_begin(r->ring);
-		if (ls == NULL || !parse_lsn(ls, &lsn))
-			rc = -1;
-		snprintf(s->commit_lsn, sizeof(s->commit_lsn), "%s", ls ? ls : "");
-		s->seq = 0;
-	}
-	else
+		if (s->cur == 0)
+		{
+			rlog(r->v, LOG_ERROR, "unexpected transactional message outside a transaction: " EVENT_FMT,
+				 EVENT_ARG(data, len));
+			return -1;
+		}
 		s->seq++;
-	s->events++;
-	if (rc == 0 && id != 0)
-		rc = produce(s, id, rkt, prefix, strlen(prefix), data, len, headers(s, "m", "", transactional));
-	else
-		rc = -1;
-	if (!transactional && rc == 0)
-	{
-		ring_commit(r->ring, id, lsn);
-		if (lsn > s->received && s->cur == 0)
-			s->received = lsn;
+		/* our own heartbeat: only there to move the slot */
+		if (prefix == NULL || strcmp(prefix, HEARTBEAT_PREFIX) == 0)
+			return 0;
+		if ((st = event_start(s)) != 0)
+			return st > 0 ? 0 : -1;
+		s->events++;
+		count_event(s, NULL, 1);
+		m = meta(s, MSG_MESSAGE, NULL);
+		if (emit(s, s->cur, produce_topic(r, r->messages_topic), prefix, strlen(prefix), data, len, &m) != 0)
+			return -1;
+		return event_end(s);
 	}
-	rd_kafka_topic_destroy(rkt);
-	return rc;
+	if (ls == NULL || !parse_lsn(ls, &lsn))
+	{
+		rlog(r->v, LOG_ERROR, "unexpected message from the plugin: " EVENT_FMT, EVENT_ARG(data, len));
+		return -1;
+	}
+	if (prefix == NULL || strcmp(prefix, HEARTBEAT_PREFIX) == 0 || lsn < r->ckpt_durable)
+		id = 0;					/* nothing to send (in Kafka already, when below the checkpoint) */
+	else
+	{
+		if (txn_begin(r) != 0)
+			return -1;
+		id = ring_begin(r->ring);
+		if (id == 0)
+			relay_out_of_memory();
+		m = (MsgMeta) {.kind = MSG_MESSAGE_NT, .commit_lsn = lsn_str(lsn, lsnbuf)};
+		s->events++;
+		if (emit(s, id, produce_topic(r, r->messages_topic), prefix, strlen(prefix), data, len, &m) != 0)
+			return -1;
+		ring_commit(r->ring, id, lsn + 1);
+	}
+	if (s->cur == 0 && lsn + 1 > s->received)
+		s->received = lsn + 1;
+	return 0;
 }
 
 /* begin, commit, truncate, logical message: JSON objects, one handler each */
@@ -634,8 +890,8 @@ maybe_send_status(Stream *s, bool force)
 	uint64_t	confirm;
 
 	update_flushable(s);
-	/* record the new position first (at most once a second) */
-	if (s->flushable > s->r->ckpt_durable && (force || now - s->last_checkpoint_ms >= 1000))
+	/* record the new position first (at most once a second; exactly-once: ktxn_commit) */
+	if (!s->r->eos && s->flushable > s->r->ckpt_durable && (force || now - s->last_checkpoint_ms >= 1000))
 	{
 		state_checkpoint_start(s->r, s->flushable);
 		s->last_checkpoint_ms = now;
@@ -736,6 +992,22 @@ housekeeping(Stream *s)
 			 r->last_delivery_error);
 		s->retry_delivery = true;
 		return SESSION_RETRY;
+	}
+	if (r->eos && s->cur == 0)
+	{
+		int64_t		now = now_ms();
+
+		/*
+		 * Between PostgreSQL transactions: commit the Kafka transaction once
+		 * it is --txn-interval-ms old; when idle, checkpoint what was received
+		 * since (at most once a second), so that the slot moves.
+		 */
+		update_flushable(s);
+		if ((r->txn_open && now - r->txn_started_ms >= r->cfg->txn_interval_ms &&
+			 ktxn_commit(s, false) != 0) ||
+			(!r->txn_open && s->received > r->ckpt_durable && ring_count(r->ring) == 0 &&
+			 now - s->last_checkpoint_ms >= 1000 && ktxn_commit(s, true) != 0))
+			return *r->stop ? SESSION_STOP : r->fatal_set ? SESSION_FATAL : SESSION_RETRY;
 	}
 	maybe_send_status(s, false);
 	if (s->endpos_reached)
@@ -871,6 +1143,19 @@ drain(Stream *s, int timeout_ms)
 	Relay	   *r = s->r;
 	int64_t		until = now_ms() + timeout_ms;
 
+	if (r->eos)
+	{
+		/*
+		 * Commit what the open Kafka transaction holds (up to the current
+		 * event, when a PostgreSQL transaction is open), or checkpoint what
+		 * was received since the last commit.
+		 */
+		if (!r->fatal_set && !s->retry_abort && !s->retry_delivery &&
+			(r->txn_open || s->received > r->ckpt_durable))
+			ktxn_commit(s, true);
+		update_flushable(s);
+		return;
+	}
 	while (ring_pending(r->ring) > 0 && now_ms() < until && !r->producer_dead)
 	{
 		rd_kafka_poll(r->rk, 100);
@@ -1045,25 +1330,46 @@ stream_run(Relay *r, PGconn *repl)
 				rlog(r->v, LOG_WARNING, "%llu messages not confirmed by Kafka; they will be sent again at the next start",
 					 (unsigned long long) ring_pending(r->ring));
 			close_repl(&s);
-			rlog(r->v, LOG_INFO, "confirmed up to %s (received up to %s), %llu transactions, %llu events",
+			rlog(r->v, LOG_INFO, "confirmed up to %s (received up to %s), %llu transactions, %llu events%s",
 				 lsn_str(confirmable(&s), b1), lsn_str(s.received, b2),
-				 (unsigned long long) s.txns, (unsigned long long) s.events);
+				 (unsigned long long) s.txns, (unsigned long long) s.events,
+				 r->eos ? ", exactly-once" : "");
+			if (s.skipped)
+				rlog(r->v, LOG_INFO, "%llu transactions sent again by the server were in Kafka already and skipped",
+					 (unsigned long long) s.skipped);
 			if (s.endpos_reached && ring_count(r->ring) > 0)
 				rc = 1;
 			break;
 		}
 		/* SESSION_RETRY */
-		if (s.retry_delivery)
+		if (r->eos && (s.retry_delivery || s.retry_abort))
+		{
+			/* the Kafka transaction cannot commit: nothing of it counts */
+			if (txn_abort(r) != 0)
+			{
+				rc = 1;
+				break;
+			}
+		}
+		else if (s.retry_delivery)
 		{
 			/* queued messages after the failed one would be out of order: drop them */
 			rd_kafka_purge(r->rk, RD_KAFKA_PURGE_F_QUEUE);
-			s.retry_delivery = false;
 		}
 		drain(&s, 30000);
+		s.retry_delivery = s.retry_abort = false;
 		close_repl(&s);
 		ring_reset(r->ring);
 		s.cur = 0;
+		txn_state_reset(&s);
 		s.received = s.flushable;
+		if (r->eos && s.received > r->ckpt_durable)
+			s.received = s.flushable = r->ckpt_durable;
+		if (r->fatal_set)
+		{
+			rc = 1;
+			break;
+		}
 		/* a session that got something through earns a fresh backoff */
 		if (confirmable(&s) > confirmed_before)
 			backoff_ms = 1000;
@@ -1089,5 +1395,8 @@ backoff:
 	}
 	if (s.repl)
 		PQfinish(s.repl);
+	txn_state_reset(&s);
+	free(s.counts);
+	free(s.begin_event);
 	return rc;
 }

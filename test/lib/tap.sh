@@ -42,6 +42,7 @@ tap_run() {
                 TESTDIR="$TAP_DIR" \
                 CDC_RELAY_ASAN="$TAP_DIR/cdc-relay-asan" \
                 ${CDC_RELAY_BIN:+CDC_RELAY_BIN="$CDC_RELAY_BIN"} \
+                ${CDC_RELAY_TEST_ARGS:+CDC_RELAY_TEST_ARGS="$CDC_RELAY_TEST_ARGS"} \
                 PG_REGRESS="$TAP_PG_PKGLIBDIR/pgxs/src/test/regress/pg_regress" \
                 prove -v -I "$TAP_PG_PKGLIBDIR/pgxs/src/test/perl" -I "$TAP_DIR" "$name"
     )

@@ -598,6 +598,9 @@ sub _relay_cmd
 	push @cmd, '-b', (ref($broker) ? $broker->{bootstrap} : $broker) if defined $broker;
 	push @cmd, '--status-interval', '0.5' unless $opt{nodefaults};
 	push @cmd, '--topic-prefix', 'cdc' unless grep { /^--topic-prefix(=|$)/ } @extra;
+	# CDC_RELAY_TEST_ARGS: options for every relay a test starts (before the test's own,
+	# which win), e.g. '--delivery exactly-once' to run a suite in the other mode
+	push @cmd, split(' ', $ENV{CDC_RELAY_TEST_ARGS}) if $ENV{CDC_RELAY_TEST_ARGS} && !$opt{nodefaults};
 	push @cmd, @extra;
 	return (\%opt, @cmd);
 }

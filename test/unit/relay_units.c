@@ -678,6 +678,60 @@ test_topic_options(void)
 	}
 }
 
+/* --delivery and the exactly-once settings */
+static void
+test_delivery_options(void)
+{
+	RelayConfig cfg;
+	char		err[1024];
+	char	   *se;
+	int			rc;
+	const char *bad[][2] = {
+		{"--delivery", "exactly_once"}, {"--delivery", ""}, {"--txn-interval-ms", "0"},
+		{"--txn-interval-ms", "x"}, {"--txn-max-messages", "99"}, {"--transactional-id", ""},
+	};
+
+	rc = parse_args(&cfg, err, sizeof(err), &se, "-d", "dbname=d", "-b", "h:1", "--topic-prefix", "p",
+					"-S", "s1", NULL);
+	CHECK(rc == 0 && cfg.exactly_once == DELIVERY_DEFAULT_EXACTLY_ONCE && cfg.txn_interval_ms == 20 &&
+		  cfg.txn_max_messages == 100000 && cfg.txn_records,
+		  "delivery defaults: %s, 20 ms, 100000 messages, transaction records", DELIVERY_DEFAULT_NAME);
+	CHECK(rc == 0 && strcmp(cfg.transactional_id, "cdc-relay.p.s1") == 0,
+		  "transactional.id derives from prefix and slot (%s)", rc == 0 ? cfg.transactional_id : err);
+	config_free(&cfg);
+	free(se);
+
+	rc = parse_args(&cfg, err, sizeof(err), &se, "-d", "dbname=d", "-b", "h:1", "--topic-prefix", "p",
+					"--delivery", "exactly-once", "--transactional-id", "mine", "--txn-interval-ms", "5",
+					"--txn-max-messages", "1000", "--no-transaction-records", NULL);
+	CHECK(rc == 0 && cfg.exactly_once && strcmp(cfg.transactional_id, "mine") == 0 && cfg.txn_interval_ms == 5 &&
+		  cfg.txn_max_messages == 1000 && !cfg.txn_records, "exactly-once settings parsed (%s)", err);
+	config_free(&cfg);
+	free(se);
+
+	rc = parse_args(&cfg, err, sizeof(err), &se, "-d", "dbname=d", "-b", "h:1", "--topic-prefix", "p",
+					"-X", "transactional.id=x", NULL);
+	CHECK(rc == 2 && strstr(err, "use --transactional-id") != NULL, "-X transactional.id refused (%s)", err);
+	config_free(&cfg);
+	free(se);
+
+	rc = parse_args(&cfg, err, sizeof(err), &se, "-d", "dbname=d", "-b", "h:1", "--topic-prefix", "p",
+					"--delivery", "at-least-once", NULL);
+	CHECK(rc == 0 && !cfg.exactly_once, "--delivery at-least-once parsed");
+	config_free(&cfg);
+	free(se);
+
+	for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++)
+	{
+		rc = parse_args(&cfg, err, sizeof(err), &se, "-d", "dbname=d", "-b", "h:1", "--topic-prefix", "p",
+						bad[k][0], bad[k][1], NULL);
+		CHECK(rc == 2 && strncmp(err, bad[k][0], strlen(bad[k][0])) == 0 && strchr(err, '\n') == NULL,
+			  "%s \"%s\" refused (%s)", bad[k][0], bad[k][1], err);
+		config_free(&cfg);
+		free(se);
+	}
+}
+
 static void
 test_config(void)
 {
@@ -875,6 +929,7 @@ test_config(void)
 		free(prefix);
 	}
 	test_topic_options();
+	test_delivery_options();
 	{
 		char		cmd[128];
 
