@@ -290,11 +290,8 @@ txn_error(Relay *r, rd_kafka_error_t *error, const char *what)
 			orig = rd_kafka_fatal_error(r->rk, reason, sizeof(reason));
 		else
 			snprintf(reason, sizeof(reason), "%s", rd_kafka_error_string(error));
-		if (orig == RD_KAFKA_RESP_ERR__FENCED || orig == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
-			orig == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH)
-			snprintf(r->fatal, sizeof(r->fatal),
-					 "fenced: another cdc-relay with transactional.id \"%s\" started (Kafka: %.300s); "
-					 "this instance stops and confirms nothing more", r->cfg->transactional_id, reason);
+		if (kafka_error_is_fencing(orig))
+			snprintf(r->fatal, sizeof(r->fatal), KAFKA_FENCED_FMT, r->cfg->transactional_id, reason);
 		else
 			snprintf(r->fatal, sizeof(r->fatal), "fatal Kafka error while %s: %s: %s", what,
 					 rd_kafka_err2name(orig), reason);

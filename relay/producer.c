@@ -16,6 +16,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Kafka says another producer with our transactional.id took over. */
+bool
+kafka_error_is_fencing(rd_kafka_resp_err_t err)
+{
+	return err == RD_KAFKA_RESP_ERR__FENCED || err == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
+		err == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH;
+}
+
 bool
 kafka_error_is_permanent(rd_kafka_resp_err_t err)
 {
@@ -165,10 +173,14 @@ error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 		char		buf[400];
 		rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, buf, sizeof(buf));
 
-		snprintf(r->fatal, sizeof(r->fatal), "%s: %s", rd_kafka_err2name(orig), buf);
+		if (kafka_error_is_fencing(orig))
+			snprintf(r->fatal, sizeof(r->fatal), KAFKA_FENCED_FMT, r->cfg->transactional_id, buf);
+		else
+			snprintf(r->fatal, sizeof(r->fatal), "fatal Kafka error: %s: %s", rd_kafka_err2name(orig), buf);
+		if (!r->fatal_set)
+			rlog(r->v, LOG_ERROR, "%s", r->fatal);
 		r->fatal_set = true;
 		r->producer_dead = true;
-		rlog(r->v, LOG_ERROR, "fatal Kafka error: %s", r->fatal);
 		return;
 	}
 	/* transient: librdkafka retries by itself */

@@ -154,6 +154,11 @@ rd_kafka_conf_t *kafka_base_conf(Relay *r, bool producer, char *err, size_t errl
 
 /* producer.c: permanent rejections */
 bool		kafka_error_is_permanent(rd_kafka_resp_err_t err);
+bool		kafka_error_is_fencing(rd_kafka_resp_err_t err);
+
+/* The fatal error of a fenced producer: transactional.id, Kafka's reason. */
+#define KAFKA_FENCED_FMT "fenced: another cdc-relay with transactional.id \"%s\" started (Kafka: %.300s); " \
+	"this instance stops and confirms nothing more"
 const char *kafka_reject_text(char *buf, size_t len, rd_kafka_resp_err_t err, const char *topic,
 							  const char *table, const void *key, size_t keylen, size_t size);
 void		kafka_reject(Relay *r, rd_kafka_resp_err_t err, const char *topic, const char *table,
