@@ -20,6 +20,14 @@
  * confirmed_flush_lsn can never be ahead of it, unless someone else moved the
  * slot (pg_replication_slot_advance, or a slot dropped and re-created): that
  * is the gap pg_slot_check() stops on.
+ *
+ * Under exactly-once the record is written inside the Kafka transaction
+ * whose contents it describes (state_checkpoint_txn), and only that
+ * transaction's commit makes it the relay's position (state_committed).  A
+ * PostgreSQL transaction split over Kafka transactions adds "partial":
+ * {"commit_lsn", "xid", "seq", "events", "tables", "messages"}: its events up
+ * to seq, and the counts its end record needs, are in Kafka.  The topic is
+ * read read_committed: an aborted checkpoint never counts.
  */
 #include "relay.h"
 

@@ -17,6 +17,19 @@
  * nothing in flight, the last position received.  When librdkafka's bounded
  * queue is full, the relay stops reading the socket (the server keeps the WAL)
  * and only serves delivery reports and status updates until there is room.
+ *
+ * Exactly-once (r->eos): messages go into Kafka transactions (produce.c).
+ * One holds one or more whole PostgreSQL transactions; it is committed, with
+ * a checkpoint record saying how far it goes (state.c), at the first
+ * PostgreSQL commit after --txn-interval-ms or --txn-max-messages, when idle,
+ * and in the middle of a PostgreSQL transaction only when it grew too large
+ * (a "partial" checkpoint: that transaction's events up to seq).  The flush
+ * position never passes the committed checkpoint (r->ckpt_durable).  A
+ * transaction the server sends again that the checkpoint covers is skipped
+ * (handle_begin), in both delivery modes.
+ *
+ * <prefix>.transactions: a begin record before a transaction's first message
+ * and an end record (with its event counts) after its last.
  */
 #include "relay.h"
 
