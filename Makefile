@@ -20,7 +20,7 @@ DATA        = sql/cdc_relay--0.1.0.sql sql/cdc_relay--0.1.0--0.2.0.sql \
 PGFILEDESC  = "cdc_relay - lossless JSON change events from logical decoding"
 
 REGRESS     = setup upgrade install_schema insert_update_delete replica_identity pk_change toast toast_key types special_values \
-              escaping truncate messages savepoints twophase ddl partitions options key_prefix filters \
+              escaping truncate messages savepoints twophase ddl partitions options key_prefix batch_events filters \
               publications snapshot large_txn roundtrip check_setup
 TEST_CONF   = $(CURDIR)/test/logical.conf
 # Regression databases are UTF8 with the C locale, whatever the caller's LANG.

@@ -42,6 +42,7 @@ typedef struct CdcOptions
 	bool		partition_root;
 	bool		numeric_as_number;
 	bool		key_prefix;		/* <key JSON> TAB before insert/update/delete */
+	bool		batch_events;	/* several events per write, '\n'-separated */
 	int			actions;		/* CDC_ACTION_* mask */
 	List	   *include_tables; /* of CdcTablePattern *; NIL = all */
 	List	   *exclude_tables; /* of CdcTablePattern * */

@@ -19,7 +19,7 @@
 #define VALID_OPTIONS \
 	"format-version, include-xids, include-lsn, include-timestamp, " \
 	"include-tables, exclude-tables, publication, actions, skip-empty-xacts, " \
-	"message-prefixes, numeric-as, partition-root, key-prefix"
+	"message-prefixes, numeric-as, partition-root, key-prefix, batch-events"
 
 static const char *
 option_value(DefElem *elem)
@@ -165,6 +165,8 @@ cdc_parse_options(List *defels, CdcOptions *opts)
 			opts->partition_root = parse_bool_option(elem);
 		else if (strcmp(name, "key-prefix") == 0)
 			opts->key_prefix = parse_bool_option(elem);
+		else if (strcmp(name, "batch-events") == 0)
+			opts->batch_events = parse_bool_option(elem);
 		else if (strcmp(name, "include-tables") == 0)
 			opts->include_tables =
 				cdc_parse_table_patterns(name,

@@ -1,7 +1,9 @@
 /*
  * plugin.c
  *		The cdc_relay logical decoding output plugin: the callbacks that
- *		decide what to send, one JSON object per message (format version 1).
+ *		decide what to send, one JSON object per message (format version 1),
+ *		or with the batch-events option several per message, separated by
+ *		'\n' (see event_start).
  *
  *	 begin    {"op":"begin","xid":..,"commit_lsn":..,"ts":..}
  *	 change   [<key> TAB]{"op":"c|u|d","schema":..,"table":..,"key":{..}|null
@@ -41,12 +43,22 @@ PG_MODULE_MAGIC;
 
 extern void _PG_output_plugin_init(OutputPluginCallbacks *cb);
 
+/*
+ * batch-events: the events of a transaction are written together at its
+ * commit, or as soon as they reach CDC_BATCH_BYTES; a batch buffer that one
+ * large event grew past CDC_BATCH_KEEP is given back after its write.
+ */
+#define CDC_BATCH_BYTES		(64 * 1024)
+#define CDC_BATCH_KEEP		(1024 * 1024)
+
 /* Plugin state for one decoding session (ctx->output_plugin_private). */
 typedef struct CdcData
 {
 	MemoryContext change_cxt;	/* reset after every message */
 	CdcOptions	opts;
 	int			guc_nestlevel;	/* > 0: output settings to restore at shutdown */
+	StringInfoData batch;		/* batch-events: events not written yet (in
+								 * ctx->context) */
 } CdcData;
 
 /*
@@ -104,6 +116,13 @@ cdc_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt, bool is_init)
 	data->change_cxt = AllocSetContextCreate(ctx->context, "cdc_relay change",
 											 ALLOCSET_DEFAULT_SIZES);
 	cdc_parse_options(ctx->output_plugin_options, &data->opts);
+	if (data->opts.batch_events)
+	{
+		MemoryContext old = MemoryContextSwitchTo(ctx->context);
+
+		initStringInfo(&data->batch);
+		MemoryContextSwitchTo(old);
+	}
 	ctx->output_plugin_private = data;
 	opt->output_type = OUTPUT_PLUGIN_TEXTUAL_OUTPUT;
 	opt->receive_rewrites = false;
@@ -146,19 +165,77 @@ cdc_shutdown(LogicalDecodingContext *ctx)
 	}
 }
 
+/*
+ * Write the batch as one message, in the callback running now: the message
+ * carries that callback's LSN (the last event's, the end LSN at commit), as
+ * an unbatched message carries its event's.  One write per callback, so
+ * last_write is true.
+ */
+static void
+batch_write(LogicalDecodingContext *ctx, CdcData *data)
+{
+	OutputPluginPrepareWrite(ctx, true);
+	appendBinaryStringInfo(ctx->out, data->batch.data, data->batch.len);
+	OutputPluginWrite(ctx, true);
+	if (data->batch.maxlen > CDC_BATCH_KEEP)
+	{
+		MemoryContext old = MemoryContextSwitchTo(ctx->context);
+
+		pfree(data->batch.data);
+		initStringInfo(&data->batch);
+		MemoryContextSwitchTo(old);
+	}
+	else
+		resetStringInfo(&data->batch);
+}
+
+/*
+ * Where the next event goes.  Without batch-events: a message of its own
+ * (ctx->out, prepared).  With it: the batch, after a '\n' if the batch holds
+ * events already (no event holds a raw newline: JSON escapes it in strings
+ * and encode.c turns json values' line breaks into spaces).  End the event
+ * with event_end.
+ */
+static StringInfo
+event_start(LogicalDecodingContext *ctx, CdcData *data)
+{
+	if (!data->opts.batch_events)
+	{
+		OutputPluginPrepareWrite(ctx, true);
+		return ctx->out;
+	}
+	if (data->batch.len > 0)
+		appendStringInfoCharMacro(&data->batch, '\n');
+	return &data->batch;
+}
+
+/*
+ * The event begun with event_start is complete.  Without batch-events it is
+ * written now; with it, the batch is written when last (the transaction's
+ * commit, or an event outside any transaction) or once it is large enough.
+ */
+static void
+event_end(LogicalDecodingContext *ctx, CdcData *data, bool last)
+{
+	if (!data->opts.batch_events)
+		OutputPluginWrite(ctx, true);
+	else if (last || data->batch.len >= CDC_BATCH_BYTES)
+		batch_write(ctx, data);
+}
+
 static void
 send_begin(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, CdcTxn *t)
 {
+	CdcData    *data = ctx->output_plugin_private;
 	StringInfo	out;
 
-	OutputPluginPrepareWrite(ctx, true);
-	out = ctx->out;
+	out = event_start(ctx, data);
 	appendStringInfoString(out, "{\"op\":\"begin\"");
 	appendStringInfoString(out, t->xid_json);
 	appendStringInfoString(out, t->commit_json);
 	appendStringInfoString(out, t->ts_json);
 	appendStringInfoCharMacro(out, '}');
-	OutputPluginWrite(ctx, true);
+	event_end(ctx, data, false);
 	t->begin_sent = true;
 }
 
@@ -205,8 +282,7 @@ cdc_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	{
 		StringInfo	out;
 
-		OutputPluginPrepareWrite(ctx, true);
-		out = ctx->out;
+		out = event_start(ctx, data);
 		appendStringInfoString(out, "{\"op\":\"commit\"");
 		appendStringInfoString(out, t->xid_json);
 		if (data->opts.include_lsn)
@@ -218,20 +294,24 @@ cdc_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		appendStringInfo(out, ",\"events\":" UINT64_FORMAT, t->seq);
 		appendStringInfoString(out, t->ts_json);
 		appendStringInfoCharMacro(out, '}');
-		OutputPluginWrite(ctx, true);
+		event_end(ctx, data, true);
 	}
+	Assert(!data->opts.batch_events || data->batch.len == 0);
 	pfree(t);
 	txn->output_plugin_private = NULL;
 }
 
-/* Start the next event of a transaction: BEGIN if still owed, then seq. */
-static void
+/*
+ * Start the next event of a transaction: BEGIN if still owed, then seq.
+ * Returns where to write the event (event_start); end it with event_end.
+ */
+static StringInfo
 start_txn_event(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, CdcTxn *t)
 {
 	if (!t->begin_sent)
 		send_begin(ctx, txn, t);
 	t->seq++;
-	OutputPluginPrepareWrite(ctx, true);
+	return event_start(ctx, ctx->output_plugin_private);
 }
 
 /* ,"xid":..,"lsn":..,"commit_lsn":..,"seq":n,"ts":..} closing an event. */
@@ -330,8 +410,7 @@ cdc_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	deform(newtuple, desc, &newvals, &newnulls);
 	deform(oldtuple, desc, &oldvals, &oldnulls);
 
-	start_txn_event(ctx, txn, t);
-	out = ctx->out;
+	out = start_txn_event(ctx, txn, t);
 
 	/* key: identity of the row before the change when the WAL has it */
 	cdc_append_event_head(out, op, entry,
@@ -361,7 +440,7 @@ cdc_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	cdc_append_row_notes(out, &notes);
 
 	append_txn_tail(out, data, t, change->lsn);
-	OutputPluginWrite(ctx, true);
+	event_end(ctx, data, false);
 
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(data->change_cxt);
@@ -412,8 +491,7 @@ cdc_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 
 	if (tables != NIL)
 	{
-		start_txn_event(ctx, txn, t);
-		out = ctx->out;
+		out = start_txn_event(ctx, txn, t);
 		appendStringInfoString(out, "{\"op\":\"t\",\"tables\":[");
 		foreach(lc, tables)
 		{
@@ -425,7 +503,7 @@ cdc_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 						 change->data.truncate.cascade ? "true" : "false",
 						 change->data.truncate.restart_seqs ? "true" : "false");
 		append_txn_tail(out, data, t, change->lsn);
-		OutputPluginWrite(ctx, true);
+		event_end(ctx, data, false);
 	}
 
 	MemoryContextSwitchTo(old);
@@ -455,11 +533,14 @@ cdc_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	if (transactional)
 	{
 		t = txn->output_plugin_private;
-		start_txn_event(ctx, txn, t);
+		out = start_txn_event(ctx, txn, t);
 	}
 	else
-		OutputPluginPrepareWrite(ctx, true);
-	out = ctx->out;
+	{
+		/* decoded at once, never while a transaction is replayed */
+		Assert(!data->opts.batch_events || data->batch.len == 0);
+		out = event_start(ctx, data);
+	}
 
 	appendStringInfoString(out, "{\"op\":\"m\",\"prefix\":");
 	cdc_append_json_string(out, prefix, strlen(prefix));
@@ -498,7 +579,7 @@ cdc_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		}
 		appendStringInfoCharMacro(out, '}');
 	}
-	OutputPluginWrite(ctx, true);
+	event_end(ctx, data, !transactional);
 
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(data->change_cxt);

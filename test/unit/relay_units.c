@@ -4,7 +4,9 @@
  * (table -> Kafka topic names, topic collisions), redact.c (libpq error text
  * made safe and one line long, fed with libpq's own messages) and of
  * config.c's parsing (required options, refused Kafka properties, the config
- * file's comments, quotes, byte order mark and permission warning).  TAP
+ * file's comments, quotes, byte order mark and permission warning), and
+ * scan.c (batched payloads split at '\n'; begin, commit and logical message
+ * events read without JSON, checked against jansson).  TAP
  * output; exits non-zero on any failure.  Built and run by `make -C relay
  * check` (with ASan/UBSan).
  */
@@ -16,11 +18,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <jansson.h>
 #include <libpq-fe.h>
 
 #include "config.h"
 #include "redact.h"
 #include "ring.h"
+#include "scan.h"
 #include "topic.h"
 
 static int	tests;
@@ -939,6 +943,358 @@ test_config(void)
 	}
 }
 
+/* ---- scan.c: splitting batched payloads, begin/commit/message without JSON ---- */
+
+static bool
+text_is(ScanText t, const char *want)
+{
+	if (want == NULL)
+		return t.p == NULL;
+	return t.p != NULL && t.len == strlen(want) && memcmp(t.p, want, t.len) == 0;
+}
+
+/* The events of payload, joined by '|' (an empty event shows as an empty field). */
+static void
+split_events(const char *payload, size_t len, char *out, size_t size)
+{
+	size_t		off = 0,
+				o = 0;
+
+	out[0] = '\0';
+	while (off < len)
+	{
+		const char *ev = payload + off;
+		size_t		n = scan_next_event(payload, len, &off);
+
+		o += (size_t) snprintf(out + o, size - o, "%s%.*s", o > 0 ? "|" : "", (int) n, ev);
+	}
+	/* the loop also proves that off ends exactly at len */
+	if (off != len)
+		snprintf(out, size, "off %zu != len %zu", off, len);
+}
+
+static void
+test_scan_split(void)
+{
+	char		got[256];
+	static const char two[] = "{\"op\":\"begin\"}\n{\"id\":1}\t{\"op\":\"c\"}\n{\"op\":\"commit\",\"events\":1}";
+
+	split_events("{\"op\":\"begin\"}", 14, got, sizeof(got));
+	CHECK(strcmp(got, "{\"op\":\"begin\"}") == 0, "one event: itself (%s)", got);
+	split_events(two, strlen(two), got, sizeof(got));
+	CHECK(strcmp(got, "{\"op\":\"begin\"}|{\"id\":1}\t{\"op\":\"c\"}|{\"op\":\"commit\",\"events\":1}") == 0,
+		  "three events, the row with its key prefix (%s)", got);
+	split_events("a\nb\n", 4, got, sizeof(got));
+	CHECK(strcmp(got, "a|b") == 0, "a newline at the end ends the last event (%s)", got);
+	split_events("a\n\nb", 4, got, sizeof(got));
+	CHECK(strcmp(got, "a||b") == 0, "two newlines in a row: an empty event between (%s)", got);
+	split_events("\n", 1, got, sizeof(got));
+	CHECK(strcmp(got, "") == 0, "a lone newline: one empty event (%s)", got);
+	split_events("", 0, got, sizeof(got));
+	CHECK(strcmp(got, "") == 0, "empty payload: no event");
+	/* the length, not a NUL, ends the payload */
+	split_events("a\nb\nc", 3, got, sizeof(got));
+	CHECK(strcmp(got, "a|b") == 0, "only len bytes are read (%s)", got);
+}
+
+static void
+test_scan_kind(void)
+{
+	struct
+	{
+		const char *ev;
+		ScanKind	want;
+	}			cases[] = {
+		{"{\"op\":\"begin\",\"xid\":1}", SCAN_BEGIN},
+		{"{\"op\":\"begin\"}", SCAN_BEGIN},
+		{"{\"op\":\"commit\",\"events\":0}", SCAN_COMMIT},
+		{"{\"op\":\"m\",\"prefix\":\"p\"}", SCAN_MESSAGE},
+		{"{\"op\":\"t\",\"tables\":[]}", SCAN_TRUNCATE},
+		{"{\"id\":1}\t{\"op\":\"c\",\"schema\":\"s\"}", SCAN_ROW},
+		/* a key whose column is named op: the TAB decides */
+		{"{\"op\":\"begin\"}\t{\"op\":\"c\",\"schema\":\"s\"}", SCAN_ROW},
+		{"null\t{\"op\":\"d\"}", SCAN_ROW},
+		{"{\"op\":\"c\",\"schema\":\"s\"}", SCAN_OTHER},	/* a row without key-prefix */
+		{"{\"op\":\"beginning\"}", SCAN_OTHER},
+		{"{\"op\":\"commits\"}", SCAN_OTHER},
+		{"{\"op\":\"x\"}", SCAN_OTHER},
+		{"{ \"op\":\"begin\"}", SCAN_OTHER},
+		{"", SCAN_OTHER},
+		{"{\"op\":\"", SCAN_OTHER},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		CHECK(scan_kind(cases[i].ev, strlen(cases[i].ev)) == cases[i].want, "scan_kind of %s is %d",
+			  cases[i].ev, (int) cases[i].want);
+}
+
+static bool
+begin_ok(const char *ev, ScanBegin *b)
+{
+	return scan_begin(ev, strlen(ev), b);
+}
+
+static void
+test_scan_begin(void)
+{
+	ScanBegin	b;
+	/* refused: anything the plugin does not write, byte for byte */
+	const char *bad[] = {
+		"{\"op\":\"begin\",\"xid\":745,\"commit_lsn\":\"0/16B3748\",\"ts\":\"2024-01-02T03:04:05.5+00:00\"} ",
+		"{\"op\":\"begin\",\"xid\":745,\"commit_lsn\":\"0/16B3748\",\"ts\":\"2024-01-02T03:04:05.5+00:00\"",
+		"{\"op\":\"begin\",\"xid\":745,\"commit_lsn\":\"0/16B3748\",\"ts\":\"2024-01-02T03:04:05.5+00:00\"}}",
+		"{\"op\":\"begin\", \"xid\":745}",
+		"{\"op\":\"begin\",\"commit_lsn\":\"0/16B3748\",\"xid\":745}",	/* order */
+		"{\"op\":\"begin\",\"xid\":0745}",
+		"{\"op\":\"begin\",\"xid\":-1}",
+		"{\"op\":\"begin\",\"xid\":1.5}",
+		"{\"op\":\"begin\",\"xid\":4294967296}",
+		"{\"op\":\"begin\",\"xid\":\"745\"}",
+		"{\"op\":\"begin\",\"xid\":}",
+		"{\"op\":\"begin\",\"commit_lsn\":\"0/16b3748\"}",	/* lower case */
+		"{\"op\":\"begin\",\"commit_lsn\":\"0/116B37480\"}",	/* 9 digits */
+		"{\"op\":\"begin\",\"commit_lsn\":\"/16B3748\"}",
+		"{\"op\":\"begin\",\"commit_lsn\":\"0-16B3748\"}",
+		"{\"op\":\"begin\",\"commit_lsn\":0}",
+		"{\"op\":\"begin\",\"ts\":\"2024\\u002d01\"}",	/* an escape */
+		"{\"op\":\"begin\",\"ts\":\"2024\n\"}",
+		"{\"op\":\"begin\",\"ts\":\"2024}",
+		"{\"op\":\"begin\",\"other\":1}",
+		"{\"op\":\"commit\",\"events\":0}",
+		"{\"id\":1}\t{\"op\":\"begin\"}",
+		"",
+	};
+
+	CHECK(begin_ok("{\"op\":\"begin\",\"xid\":745,\"commit_lsn\":\"0/16B3748\",\"ts\":\"2024-01-02T03:04:05.5+00:00\"}", &b) &&
+		  text_is(b.xid, "745") && b.xid_value == 745 &&
+		  text_is(b.commit_lsn, "0/16B3748") && b.commit_lsn_value == 0x16B3748 &&
+		  text_is(b.ts, "2024-01-02T03:04:05.5+00:00"),
+		  "begin with every field");
+	CHECK(begin_ok("{\"op\":\"begin\",\"xid\":4294967295,\"commit_lsn\":\"FFFFFFFF/FFFFFFFF\"}", &b) &&
+		  b.xid_value == UINT32_MAX && b.commit_lsn_value == UINT64_MAX && text_is(b.ts, NULL),
+		  "largest xid and LSN, no ts");
+	CHECK(begin_ok("{\"op\":\"begin\"}", &b) && text_is(b.xid, NULL) && text_is(b.commit_lsn, NULL) &&
+		  text_is(b.ts, NULL), "begin without optional fields");
+	CHECK(begin_ok("{\"op\":\"begin\",\"xid\":0,\"ts\":\"\"}", &b) && b.xid_value == 0 && text_is(b.ts, ""),
+		  "xid 0, empty ts");
+	CHECK(begin_ok("{\"op\":\"begin\",\"commit_lsn\":\"0/0\"}", &b) && b.commit_lsn_value == 0 &&
+		  text_is(b.xid, NULL), "LSN only");
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		CHECK(!begin_ok(bad[i], &b), "begin refused: %s", bad[i]);
+	/* the length, not a NUL, ends the event */
+	CHECK(!scan_begin("{\"op\":\"begin\"}", 13, &b), "a begin cut short by len is refused");
+}
+
+static bool
+commit_ok(const char *ev, ScanCommit *c)
+{
+	return scan_commit(ev, strlen(ev), c);
+}
+
+static void
+test_scan_commit(void)
+{
+	ScanCommit	c;
+	const char *bad[] = {
+		"{\"op\":\"commit\",\"xid\":745,\"commit_lsn\":\"0/16B3748\",\"events\":3}",	/* no end_lsn */
+		"{\"op\":\"commit\",\"xid\":745,\"end_lsn\":\"0/16B3778\",\"events\":3}",	/* no commit_lsn */
+		"{\"op\":\"commit\",\"xid\":745}",	/* no events */
+		"{\"op\":\"commit\",\"events\":18446744073709551616}",
+		"{\"op\":\"commit\",\"events\":3,\"xid\":745}",
+		"{\"op\":\"commit\",\"events\":3,}",
+		"{\"op\":\"commit\",\"events\":3}\n",
+		"{\"op\":\"commit\",\"events\":3,\"ts\":\"x\\\"\"}",
+		"{\"op\":\"begin\",\"events\":3}",
+	};
+
+	CHECK(commit_ok("{\"op\":\"commit\",\"xid\":745,\"commit_lsn\":\"0/16B3748\",\"end_lsn\":\"0/16B3778\","
+					"\"events\":3,\"ts\":\"2024-01-02T03:04:05.5+00:00\"}", &c) &&
+		  text_is(c.xid, "745") && c.xid_value == 745 && text_is(c.commit_lsn, "0/16B3748") &&
+		  c.commit_lsn_value == 0x16B3748 && text_is(c.end_lsn, "0/16B3778") &&
+		  c.end_lsn_value == 0x16B3778 && c.events == 3 && text_is(c.ts, "2024-01-02T03:04:05.5+00:00"),
+		  "commit with every field");
+	CHECK(commit_ok("{\"op\":\"commit\",\"events\":0}", &c) && c.events == 0 && text_is(c.xid, NULL) &&
+		  text_is(c.end_lsn, NULL) && text_is(c.ts, NULL), "commit with events only");
+	CHECK(commit_ok("{\"op\":\"commit\",\"commit_lsn\":\"1/0\",\"end_lsn\":\"A/B\",\"events\":18446744073709551615}", &c) &&
+		  c.commit_lsn_value == (uint64_t) 1 << 32 && c.end_lsn_value == ((uint64_t) 10 << 32 | 11) &&
+		  c.events == UINT64_MAX, "commit: LSNs without xid, largest events");
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		CHECK(!commit_ok(bad[i], &c), "commit refused: %s", bad[i]);
+}
+
+static bool
+message_ok(const char *ev, ScanMessage *m)
+{
+	return scan_message(ev, strlen(ev), m);
+}
+
+static void
+test_scan_message(void)
+{
+	ScanMessage m;
+	const char *bad[] = {
+		"{\"op\":\"m\",\"prefix\":\"a\\\"b\",\"transactional\":false,\"content\":\"\",\"content_encoding\":\"text\"}",
+		"{\"op\":\"m\",\"prefix\":\"p\",\"transactional\":1,\"content\":\"\",\"content_encoding\":\"text\"}",
+		"{\"op\":\"m\",\"prefix\":\"p\",\"transactional\":false,\"content\":\"\\x\",\"content_encoding\":\"text\"}",
+		"{\"op\":\"m\",\"prefix\":\"p\",\"transactional\":false,\"content\":\"\\u12\",\"content_encoding\":\"text\"}",
+		"{\"op\":\"m\",\"prefix\":\"p\",\"transactional\":false,\"content\":\"a\tb\",\"content_encoding\":\"text\"}",
+		"{\"op\":\"m\",\"prefix\":\"p\",\"transactional\":false,\"content\":\"open,\"content_encoding\":\"text\"}",
+		"{\"op\":\"m\",\"prefix\":\"p\",\"transactional\":false,\"content\":\"\",\"content_encoding\":\"hex\"}",
+		"{\"op\":\"m\",\"prefix\":\"p\",\"transactional\":false,\"content\":\"\",\"content_encoding\":\"text\",\"seq\":1}",
+		"{\"op\":\"m\",\"prefix\":\"p\",\"transactional\":true,\"content\":\"\",\"content_encoding\":\"text\"}",
+		"{\"op\":\"m\",\"prefix\":\"p\",\"transactional\":true,\"content\":\"\",\"content_encoding\":\"text\",\"lsn\":\"0/1\",\"seq\":1}",
+		"{\"op\":\"m\",\"prefix\":\"p\",\"transactional\":true,\"content\":\"\",\"content_encoding\":\"text\",\"seq\":1,\"lsn\":\"0/1\"}",
+		"{\"op\":\"m\",\"transactional\":false,\"content\":\"\",\"content_encoding\":\"text\"}",
+	};
+
+	CHECK(message_ok("{\"op\":\"m\",\"prefix\":\"cdc_relay.heartbeat\",\"transactional\":true,\"content\":\"\","
+					 "\"content_encoding\":\"text\",\"xid\":9,\"lsn\":\"0/2000\",\"commit_lsn\":\"0/2100\","
+					 "\"seq\":1,\"ts\":\"2024-01-02T03:04:05+00:00\"}", &m) &&
+		  text_is(m.prefix, "cdc_relay.heartbeat") && m.transactional && text_is(m.content, "") && !m.base64 &&
+		  m.xid_value == 9 && m.lsn_value == 0x2000 && m.commit_lsn_value == 0x2100 && m.has_seq && m.seq == 1 &&
+		  text_is(m.ts, "2024-01-02T03:04:05+00:00"),
+		  "transactional message with every field");
+	CHECK(message_ok("{\"op\":\"m\",\"prefix\":\"app\",\"transactional\":false,\"content\":\"a\\n\\\"b\\u00e9\\\\\","
+					 "\"content_encoding\":\"text\",\"xid\":7,\"lsn\":\"0/3000\"}", &m) &&
+		  !m.transactional && text_is(m.content, "a\\n\\\"b\\u00e9\\\\") && text_is(m.xid, "7") &&
+		  m.lsn_value == 0x3000 && text_is(m.commit_lsn, NULL) && !m.has_seq,
+		  "non-transactional message: content with escapes, raw");
+	CHECK(message_ok("{\"op\":\"m\",\"prefix\":\"b\",\"transactional\":false,\"content\":\"AAE=\","
+					 "\"content_encoding\":\"base64\"}", &m) && m.base64 && text_is(m.lsn, NULL) &&
+		  text_is(m.xid, NULL), "base64 message without xid or LSN");
+	CHECK(message_ok("{\"op\":\"m\",\"prefix\":\"p\",\"transactional\":true,\"content\":\"x\","
+					 "\"content_encoding\":\"text\",\"seq\":2}", &m) && m.has_seq && m.seq == 2 &&
+		  text_is(m.lsn, NULL), "transactional message with seq only");
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		CHECK(!message_ok(bad[i], &m), "message refused: %s", bad[i]);
+}
+
+/* Whatever a scanner accepts, jansson reads the same way (with stream.c's flags). */
+static bool
+agrees_with_json(const char *ev, size_t len, int *accepted)
+{
+	json_error_t jerr;
+	json_t	   *j;
+	ScanBegin	b;
+	ScanCommit	c;
+	ScanMessage m;
+	bool		ok = true;
+	char		buf[64];
+
+#define JSTR_IS(key, t) \
+	(json_object_get(j, key) == NULL ? (t).p == NULL : \
+	 (json_is_string(json_object_get(j, key)) && text_is((t), json_string_value(json_object_get(j, key)))))
+#define JINT_IS(key, t, v) \
+	(json_object_get(j, key) == NULL ? (t).p == NULL : \
+	 (json_is_integer(json_object_get(j, key)) && \
+	  (snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT, json_integer_value(json_object_get(j, key))), \
+	   text_is((t), buf)) && (json_int_t) (v) == json_integer_value(json_object_get(j, key))))
+
+	if (scan_begin(ev, len, &b))
+	{
+		(*accepted)++;
+		j = json_loadb(ev, len, JSON_ALLOW_NUL, &jerr);
+		ok = j != NULL && json_object_size(j) == 1u + (b.xid.p != NULL) + (b.commit_lsn.p != NULL) + (b.ts.p != NULL) &&
+			JINT_IS("xid", b.xid, b.xid_value) && JSTR_IS("commit_lsn", b.commit_lsn) && JSTR_IS("ts", b.ts);
+		json_decref(j);
+	}
+	else if (scan_commit(ev, len, &c))
+	{
+		ScanText	events = {.p = buf, .len = 0};
+		char		ev_digits[32];
+
+		(*accepted)++;
+		j = json_loadb(ev, len, JSON_ALLOW_NUL, &jerr);
+		snprintf(ev_digits, sizeof(ev_digits), "%llu", (unsigned long long) c.events);
+		events.p = ev_digits;
+		events.len = strlen(ev_digits);
+		ok = j != NULL && json_object_size(j) == 2u + (c.xid.p != NULL) + 2 * (c.commit_lsn.p != NULL) + (c.ts.p != NULL) &&
+			JINT_IS("xid", c.xid, c.xid_value) && JSTR_IS("commit_lsn", c.commit_lsn) &&
+			JSTR_IS("end_lsn", c.end_lsn) && JSTR_IS("ts", c.ts) &&
+			(c.events > INT64_MAX || JINT_IS("events", events, c.events));
+		json_decref(j);
+	}
+	else if (scan_message(ev, len, &m))
+	{
+		(*accepted)++;
+		j = json_loadb(ev, len, JSON_ALLOW_NUL, &jerr);
+		ok = j != NULL && JSTR_IS("prefix", m.prefix) &&
+			json_is_boolean(json_object_get(j, "transactional")) &&
+			json_is_true(json_object_get(j, "transactional")) == m.transactional &&
+			json_is_string(json_object_get(j, "content")) &&
+			JINT_IS("xid", m.xid, m.xid_value) && JSTR_IS("lsn", m.lsn) &&
+			JSTR_IS("commit_lsn", m.commit_lsn) && JSTR_IS("ts", m.ts) &&
+			(json_object_get(j, "seq") != NULL) == m.has_seq;
+		json_decref(j);
+	}
+#undef JSTR_IS
+#undef JINT_IS
+	if (!ok)
+		printf("# read otherwise by jansson: %.*s\n", (int) len, ev);
+	return ok;
+}
+
+/*
+ * Every event the plugin writes, each byte deleted, replaced or doubled in
+ * turn: the scanners accept the intact events, and whatever mutant they
+ * accept, jansson reads with the same fields.
+ */
+static void
+test_scan_mutations(void)
+{
+	const char *events[] = {
+		"{\"op\":\"begin\",\"xid\":745,\"commit_lsn\":\"0/16B3748\",\"ts\":\"2024-01-02T03:04:05.5+00:00\"}",
+		"{\"op\":\"begin\",\"commit_lsn\":\"0/16B3748\"}",
+		"{\"op\":\"commit\",\"xid\":745,\"commit_lsn\":\"0/16B3748\",\"end_lsn\":\"0/16B3778\",\"events\":3,"
+		"\"ts\":\"2024-01-02T03:04:05.5+00:00\"}",
+		"{\"op\":\"commit\",\"events\":10}",
+		"{\"op\":\"m\",\"prefix\":\"app\",\"transactional\":true,\"content\":\"a\\\"\\u0001\",\"content_encoding\":\"text\","
+		"\"xid\":9,\"lsn\":\"0/2000\",\"commit_lsn\":\"0/2100\",\"seq\":12,\"ts\":\"2024-01-02T03:04:05+00:00\"}",
+		"{\"op\":\"m\",\"prefix\":\"app\",\"transactional\":false,\"content\":\"AAE=\",\"content_encoding\":\"base64\","
+		"\"xid\":7,\"lsn\":\"0/3000\"}",
+	};
+	const char	subst[] = "0x9/\"\\,:}{ \n\tAaez-";
+	int			accepted = 0,
+				mutants = 0,
+				disagree = 0;
+	char		buf[512];
+
+	for (size_t e = 0; e < sizeof(events) / sizeof(events[0]); e++)
+	{
+		const char *ev = events[e];
+		size_t		len = strlen(ev);
+		int			a = 0;
+
+		CHECK(agrees_with_json(ev, len, &a) && a == 1, "accepted and as jansson reads it: %s", ev);
+		for (size_t i = 0; i < len; i++)
+		{
+			/* deleted */
+			memcpy(buf, ev, i);
+			memcpy(buf + i, ev + i + 1, len - i - 1);
+			mutants++;
+			disagree += !agrees_with_json(buf, len - 1, &accepted);
+			/* doubled */
+			memcpy(buf, ev, i + 1);
+			memcpy(buf + i + 1, ev + i, len - i);
+			mutants++;
+			disagree += !agrees_with_json(buf, len + 1, &accepted);
+			/* replaced */
+			for (const char *s = subst; *s; s++)
+			{
+				if (*s == ev[i])
+					continue;
+				memcpy(buf, ev, len);
+				buf[i] = *s;
+				mutants++;
+				disagree += !agrees_with_json(buf, len, &accepted);
+			}
+		}
+	}
+	CHECK(disagree == 0, "%d mutants, %d accepted by a scanner, %d read otherwise by jansson",
+		  mutants, accepted, disagree);
+	CHECK(accepted > 0 && accepted < mutants / 4, "the scanners accept some mutants (other digits), refuse most");
+}
+
 int
 main(void)
 {
@@ -951,6 +1307,12 @@ main(void)
 	test_pq_error_flatten();
 	test_redact_secrets();
 	test_config();
+	test_scan_split();
+	test_scan_kind();
+	test_scan_begin();
+	test_scan_commit();
+	test_scan_message();
+	test_scan_mutations();
 	printf("1..%d\n", tests);
 	if (failures)
 		printf("# %d of %d checks failed\n", failures, tests);

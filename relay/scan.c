@@ -1,0 +1,303 @@
+/*
+ * scan.c: the fixed fields of the plugin's begin, commit and logical message
+ * events, read without a JSON parser (the contract is in scan.h).
+ *
+ * Each scanner walks the event once, left to right, in the plugin's field
+ * order (src/plugin.c: send_begin, cdc_commit, cdc_message and
+ * append_txn_tail), and accepts only what the plugin writes: a literal that
+ * does not match, a number or LSN not in the plugin's notation, a string
+ * with a raw control character or a bad escape, or a byte after the closing
+ * brace, and the event is refused.
+ */
+#include "scan.h"
+
+/* A position in the event and its end. */
+typedef struct Cur
+{
+	const char *p;
+	const char *end;
+} Cur;
+
+/* Consume the literal s[0..n) if it comes next; otherwise consume nothing. */
+static bool
+lit(Cur *c, const char *s, size_t n)
+{
+	if ((size_t) (c->end - c->p) < n || memcmp(c->p, s, n) != 0)
+		return false;
+	c->p += n;
+	return true;
+}
+
+#define LIT(c, s) lit((c), "" s, sizeof(s) - 1)
+
+/*
+ * An unsigned decimal integer as the plugin prints it (no sign, no leading
+ * zero, no fraction or exponent) of at most max.
+ */
+static bool
+number(Cur *c, uint64_t max, ScanText *t, uint64_t *v)
+{
+	const char *start = c->p;
+	uint64_t	n = 0;
+
+	while (c->p < c->end && *c->p >= '0' && *c->p <= '9')
+	{
+		unsigned	d = (unsigned) (*c->p - '0');
+
+		if (n > (max - d) / 10)
+			return false;
+		n = n * 10 + d;
+		c->p++;
+	}
+	if (c->p == start || (*start == '0' && c->p - start > 1))
+		return false;
+	if (t != NULL)
+	{
+		t->p = start;
+		t->len = (size_t) (c->p - start);
+	}
+	*v = n;
+	return true;
+}
+
+static bool
+xid(Cur *c, ScanText *t, uint32_t *v)
+{
+	uint64_t	n;
+
+	if (!number(c, UINT32_MAX, t, &n))
+		return false;
+	*v = (uint32_t) n;
+	return true;
+}
+
+/* 1 to 8 upper-case hex digits (cdc_append_lsn's notation) into *v. */
+static bool
+hex32(Cur *c, uint64_t *v)
+{
+	const char *start = c->p;
+	uint64_t	n = 0;
+
+	while (c->p < c->end && c->p - start < 8)
+	{
+		char		ch = *c->p;
+
+		if (ch >= '0' && ch <= '9')
+			n = n * 16 + (uint64_t) (ch - '0');
+		else if (ch >= 'A' && ch <= 'F')
+			n = n * 16 + (uint64_t) (ch - 'A' + 10);
+		else
+			break;
+		c->p++;
+	}
+	*v = n;
+	return c->p > start;
+}
+
+/* "X/X": the text between the quotes into *t, the LSN into *v. */
+static bool
+lsn(Cur *c, ScanText *t, uint64_t *v)
+{
+	uint64_t	hi,
+				lo;
+
+	if (!LIT(c, "\""))
+		return false;
+	t->p = c->p;
+	if (!hex32(c, &hi) || !LIT(c, "/") || !hex32(c, &lo))
+		return false;
+	t->len = (size_t) (c->p - t->p);
+	*v = hi << 32 | lo;
+	return LIT(c, "\"");
+}
+
+static bool
+is_hex(char ch)
+{
+	return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F');
+}
+
+/*
+ * A JSON string: its raw contents (escapes not decoded) into *t; *escaped
+ * when it holds an escape.  Refused: a raw control character, a bad escape,
+ * no closing quote.
+ */
+static bool
+string(Cur *c, ScanText *t, bool *escaped)
+{
+	if (!LIT(c, "\""))
+		return false;
+	t->p = c->p;
+	*escaped = false;
+	while (c->p < c->end)
+	{
+		unsigned char ch = (unsigned char) *c->p;
+
+		if (ch == '"')
+		{
+			t->len = (size_t) (c->p - t->p);
+			c->p++;
+			return true;
+		}
+		if (ch < 0x20)
+			return false;
+		if (ch == '\\')
+		{
+			*escaped = true;
+			if (c->end - c->p < 2)
+				return false;
+			switch (c->p[1])
+			{
+				case '"':
+				case '\\':
+				case '/':
+				case 'b':
+				case 'f':
+				case 'n':
+				case 'r':
+				case 't':
+					c->p += 2;
+					continue;
+				case 'u':
+					if (c->end - c->p < 6 || !is_hex(c->p[2]) || !is_hex(c->p[3]) ||
+						!is_hex(c->p[4]) || !is_hex(c->p[5]))
+						return false;
+					c->p += 6;
+					continue;
+				default:
+					return false;
+			}
+		}
+		c->p++;
+	}
+	return false;
+}
+
+/* A JSON string without escapes (timestamps, message prefixes we take as is). */
+static bool
+plain_string(Cur *c, ScanText *t)
+{
+	bool		escaped;
+
+	return string(c, t, &escaped) && !escaped;
+}
+
+/* The event ends here: the closing brace is its last byte. */
+static bool
+closed(Cur *c)
+{
+	return LIT(c, "}") && c->p == c->end;
+}
+
+ScanKind
+scan_kind(const char *ev, size_t len)
+{
+	if (memchr(ev, '\t', len) != NULL)
+		return SCAN_ROW;
+	if (len < 10 || memcmp(ev, "{\"op\":\"", 7) != 0)
+		return SCAN_OTHER;
+	if (ev[8] == '"')
+		return ev[7] == 'm' ? SCAN_MESSAGE : ev[7] == 't' ? SCAN_TRUNCATE : SCAN_OTHER;
+	if (len >= 14 && memcmp(ev + 7, "begin\"", 6) == 0)
+		return SCAN_BEGIN;
+	if (len >= 15 && memcmp(ev + 7, "commit\"", 7) == 0)
+		return SCAN_COMMIT;
+	return SCAN_OTHER;
+}
+
+bool
+scan_begin(const char *ev, size_t len, ScanBegin *out)
+{
+	Cur			c = {ev, ev + len};
+
+	memset(out, 0, sizeof(*out));
+	if (!LIT(&c, "{\"op\":\"begin\""))
+		return false;
+	if (LIT(&c, ",\"xid\":") && !xid(&c, &out->xid, &out->xid_value))
+		return false;
+	if (LIT(&c, ",\"commit_lsn\":") && !lsn(&c, &out->commit_lsn, &out->commit_lsn_value))
+		return false;
+	if (LIT(&c, ",\"ts\":") && !plain_string(&c, &out->ts))
+		return false;
+	return closed(&c);
+}
+
+bool
+scan_commit(const char *ev, size_t len, ScanCommit *out)
+{
+	Cur			c = {ev, ev + len};
+
+	memset(out, 0, sizeof(*out));
+	if (!LIT(&c, "{\"op\":\"commit\""))
+		return false;
+	if (LIT(&c, ",\"xid\":") && !xid(&c, &out->xid, &out->xid_value))
+		return false;
+	/* include-lsn: both LSNs, or neither */
+	if (LIT(&c, ",\"commit_lsn\":") &&
+		!(lsn(&c, &out->commit_lsn, &out->commit_lsn_value) &&
+		  LIT(&c, ",\"end_lsn\":") && lsn(&c, &out->end_lsn, &out->end_lsn_value)))
+		return false;
+	if (!LIT(&c, ",\"events\":") || !number(&c, UINT64_MAX, NULL, &out->events))
+		return false;
+	if (LIT(&c, ",\"ts\":") && !plain_string(&c, &out->ts))
+		return false;
+	return closed(&c);
+}
+
+bool
+scan_message(const char *ev, size_t len, ScanMessage *out)
+{
+	Cur			c = {ev, ev + len};
+	bool		escaped;
+
+	memset(out, 0, sizeof(*out));
+	if (!LIT(&c, "{\"op\":\"m\",\"prefix\":") || !plain_string(&c, &out->prefix) ||
+		!LIT(&c, ",\"transactional\":"))
+		return false;
+	if (LIT(&c, "true"))
+		out->transactional = true;
+	else if (!LIT(&c, "false"))
+		return false;
+	if (!LIT(&c, ",\"content\":") || !string(&c, &out->content, &escaped) ||
+		!LIT(&c, ",\"content_encoding\":"))
+		return false;
+	if (LIT(&c, "\"base64\""))
+		out->base64 = true;
+	else if (!LIT(&c, "\"text\""))
+		return false;
+	if (LIT(&c, ",\"xid\":") && !xid(&c, &out->xid, &out->xid_value))
+		return false;
+	if (!out->transactional)
+	{
+		if (LIT(&c, ",\"lsn\":") && !lsn(&c, &out->lsn, &out->lsn_value))
+			return false;
+		return closed(&c);
+	}
+	/* a transactional message ends as every event of a transaction does */
+	if (LIT(&c, ",\"lsn\":") &&
+		!(lsn(&c, &out->lsn, &out->lsn_value) &&
+		  LIT(&c, ",\"commit_lsn\":") && lsn(&c, &out->commit_lsn, &out->commit_lsn_value)))
+		return false;
+	if (!LIT(&c, ",\"seq\":") || !number(&c, UINT64_MAX, NULL, &out->seq))
+		return false;
+	out->has_seq = true;
+	if (LIT(&c, ",\"ts\":") && !plain_string(&c, &out->ts))
+		return false;
+	return closed(&c);
+}
+
+bool
+scan_text_copy(ScanText t, char *dst, size_t size)
+{
+	if (size == 0)
+		return false;
+	if (t.len >= size)
+	{
+		dst[0] = '\0';
+		return false;
+	}
+	if (t.len > 0)
+		memcpy(dst, t.p, t.len);
+	dst[t.len] = '\0';
+	return true;
+}
