@@ -950,6 +950,9 @@ pg_start_replication(Relay *r, PGconn *repl)
 	sb_append(&cmd, &len, &cap, "START_REPLICATION SLOT ");
 	sb_append_quoted(&cmd, &len, &cap, r->cfg->slot, '"', false);
 	sb_append(&cmd, &len, &cap, " LOGICAL 0/0 (\"key-prefix\" 'true'");
+	/* several events per message: one send() per transaction in the walsender */
+	if (!r->plugin_unbatched)
+		sb_append(&cmd, &len, &cap, ", \"batch-events\" 'true'");
 	for (int i = 0; i < n; i++)
 	{
 		sb_append(&cmd, &len, &cap, ", ");
@@ -968,6 +971,18 @@ pg_start_replication(Relay *r, PGconn *repl)
 		rc = -1;
 		if (*r->stop)
 			;
+		else if (!r->plugin_unbatched && state && strcmp(state, "22023") == 0 &&
+				 strstr(PQresultErrorMessage(res), "batch-events") != NULL)
+		{
+			/* a plugin library older than the relay: go on without the option */
+			rlog(r->v, LOG_WARNING, "the server's cdc_relay plugin does not know the option batch-events: "
+				 "streaming without it (slower); fix: install the cdc_relay extension of this cdc-relay "
+				 "(make install) on the server");
+			r->plugin_unbatched = true;
+			PQclear(res);
+			free(cmd);
+			return pg_start_replication(r, repl);
+		}
 		else if (state && strcmp(state, "42704") == 0)
 		{
 			/* undefined_object: the slot is gone */

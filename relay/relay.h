@@ -102,6 +102,7 @@ typedef struct Relay
 	char		dbname[128];
 	int			server_version;
 	bool		have_extension; /* cdc_relay is installed (pg_check_prereqs) */
+	bool		plugin_unbatched;	/* the plugin refused batch-events */
 } Relay;
 
 /* Log a stop request or SIGHUP that arrived (main thread). */

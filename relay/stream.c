@@ -42,6 +42,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "scan.h"
 #include "topic.h"
 
 /*
@@ -402,12 +403,6 @@ counts_to_json(Stream *s, json_t *o)
 	json_object_set_new(o, "messages", json_integer((json_int_t) s->txn_messages));
 }
 
-static const char *
-jstr(json_t *o, const char *key)
-{
-	return json_string_value(json_object_get(o, key));
-}
-
 /*
  * Exactly-once: commit the open Kafka transaction with a checkpoint record:
  * everything received so far is in it (at a PostgreSQL commit, or idle), and,
@@ -620,25 +615,21 @@ bad:
  * checkpoint of this very transaction).
  */
 static int
-handle_begin(Stream *s, json_t *j, const char *data, size_t len)
+handle_begin(Stream *s, const ScanBegin *b, const char *data, size_t len)
 {
 	Relay	   *r = s->r;
-	const char *cl = jstr(j, "commit_lsn");
-	json_t	   *xid = json_object_get(j, "xid");
 
-	if (s->cur != 0 || cl == NULL || !parse_lsn(cl, &s->commit_lsn_num))
+	if (s->cur != 0 || b->commit_lsn.p == NULL ||
+		!scan_text_copy(b->commit_lsn, s->commit_lsn, sizeof(s->commit_lsn)) ||
+		!scan_text_copy(b->xid, s->xid, sizeof(s->xid)))
 	{
 		rlog(r->v, LOG_ERROR, "unexpected begin from the plugin: " EVENT_FMT, EVENT_ARG(data, len));
 		return -1;
 	}
+	s->commit_lsn_num = b->commit_lsn_value;
 	s->cur = ring_begin(r->ring);
 	if (s->cur == 0)
 		relay_out_of_memory();
-	snprintf(s->commit_lsn, sizeof(s->commit_lsn), "%s", cl);
-	if (json_is_integer(xid))
-		snprintf(s->xid, sizeof(s->xid), "%lld", (long long) json_integer_value(xid));
-	else
-		s->xid[0] = '\0';
 	s->seq = 0;
 	txn_state_reset(s);
 	if (s->commit_lsn_num < r->ckpt_durable)
@@ -665,15 +656,123 @@ handle_begin(Stream *s, json_t *j, const char *data, size_t len)
 	}
 	if (r->cfg->txn_records && !s->skip_all)
 	{
-		char	   *b = realloc(s->begin_event, len);
+		char	   *m = realloc(s->begin_event, len);
 
-		if (b == NULL)
+		if (m == NULL)
 			relay_out_of_memory();
-		memcpy(b, data, len);
-		s->begin_event = b;
+		memcpy(m, data, len);
+		s->begin_event = m;
 		s->begin_len = len;
 	}
 	return 0;
+}
+
+/* Append s as a JSON string (quoted, escaped) to the buffer. */
+static void
+buf_json_string(char **buf, size_t *len, size_t *cap, const char *str)
+{
+	for (const char *p = str;; p++)
+	{
+		char		esc[8];
+		const char *piece = esc;
+		size_t		n;
+
+		if (*len + 8 >= *cap)
+		{
+			char	   *b = realloc(*buf, *cap * 2);
+
+			if (b == NULL)
+				relay_out_of_memory();
+			*buf = b;
+			*cap *= 2;
+		}
+		if (p == str)
+			(*buf)[(*len)++] = '"';
+		if (*p == '\0')
+			break;
+		if (*p == '"' || *p == '\\')
+			n = (size_t) snprintf(esc, sizeof(esc), "\\%c", *p);
+		else if ((unsigned char) *p < 0x20)
+			n = (size_t) snprintf(esc, sizeof(esc), "\\u%04x", (unsigned char) *p);
+		else
+		{
+			piece = p;
+			n = 1;
+		}
+		memcpy(*buf + *len, piece, n);
+		*len += n;
+	}
+	(*buf)[(*len)++] = '"';
+	(*buf)[*len] = '\0';
+}
+
+/*
+ * The end record's value: the commit event's fields, then the relay's counts:
+ * {"op":"commit","xid":..,"commit_lsn":..,"end_lsn":..,"ts":..,"events":n,
+ *  "tables":{"s.t":n,...},"messages":m}.  malloc'd; *vlen its length.
+ */
+static char *
+end_record(Stream *s, const ScanCommit *c, size_t *vlen)
+{
+	size_t		cap = 256,
+				len = 0;
+	char	   *buf = malloc(cap);
+	char		num[32];
+
+#define PUT(str) do { \
+		const char *p_ = (str); \
+		size_t n_ = strlen(p_); \
+		while (len + n_ + 1 >= cap) { \
+			char *b_ = realloc(buf, cap * 2); \
+			if (b_ == NULL) relay_out_of_memory(); \
+			buf = b_; cap *= 2; } \
+		memcpy(buf + len, p_, n_); len += n_; buf[len] = '\0'; } while (0)
+#define PUTTEXT(t) do { \
+		char tb_[128]; \
+		if (!scan_text_copy((t), tb_, sizeof(tb_))) tb_[0] = '\0'; \
+		PUT(tb_); } while (0)
+
+	if (buf == NULL)
+		relay_out_of_memory();
+	buf[0] = '\0';
+	PUT("{\"op\":\"commit\"");
+	if (c->xid.p)
+	{
+		PUT(",\"xid\":");
+		PUTTEXT(c->xid);
+	}
+	PUT(",\"commit_lsn\":\"");
+	PUT(s->commit_lsn);
+	PUT("\",\"end_lsn\":\"");
+	PUTTEXT(c->end_lsn);
+	PUT("\"");
+	if (c->ts.p)
+	{
+		/* the plugin's timestamp text has no characters that need escaping */
+		PUT(",\"ts\":\"");
+		PUTTEXT(c->ts);
+		PUT("\"");
+	}
+	snprintf(num, sizeof(num), "%llu", (unsigned long long) s->txn_events);
+	PUT(",\"events\":");
+	PUT(num);
+	PUT(",\"tables\":{");
+	for (int i = 0; i < s->ncounts; i++)
+	{
+		if (i)
+			PUT(",");
+		buf_json_string(&buf, &len, &cap, s->counts[i].table);
+		snprintf(num, sizeof(num), ":%llu", (unsigned long long) s->counts[i].n);
+		PUT(num);
+	}
+	snprintf(num, sizeof(num), "%llu", (unsigned long long) s->txn_messages);
+	PUT("},\"messages\":");
+	PUT(num);
+	PUT("}");
+#undef PUT
+#undef PUTTEXT
+	*vlen = len;
+	return buf;
 }
 
 /*
@@ -682,29 +781,25 @@ handle_begin(Stream *s, json_t *j, const char *data, size_t len)
  * transaction is committed here when it is old or large enough.
  */
 static int
-handle_commit(Stream *s, json_t *j, const char *data, size_t len)
+handle_commit(Stream *s, const ScanCommit *c, const char *data, size_t len)
 {
 	Relay	   *r = s->r;
-	const char *el = jstr(j, "end_lsn");
-	uint64_t	end;
+	uint64_t	end = c->end_lsn_value;
 
-	if (s->cur == 0 || el == NULL || !parse_lsn(el, &end))
+	if (s->cur == 0 || c->end_lsn.p == NULL)
 	{
 		rlog(r->v, LOG_ERROR, "unexpected commit from the plugin: " EVENT_FMT, EVENT_ARG(data, len));
 		return -1;
 	}
 	if (r->cfg->txn_records && s->begin_written && !s->skip_all)
 	{
-		char	   *v;
+		size_t		vlen;
+		char	   *v = end_record(s, c, &vlen);
 		MsgMeta		m = meta(s, MSG_TXN_END, NULL);
 		int			rc;
 
-		counts_to_json(s, j);
-		v = json_dumps(j, JSON_COMPACT);
-		if (v == NULL)
-			relay_out_of_memory();
 		rc = txn_begin(r) == 0 ? emit(s, s->cur, produce_topic(r, r->txn_topic), s->xid, strlen(s->xid),
-									  v, strlen(v), &m) : -1;
+									  v, vlen, &m) : -1;
 		free(v);
 		if (rc != 0)
 			return -1;
@@ -775,19 +870,17 @@ handle_truncate(Stream *s, json_t *j, const char *data, size_t len)
 }
 
 /*
- * A logical message: to <prefix>.messages, keyed by its prefix; the relay's
- * own heartbeats are not forwarded.  A message outside any transaction gets a
- * ring entry of its own, ending just after its LSN (the server does not send
- * it again once that is confirmed).
+ * A logical message: to <prefix>.messages, keyed by its prefix (prefix: the
+ * decoded text); the relay's own heartbeats are not forwarded.  A message
+ * outside any transaction gets a ring entry of its own, ending just after its
+ * LSN (the server does not send it again once that is confirmed).
  */
 static int
-handle_message(Stream *s, json_t *j, const char *data, size_t len)
+handle_message(Stream *s, const char *prefix, bool transactional, const ScanMessage *sm,
+			   const char *data, size_t len)
 {
 	Relay	   *r = s->r;
-	const char *prefix = jstr(j, "prefix");
-	bool		transactional = json_is_true(json_object_get(j, "transactional"));
-	const char *ls = jstr(j, "lsn");
-	uint64_t	lsn = 0;
+	uint64_t	lsn = sm->lsn_value;
 	txn_id		id;
 	char		lsnbuf[24];
 	MsgMeta		m;
@@ -814,7 +907,7 @@ handle_message(Stream *s, json_t *j, const char *data, size_t len)
 			return -1;
 		return event_end(s);
 	}
-	if (ls == NULL || !parse_lsn(ls, &lsn))
+	if (sm->lsn.p == NULL)
 	{
 		rlog(r->v, LOG_ERROR, "unexpected message from the plugin: " EVENT_FMT, EVENT_ARG(data, len));
 		return -1;
@@ -839,36 +932,140 @@ handle_message(Stream *s, json_t *j, const char *data, size_t len)
 	return 0;
 }
 
-/* begin, commit, truncate, logical message: JSON objects, one handler each */
+/* The ScanText of a JSON string member (absent: p NULL); valid while o lives. */
+static ScanText
+jtext(json_t *o, const char *key)
+{
+	json_t	   *v = json_object_get(o, key);
+	ScanText	t = {NULL, 0};
+
+	if (json_is_string(v))
+	{
+		t.p = json_string_value(v);
+		t.len = json_string_length(v);
+	}
+	return t;
+}
+
+/* ... and of a JSON integer member, as decimal text in buf */
+static ScanText
+jint(json_t *o, const char *key, char *buf, size_t size)
+{
+	json_t	   *v = json_object_get(o, key);
+	ScanText	t = {NULL, 0};
+
+	if (json_is_integer(v))
+	{
+		t.len = (size_t) snprintf(buf, size, "%lld", (long long) json_integer_value(v));
+		t.p = buf;
+	}
+	return t;
+}
+
+/* An LSN member: its text, and its value (false when malformed) */
+static bool
+jlsn(json_t *o, const char *key, ScanText *t, uint64_t *value)
+{
+	*t = jtext(o, key);
+	*value = 0;
+	return t->p == NULL || parse_lsn(t->p, value);
+}
+
+/*
+ * begin, commit, truncate, logical message, read with jansson: what the
+ * scanners (scan.c) did not take, and truncates.
+ */
 static int
 handle_json(Stream *s, const char *data, size_t len)
 {
 	json_error_t jerr;
 	json_t	   *j = json_loadb(data, len, JSON_ALLOW_NUL, &jerr);
-	const char *op = jstr(j, "op");
-	int			rc;
+	const char *op = json_string_value(json_object_get(j, "op"));
+	char		xidbuf[32];
+	int			rc = -1;
 
 	if (op == NULL)
-	{
 		rlog(s->r->v, LOG_ERROR, "unexpected message from the plugin (%s): " EVENT_FMT, jerr.text,
 			 EVENT_ARG(data, len));
-		rc = -1;
-	}
 	else if (strcmp(op, "begin") == 0)
-		rc = handle_begin(s, j, data, len);
+	{
+		ScanBegin	b = {.xid = jint(j, "xid", xidbuf, sizeof(xidbuf)), .ts = jtext(j, "ts")};
+
+		if (jlsn(j, "commit_lsn", &b.commit_lsn, &b.commit_lsn_value))
+			rc = handle_begin(s, &b, data, len);
+		else
+			rlog(s->r->v, LOG_ERROR, "unexpected begin from the plugin: " EVENT_FMT, EVENT_ARG(data, len));
+	}
 	else if (strcmp(op, "commit") == 0)
-		rc = handle_commit(s, j, data, len);
+	{
+		ScanCommit	c = {.xid = jint(j, "xid", xidbuf, sizeof(xidbuf)), .ts = jtext(j, "ts")};
+
+		if (jlsn(j, "commit_lsn", &c.commit_lsn, &c.commit_lsn_value) &&
+			jlsn(j, "end_lsn", &c.end_lsn, &c.end_lsn_value))
+			rc = handle_commit(s, &c, data, len);
+		else
+			rlog(s->r->v, LOG_ERROR, "unexpected commit from the plugin: " EVENT_FMT, EVENT_ARG(data, len));
+	}
 	else if (strcmp(op, "t") == 0)
 		rc = handle_truncate(s, j, data, len);
 	else if (strcmp(op, "m") == 0)
-		rc = handle_message(s, j, data, len);
-	else
 	{
-		rlog(s->r->v, LOG_ERROR, "unexpected event op \"%s\" from the plugin", op);
-		rc = -1;
+		ScanMessage m = {0};
+
+		if (jlsn(j, "lsn", &m.lsn, &m.lsn_value))
+			rc = handle_message(s, json_string_value(json_object_get(j, "prefix")),
+								json_is_true(json_object_get(j, "transactional")), &m, data, len);
+		else
+			rlog(s->r->v, LOG_ERROR, "unexpected message from the plugin: " EVENT_FMT, EVENT_ARG(data, len));
 	}
+	else
+		rlog(s->r->v, LOG_ERROR, "unexpected event op \"%s\" from the plugin", op);
 	json_decref(j);
 	return rc;
+}
+
+/*
+ * One event of a CopyData payload: row events (they carry a key prefix up
+ * to a TAB, which JSON never holds raw) by handle_row; begin, commit and
+ * logical messages as scan.c reads them, falling back to jansson for what it
+ * does not take (and for truncates).
+ */
+static int
+handle_event(Stream *s, const char *ev, size_t len)
+{
+	switch (scan_kind(ev, len))
+	{
+		case SCAN_ROW:
+			return handle_row(s, ev, len);
+		case SCAN_BEGIN:
+			{
+				ScanBegin	b;
+
+				if (scan_begin(ev, len, &b) && b.commit_lsn.p)
+					return handle_begin(s, &b, ev, len);
+				break;
+			}
+		case SCAN_COMMIT:
+			{
+				ScanCommit	c;
+
+				if (scan_commit(ev, len, &c) && c.end_lsn.p)
+					return handle_commit(s, &c, ev, len);
+				break;
+			}
+		case SCAN_MESSAGE:
+			{
+				ScanMessage m;
+				char		prefix[256];
+
+				if (scan_message(ev, len, &m) && scan_text_copy(m.prefix, prefix, sizeof(prefix)))
+					return handle_message(s, prefix, m.transactional, &m, ev, len);
+				break;
+			}
+		default:
+			break;
+	}
+	return handle_json(s, ev, len);
 }
 
 /* ---- status updates and heartbeats ------------------------------------------ */
@@ -1091,11 +1288,18 @@ read_burst(Stream *s, int *handled, bool *empty)
 		if (buf[0] == 'w' && len > 25)
 		{
 			const char *data = buf + 25;
-			size_t		dlen = (size_t) len - 25;
+			size_t		dlen = (size_t) len - 25,
+						off = 0;
 
-			(*handled)++;
-			/* row events carry a key prefix up to a TAB, which JSON never holds raw */
-			rc = memchr(data, '\t', dlen) == NULL ? handle_json(s, data, dlen) : handle_row(s, data, dlen);
+			/* one event, or with batch-events several, '\n'-separated */
+			while (rc == 0 && off < dlen)
+			{
+				const char *ev = data + off;
+				size_t		evlen = scan_next_event(data, dlen, &off);
+
+				(*handled)++;
+				rc = handle_event(s, ev, evlen);
+			}
 		}
 		else
 			rlog(r->v, LOG_WARNING, "ignoring a replication message of type '%c'", buf[0]);
