@@ -182,11 +182,15 @@ for b in mock kafka; do [[ " $BENCH_BROKERS " == *" $b "* ]] && BROKERS+=("$b");
 want() { [[ " $BENCH_PARTS " == *" $1 "* ]]; }
 want_broker() { [[ " ${BROKERS[*]} " == *" $1 "* ]]; }
 
+# the command that repeats this run: the sizes of the parts that run, and what differs from the defaults
 INVOCATION=
-for v in BENCH_TXNS BENCH_SNAPSHOT_ROWS BENCH_SNAPSHOT_TABLES BENCH_SNAPSHOT_JOBS \
-         BENCH_LATENCY_SECS BENCH_LATENCY_RATE BENCH_CALLGRIND_TXNS BENCH_REPEAT; do
-    INVOCATION+="$v=${!v} "
-done
+VARS=()
+want stream && VARS+=(BENCH_TXNS)
+want snapshot && VARS+=(BENCH_SNAPSHOT_ROWS BENCH_SNAPSHOT_TABLES BENCH_SNAPSHOT_JOBS)
+want latency && VARS+=(BENCH_LATENCY_SECS BENCH_LATENCY_RATE)
+want callgrind && VARS+=(BENCH_CALLGRIND_TXNS)
+{ want stream || want snapshot; } && VARS+=(BENCH_REPEAT)
+for v in "${VARS[@]}"; do INVOCATION+="$v=${!v} "; done
 [[ "$BENCH_PARTS" != "stream snapshot latency callgrind" ]] && INVOCATION+="BENCH_PARTS='$BENCH_PARTS' "
 [[ "${BROKERS[*]}" != "mock kafka" ]] && INVOCATION+="BENCH_BROKERS='${BROKERS[*]}' "
 [[ "$BENCH_DELIVERY" != "alo eos" ]] && INVOCATION+="BENCH_DELIVERY='$BENCH_DELIVERY' "
