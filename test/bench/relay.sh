@@ -133,6 +133,8 @@
 #   BENCH_PARTS           "stream snapshot latency callgrind" (default) or a subset
 #   BENCH_DELIVERY        "alo eos" (default) or one of them: the relay's delivery modes
 #                         (parts 1, 3, 4; ignored by a relay without --delivery)
+#   BENCH_EOS_ARGS        more relay options for every exactly-once run, e.g.
+#                         "--txn-interval-ms 100" (part 4 sets its own --txn-* after them)
 #   BENCH_BROKERS         "mock kafka" (default) or one of them (mock alone needs no Java)
 #   BENCH_TIMEOUT         seconds allowed per timed run (default 900)
 #   CDC_RELAY             the relay binary (default: $(pg_config --bindir)/cdc-relay,
@@ -158,6 +160,7 @@ BENCH_CALLGRIND_TXN_MESSAGES=${BENCH_CALLGRIND_TXN_MESSAGES:-2500}
 BENCH_REPEAT=${BENCH_REPEAT:-3}
 BENCH_PARTS=${BENCH_PARTS:-stream snapshot latency callgrind}
 BENCH_DELIVERY=${BENCH_DELIVERY:-alo eos}
+BENCH_EOS_ARGS=${BENCH_EOS_ARGS:-}
 BENCH_BROKERS=${BENCH_BROKERS:-mock kafka}
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-900}
 BENCH_KEEP=${BENCH_KEEP:-0}
@@ -202,6 +205,7 @@ for v in "${VARS[@]}"; do INVOCATION+="$v=${!v} "; done
 [[ "$BENCH_PARTS" != "stream snapshot latency callgrind" ]] && INVOCATION+="BENCH_PARTS='$BENCH_PARTS' "
 [[ "${BROKERS[*]}" != "mock kafka" ]] && INVOCATION+="BENCH_BROKERS='${BROKERS[*]}' "
 [[ "$BENCH_DELIVERY" != "alo eos" ]] && INVOCATION+="BENCH_DELIVERY='$BENCH_DELIVERY' "
+[[ -n $BENCH_EOS_ARGS ]] && INVOCATION+="BENCH_EOS_ARGS='$BENCH_EOS_ARGS' "
 [[ -n ${CDC_RELAY:-} ]] && INVOCATION+="CDC_RELAY=$CDC_RELAY "
 want_broker kafka && [[ -n ${CDC_RELAY_KAFKA_BROKERS:-} ]] &&
     INVOCATION+="CDC_RELAY_KAFKA_BROKERS=$CDC_RELAY_KAFKA_BROKERS "
@@ -235,8 +239,16 @@ else
     MODES=(alo)
     log "$CDC_RELAY has no --delivery option (a relay before issue 9): at-least-once only, without the option"
 fi
-# delivery_opts MODE: DOPTS = the relay's options for that mode (none for a relay without them)
-delivery_opts() { DOPTS=(); if ((HAS_DELIVERY)); then DOPTS=(--delivery "${MODE_NAME[$1]}"); fi; }
+# delivery_opts MODE: DOPTS = the relay's options for that mode (none for a relay without
+# them), BENCH_EOS_ARGS (split at blanks) added for exactly-once
+delivery_opts() {
+    DOPTS=()
+    ((HAS_DELIVERY)) || return 0
+    DOPTS=(--delivery "${MODE_NAME[$1]}")
+    # shellcheck disable=SC2206
+    [[ $1 == eos ]] && DOPTS+=($BENCH_EOS_ARGS)
+    return 0
+}
 # mode_label MODE: how the report names the relay in that mode
 mode_label() { if ((HAS_DELIVERY)); then echo "--delivery ${MODE_NAME[$1]}"; else echo "(no --delivery option)"; fi; }
 for tool in psql pg_recvlogical pgbench createdb; do
@@ -917,7 +929,11 @@ if want stream; then
         echo "   Kafka / test broker, changes/s: naive $(ratio "$(median "${SECS[naive,mock]}")" "$(median "${SECS[naive,kafka]}")")"
     fi
     echo "   ratio = the first named's changes/s over the second's; the relay runs with its defaults otherwise"
-    echo "   (acks=all, idempotent producer; exactly-once: its default --txn-interval-ms and --txn-max-messages)"
+    if [[ -n $BENCH_EOS_ARGS ]]; then
+        echo "   (acks=all, idempotent producer; exactly-once with $BENCH_EOS_ARGS)"
+    else
+        echo "   (acks=all, idempotent producer; exactly-once: its default --txn-interval-ms and --txn-max-messages)"
+    fi
     echo "   (the ceiling needs no broker: the same runs in both tables)"
 fi
 
@@ -953,7 +969,7 @@ fi
 
 if want latency; then
     echo
-    echo "3. Commit-to-consumer latency (ms): pgbench -R $BENCH_LATENCY_RATE for ${BENCH_LATENCY_SECS}s, one INSERT per transaction, one run per broker and delivery mode"
+    echo "3. Commit-to-consumer latency (ms): pgbench -R $BENCH_LATENCY_RATE for ${BENCH_LATENCY_SECS}s, one INSERT per transaction, one run per broker and delivery mode${BENCH_EOS_ARGS:+ (exactly-once with $BENCH_EOS_ARGS)}"
     for b in "${BROKERS[@]}"; do
         echo "   into ${BTITLE[$b]}"
         printf '   %-15s %6s %7s | %-23s | %-15s | %-15s | %s\n' "" "" "" "commit -> consumer" "commit->produced" "produced->read" ""
