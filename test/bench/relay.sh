@@ -671,7 +671,7 @@ fi
 
 # ================================================================ 3. latency
 # LAT["BROKER,MODE"] = the reader's summary line; LAT_TPS LAT_RELAY_CPU LAT_BROKER_CPU alike
-declare -A LAT LAT_TPS LAT_RELAY_CPU LAT_BROKER_CPU
+declare -A LAT LAT_TPS LAT_RELAY_CPU LAT_BROKER_CPU LAT_KTXN
 if want latency; then
     "$BINDIR/createdb" -T template0 lat
     sql lat "CREATE TABLE lat_t (id bigserial PRIMARY KEY, v int NOT NULL)"
@@ -778,6 +778,11 @@ PERL
         r1=$(proc_cpu "$relay")
         b1=$(proc_cpu "${BROKER_PID:-$KAFKA_PID}")
         LAT[$k]=$(cat "$out")
+        # exactly-once: one checkpoint record per Kafka transaction (read_committed on Kafka: markers)
+        if [[ $m == eos ]]; then
+            if [[ $b == kafka ]]; then LAT_KTXN[$k]=$(topic_messages "$prefix.__state" read)
+            else LAT_KTXN[$k]=$(topic_messages "$prefix.__state"); fi
+        fi
         read -r n _ <<<"${LAT[$k]}"
         check "latency ($b, ${MODE_NAME[$m]}): events the consumer received" "$n" "$txns"
         end_bg "$consumer"
@@ -982,6 +987,8 @@ if want latency; then
         done
         L99=-
         [[ -n ${LAT[$b,eos]:-} ]] && read -r _ _ _ L99 _ <<<"${LAT[$b,eos]}"
+        [[ -n ${LAT_KTXN[$b,eos]:-} ]] &&
+            echo "   exactly-once: ${LAT_KTXN[$b,eos]} Kafka transactions (checkpoint records), one per $(awk -v n="${LAT_KTXN[$b,eos]}" -v s="$BENCH_LATENCY_SECS" 'BEGIN { printf "%.0f", n > 0 ? s * 1000 / n : 0 }') ms of the pgbench run on average"
         note=
         [[ $b == mock ]] && note=" (the mock shows messages before their transaction commits: the target is about Kafka)"
         [[ -z ${LAT[$b,eos]:-} ]] && note=" (no exactly-once run)"
