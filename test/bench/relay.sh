@@ -988,7 +988,7 @@ if want latency; then
         L99=-
         [[ -n ${LAT[$b,eos]:-} ]] && read -r _ _ _ L99 _ <<<"${LAT[$b,eos]}"
         [[ -n ${LAT_KTXN[$b,eos]:-} ]] &&
-            echo "   exactly-once: ${LAT_KTXN[$b,eos]} Kafka transactions (checkpoint records), one per $(awk -v n="${LAT_KTXN[$b,eos]}" -v s="$BENCH_LATENCY_SECS" 'BEGIN { printf "%.0f", n > 0 ? s * 1000 / n : 0 }') ms of the pgbench run on average"
+            echo "   exactly-once: ${LAT_KTXN[$b,eos]} Kafka transactions (checkpoint records), one per $(awk -v n="${LAT_KTXN[$b,eos]}" -v s="$BENCH_LATENCY_SECS" 'BEGIN { printf "%.0f", (n > 0) ? s * 1000 / n : 0 }') ms of the pgbench run on average"
         note=
         [[ $b == mock ]] && note=" (the mock shows messages before their transaction commits: the target is about Kafka)"
         [[ -z ${LAT[$b,eos]:-} ]] && note=" (no exactly-once run)"
