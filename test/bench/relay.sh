@@ -144,7 +144,7 @@
 # Smoke run (about two minutes, most of it Kafka's start and valgrind):
 #   BENCH_TXNS=2000 BENCH_SNAPSHOT_ROWS=20000 BENCH_LATENCY_SECS=5 BENCH_CALLGRIND_TXNS=1000 \
 #   BENCH_REPEAT=1 bash test/bench/relay.sh
-# The full run (make bench-relay) takes about 25 minutes on 2 cores.
+# The full run (make bench-relay) takes 25-30 minutes on 2 busy cores (stream ~15, callgrind ~3).
 # Exit status: 0 when every check passed (the targets are printed, not asserted).
 set -euo pipefail
 export LC_ALL=C
