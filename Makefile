@@ -111,8 +111,9 @@ demo:
 bench:
 	bash test/bench/run.sh && bash test/bench/relay.sh
 
-# cdc-relay end to end only (streaming, snapshot, latency; into the test broker and a
-# 1-node Kafka cluster side by side): test/bench/relay.sh
+# cdc-relay end to end only (streaming and latency per delivery mode, snapshot, callgrind
+# instructions per change; into the test broker and a 1-node Kafka cluster side by side):
+# test/bench/relay.sh (its header lists the BENCH_* settings; smoke run there too)
 .PHONY: bench-relay
 bench-relay:
 	bash test/bench/relay.sh
