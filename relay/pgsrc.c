@@ -444,7 +444,9 @@ pg_slot_check(Relay *r, bool gap_check)
 	}
 	else if (gap_check && !PQgetisnull(res, 0, 0) && parse_lsn(PQgetvalue(res, 0, 0), &confirmed))
 	{
-		if (r->ckpt_durable == 0)
+		if (r->ckpt_durable == 0 && r->gap_unchecked_said)
+			;
+		else if (r->ckpt_durable == 0 && (r->gap_unchecked_said = true))
 			rlog(r->v, LOG_INFO, "no confirmed position of slot \"%s\" is recorded in %s yet (it is from now on): "
 				 "the slot cannot be checked for a gap this time", r->cfg->slot, r->cfg->state_topic);
 		else if (confirmed > r->ckpt_durable)

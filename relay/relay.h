@@ -103,6 +103,7 @@ typedef struct Relay
 	int			server_version;
 	bool		have_extension; /* cdc_relay is installed (pg_check_prereqs) */
 	bool		plugin_unbatched;	/* the plugin refused batch-events */
+	bool		gap_unchecked_said; /* pg_slot_check: "no confirmed position" logged */
 } Relay;
 
 /* Log a stop request or SIGHUP that arrived (main thread). */
