@@ -65,13 +65,6 @@ declare -A OPTS=([kp]="-o key-prefix=true" [batch]="-o key-prefix=true -o batch-
 declare -A SECS WCPU RCPU
 CHECKS=()
 
-# children_cpu VAR: CPU seconds (user + sys) of the children this shell has waited for.
-children_cpu() {
-    times >"$SCRATCH/times"
-    printf -v "$1" '%s' "$(awk 'NR == 2 { t = 0
-                   for (i = 1; i <= 2; i++) { split($i, a, "m"); sub("s", "", a[2]); t += a[1] * 60 + a[2] }
-                   printf "%.3f", t }' "$SCRATCH/times")"
-}
 
 # decode SLOT VARIANT OUT: pg_recvlogical to OUT up to END_LSN; sets LAST_SECS, LAST_WCPU,
 # LAST_RCPU.

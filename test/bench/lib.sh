@@ -60,3 +60,12 @@ verdict() {
     awk -v v="${1%x}" -v t="$3" -v op="$2" 'BEGIN { if (v == "-") { print "-"; exit }
         ok = (op == ">=") ? (v + 0 >= t + 0) : (v + 0 <= t + 0); print ok ? "ok" : "MISSED" }'
 }
+
+# children_cpu VAR (uses $SCRATCH): VAR = CPU seconds (user + system) of the children this shell has
+# waited for so far (not in $(...): a subshell has children of its own).
+children_cpu() {
+    times >"$SCRATCH/times"
+    printf -v "$1" '%s' "$(awk 'NR == 2 { t = 0
+                   for (i = 1; i <= 2; i++) { split($i, a, "m"); sub("s", "", a[2]); t += a[1] * 60 + a[2] }
+                   printf "%.3f", t }' "$SCRATCH/times")"
+}

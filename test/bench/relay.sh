@@ -314,14 +314,6 @@ trap 'exit 143' TERM
 export PGHOST=$SCRATCH PGPORT=$PORT PGUSER=$PG_SUPERUSER PGAPPNAME=cdc_relay-bench-relay
 conninfo() { echo "host=$SCRATCH port=$PORT user=$PG_SUPERUSER dbname=$1"; }
 
-# children_cpu VAR: VAR = CPU seconds (user + system) of the children this shell has
-# waited for so far (not in $(...): a subshell has children of its own).
-children_cpu() {
-    times >"$SCRATCH/times"
-    printf -v "$1" '%s' "$(awk 'NR == 2 { t = 0
-                   for (i = 1; i <= 2; i++) { split($i, a, "m"); sub("s", "", a[2]); t += a[1] * 60 + a[2] }
-                   printf "%.3f", t }' "$SCRATCH/times")"
-}
 # CPU seconds (user + system) a running process has used ("-" when it is not known).
 proc_cpu() {
     [[ -n ${1:-} ]] || { echo -; return 0; }
