@@ -672,6 +672,10 @@ first, since kcat -C would make the test broker auto-create it.  A kcat
 failure dies.  $bootstrap may also be a RelayTest::Broker.  %opt isolation =>
 'read_uncommitted' also returns the messages of Kafka transactions that are open or
 were aborted; the default is read_committed (always passed to kcat explicitly).
+kcat gets -X fetch.wait.max.ms=10: librdkafka 2.0.2 signals the end of a partition
+(-e) only on a fetch that returns nothing, and with read_committed under a steady
+transactional load each fetch, waiting the default 500 ms, finds a new commit, so kcat
+-e would read on for as long as the load lasts.
 
 =cut
 
@@ -687,7 +691,7 @@ sub consume
 	}
 	my ($out, $err) = ('', '');
 	my @cmd = ('kcat', '-b', $bootstrap, '-C', '-t', $topic, '-o', 'beginning', '-e', '-q',
-		'-X', 'isolation.level=' . ($opt{isolation} // 'read_committed'),
+		'-X', 'isolation.level=' . ($opt{isolation} // 'read_committed'), '-X', 'fetch.wait.max.ms=10',
 		'-m', '10', '-f', '%p\x1e%o\x1e%T\x1e%K\x1e%S\x1e%k\x1e%s\x1e%h\x1f');
 	my $ok = IPC::Run::run(\@cmd, '<', \undef, '>', \$out, '2>', \$err,
 		IPC::Run::timeout(_timeout()));
@@ -1159,7 +1163,8 @@ sub scan_topic
 	my $file = "$PostgreSQL::Test::Utils::tmp_check/scan_$counter.txt";
 	my $err = '';
 	IPC::Run::run([ 'kcat', '-b', $bootstrap, '-C', '-t', $topic, '-o', 'beginning', '-e', '-q',
-			'-X', 'isolation.level=' . ($opt{isolation} // 'read_committed'), '-f', $format . '\n' ],
+			'-X', 'isolation.level=' . ($opt{isolation} // 'read_committed'), '-X', 'fetch.wait.max.ms=10',
+			'-f', $format . '\n' ],
 		'<', \undef, '>', $file, '2>', \$err, IPC::Run::timeout(600))
 	  or die "kcat -C -t $topic failed: $err";
 	open(my $fh, '<', $file) or die "$file: $!";
