@@ -27,8 +27,12 @@
 #      so the relay receives transactions it has delivered already (the skip rule).
 #  (d) Fencing: relay A is SIGSTOPped with a Kafka transaction open; its server
 #      processes (walsender and guard connection, found by application_name) are
-#      terminated; relay B starts on the slot and fences A; after more writes A gets
-#      SIGCONT and must exit 1 logging the "fenced" error; B delivers everything.
+#      terminated; relay B starts on the slot, takes the advisory lock and initialises
+#      the same transactional.id, fencing A; after more writes A gets SIGCONT and must
+#      exit 1 logging the "fenced" error; B streams and delivers everything.  (A's
+#      walsender may outlive its termination until A reads again: blocked on a full
+#      socket buffer, PostgreSQL cannot even send it the FATAL message; B retries the
+#      slot meanwhile.)
 #  (e) Abortable: the relay runs with -X transaction.timeout.ms=5000 and is SIGSTOPped
 #      with a Kafka transaction open until the broker has aborted it; after SIGCONT it
 #      either logs "Kafka transaction aborted" and re-sends, or exits non-zero (then it is
@@ -364,19 +368,27 @@ if ($run{d})
 		FROM pg_stat_activity WHERE application_name = 'eos_relay_a'}, $c->{db});
 	like($killed, qr/^client backend(,client backend)*,walsender\|\d+$/,
 		"(d) A's guard connection and walsender terminated ($killed)");
-	ok(wait_until(sub { sql(q{SELECT count(*) FROM pg_stat_activity WHERE application_name = 'eos_relay_a'}) == 0
-				&& sql("SELECT active FROM pg_replication_slots WHERE slot_name = '$c->{slot}'") eq 'f' },
-			'A\'s sessions to end'), '(d) A\'s sessions are gone and the slot is free');
+	# A's guard connection goes (and with it the slot's advisory lock); its walsender
+	# may not: once A's socket buffer is full it blocks sending to the stopped A,
+	# terminated or not, until A reads again
+	ok(wait_until(sub { sql(q{SELECT count(*) FROM pg_stat_activity
+					WHERE application_name = 'eos_relay_a' AND backend_type <> 'walsender'}) == 0 },
+			'A\'s guard connection to end'), '(d) A\'s guard connection is gone: the slot\'s advisory lock is free');
+	note('(d) A\'s walsender: ' . (sql(q{SELECT count(*) FROM pg_stat_activity WHERE application_name = 'eos_relay_a'})
+		  ? 'still there, blocked sending to the stopped relay' : 'gone'));
 	$c->{conn} = $node->connstr($c->{db}) . ' application_name=eos_relay_b';
-	my $rb = relay($c);
-	streaming($c, $rb, 'relay B takes the slot and streams');
-	wait_progress($c, 200000, 'relay B confirms the writers\' work');
+	my $rb = relay($c, '-v');
+	ok($rb->wait_for_log(qr/Kafka transactions initialised \(transactional\.id "\Q$tid\E"\)/),
+		'(d) relay B takes the advisory lock and initialises the same transactional.id (fencing A)');
+	my $more = insert_lsn();
+	ok(wait_until(sub { wal_grew($more, 100000) }, 'more writes'), '(d) the writers commit more');
 	$ra->kill('CONT');
 	my $status = $ra->finish(120);
 	is($status, 1, '(d) after SIGCONT relay A exits 1');
 	like($ra->log_content,
 		qr/ERROR .*fenced: another cdc-relay with transactional\.id "\Q$tid\E" started \(Kafka: .*\); this instance stops and confirms nothing more/,
 		'(d) ... logging that it was fenced');
+	ok($rb->wait_for_log(qr/streaming from slot "$c->{slot}" (into Kafka|again)/), '(d) relay B streams from the slot');
 	wait_progress($c, 100000, 'relay B goes on');
 	unlike($rb->log_content, qr/fenced/, '(d) relay B was not fenced');
 	finish_load($c, $rb, $writers);
