@@ -488,7 +488,7 @@ if ($run{h})
 			$outcome{$what} = "exit $status";
 			is('fatal', $kind, "(h) $what: the relay exits (fatal)");
 			is($status, 1, "(h) $what: the relay exits 1");
-			like($log, qr/ERROR .*(fatal Kafka error: |Kafka rejected a message for good: )/,
+			like($log, qr/ERROR .*(fatal Kafka error( while [^:]*)?: |Kafka rejected a message for good: )/,
 				"(h) $what: ... logging \"fatal Kafka error\" (or a message rejected for good)");
 			$relay = start_relay($node, $broker, @args);
 			ok($relay->wait_for_log(qr/streaming from slot "$c->{slot}" into Kafka/), "(h) $what: the restarted relay streams");
