@@ -271,9 +271,19 @@ sub create_topics
 The topic's partitions as kcat -L shows them: {partition => {leader => N (-1: none),
 isr => [node, ...] (sorted)}}; {} when kcat does not list the topic.
 
-=item $k->end_offsets($topic)
+=item $k->end_offsets($topic [, isolation => LEVEL])
 
-{partition => end offset (high watermark)} of every partition of the topic (kcat -Q).
+{partition => end offset} of every partition of the topic (kcat -Q): with isolation =>
+'read_uncommitted' the high watermark, else (read_committed, librdkafka's default) the
+last stable offset, below the first message of a transaction still open.  Both count
+the transaction markers, which take an offset each.
+
+=item $k->open_transaction(@topics)
+
+True when a partition of one of the topics holds messages of a Kafka transaction not
+yet committed or aborted (its last stable offset is below its high watermark).  The
+two offsets are read one after the other: meaningful only while nothing writes to the
+topics (the producer stopped, for instance).
 
 =cut
 
@@ -291,15 +301,28 @@ sub partitions
 
 sub end_offsets
 {
-	my ($self, $topic) = @_;
+	my ($self, $topic, %opt) = @_;
 	my @p = sort { $a <=> $b } keys %{ $self->partitions($topic) };
 	return {} unless @p;
 	my ($out, $err) = ('', '');
-	IPC::Run::run([ 'kcat', '-Q', '-b', $self->{bootstrap}, map { ('-t', "$topic:$_:-1") } @p ],
+	IPC::Run::run([ 'kcat', '-Q', '-b', $self->{bootstrap}, '-X',
+			'isolation.level=' . ($opt{isolation} // 'read_committed'), map { ('-t', "$topic:$_:-1") } @p ],
 		'<', \undef, '>', \$out, '2>', \$err, IPC::Run::timeout(60));
 	my %o;
 	$o{$1} = $2 while $out =~ /\[(\d+)\] offset (\d+)/g;
 	return \%o;
+}
+
+sub open_transaction
+{
+	my ($self, @topics) = @_;
+	for my $t (@topics)
+	{
+		my $lso = $self->end_offsets($t);
+		my $hw = $self->end_offsets($t, isolation => 'read_uncommitted');
+		return 1 if grep { ($lso->{$_} // 0) < $hw->{$_} } keys %$hw;
+	}
+	return 0;
 }
 
 sub topic_configs

@@ -37,6 +37,7 @@ our @EXPORT = qw(
   lsn_num lsn_cmp wait_for_confirmed
   check_key_order table_rows kafka_rows compare_rows slot_changes check_delivered
   consume_tables is_delivered
+  scan_topic slot_events check_exactly_once check_transactions
 );
 
 # Everything still to kill at exit: RelayTest::Process objects and broker
@@ -668,7 +669,13 @@ This avoids a JSON envelope (kcat -J), whose decoding with JSON::PP doubled
 the time of large reads.  A topic that does not exist gives an empty list
 (and $opt{missing} = \$flag is set to 1): it is looked up with topics()
 first, since kcat -C would make the test broker auto-create it.  A kcat
-failure dies.  $bootstrap may also be a RelayTest::Broker.
+failure dies.  $bootstrap may also be a RelayTest::Broker.  %opt isolation =>
+'read_uncommitted' also returns the messages of Kafka transactions that are open or
+were aborted; the default is read_committed (always passed to kcat explicitly).
+kcat gets -X fetch.wait.max.ms=10: librdkafka 2.0.2 signals the end of a partition
+(-e) only on a fetch that returns nothing, and with read_committed under a steady
+transactional load each fetch, waiting the default 500 ms, finds a new commit, so kcat
+-e would read on for as long as the load lasts.
 
 =cut
 
@@ -684,6 +691,7 @@ sub consume
 	}
 	my ($out, $err) = ('', '');
 	my @cmd = ('kcat', '-b', $bootstrap, '-C', '-t', $topic, '-o', 'beginning', '-e', '-q',
+		'-X', 'isolation.level=' . ($opt{isolation} // 'read_committed'), '-X', 'fetch.wait.max.ms=10',
 		'-m', '10', '-f', '%p\x1e%o\x1e%T\x1e%K\x1e%S\x1e%k\x1e%s\x1e%h\x1f');
 	my $ok = IPC::Run::run(\@cmd, '<', \undef, '>', \$out, '2>', \$err,
 		IPC::Run::timeout(_timeout()));
@@ -1128,6 +1136,289 @@ sub is_delivered
 		  // 'every change committed after the consistent point is in Kafka as the plugin wrote it, and nothing else')
 	  or diag(join("\n", @$errors[ 0 .. ($#$errors < 9 ? $#$errors : 9) ]));
 	return $st;
+}
+
+# ---------------------------------------------------------------------------
+# Exactly-once checks (--delivery exactly-once).
+
+=pod
+
+=item scan_topic($bootstrap, $topic, $format, $code [, isolation => LEVEL])
+
+For topics too large for consume(): reads the whole topic once with kcat (-C -o
+beginning -e -f "$format\n", isolation.level read_committed unless given) into a
+temporary file and calls $code->($line) for each message's line (without the newline),
+partition by partition in offset order.  The format must print only fields that hold no
+newline (%p, %o, %k, %h, and %s of JSON values).  Returns the number of lines; 0 for a
+topic that does not exist.
+
+=cut
+
+sub scan_topic
+{
+	my ($bootstrap, $topic, $format, $code, %opt) = @_;
+	$bootstrap = $bootstrap->{bootstrap} if ref $bootstrap;
+	return 0 unless grep { $_ eq $topic } topics($bootstrap);
+	$counter++;
+	my $file = "$PostgreSQL::Test::Utils::tmp_check/scan_$counter.txt";
+	my $err = '';
+	IPC::Run::run([ 'kcat', '-b', $bootstrap, '-C', '-t', $topic, '-o', 'beginning', '-e', '-q',
+			'-X', 'isolation.level=' . ($opt{isolation} // 'read_committed'), '-X', 'fetch.wait.max.ms=10',
+			'-f', $format . '\n' ],
+		'<', \undef, '>', $file, '2>', \$err, IPC::Run::timeout(600))
+	  or die "kcat -C -t $topic failed: $err";
+	open(my $fh, '<', $file) or die "$file: $!";
+	my $n = 0;
+	while (my $line = <$fh>)
+	{
+		chomp $line;
+		$code->($line);
+		$n++;
+	}
+	close $fh;
+	unlink $file;
+	return $n;
+}
+
+=pod
+
+=item slot_events($node, $slot [, from => LSN, dbname => DB, exclude => [TABLE, ...]])
+
+What a relay must deliver, from an audit slot of the cdc_relay plugin created before the
+relay's (pg_logical_slot_peek_changes: the slot does not move): the events of the
+transactions committed at or after `from` (and the non-transactional logical messages
+at or after it).  Returns {events => {"SUFFIX\tEVENT_ID" => {op, xid, value}}, txns =>
+{xid => {commit_lsn, end_lsn, events, tables => {"schema.table" => n}, messages}}}:
+SUFFIX is the topic name after "PREFIX." ("schema.table", or "messages" for logical
+messages), EVENT_ID as the relay's event_id header (README "Kafka messages"); value is
+the plugin's JSON (undef for truncates, which the relay writes per table).  Changes of
+the `exclude`d tables (not captured by the relay) and the relay's heartbeats are left
+out; txns holds only the transactions with at least one event left, with the counts
+their end record in PREFIX.transactions must carry.
+
+=cut
+
+sub slot_events
+{
+	my ($node, $slot, %opt) = @_;
+	my $from = lsn_num($opt{from} // '0/0');
+	my %exclude = map { ($_ => 1) } @{ $opt{exclude} // [] };
+	my $out = $node->safe_psql($opt{dbname} // 'postgres', qq{
+		SELECT e->>'op', coalesce(e->>'xid', ''), coalesce(e->>'commit_lsn', ''),
+		       coalesce(e->>'end_lsn', ''), coalesce(e->>'seq', ''),
+		       coalesce((e->>'schema') || '.' || (e->>'table'), ''), coalesce(e->>'prefix', ''),
+		       coalesce(e->>'transactional', ''), coalesce(e->>'lsn', ''),
+		       coalesce((SELECT string_agg((x->>'schema') || '.' || (x->>'table'), ',')
+		                 FROM jsonb_array_elements(e->'tables') x), ''),
+		       data
+		FROM (SELECT data, data::jsonb AS e FROM pg_logical_slot_peek_changes('$slot', NULL, NULL)) c});
+	my (%events, %txns);
+	for my $line (split /\n/, $out)
+	{
+		my ($op, $xid, $clsn, $end, $seq, $table, $prefix, $transactional, $lsn, $tables, $data) =
+		  split /\|/, $line, 11;
+		if ($op eq 'begin' || $op eq 'commit')
+		{
+			next unless lsn_num($clsn) >= $from;
+			my $t = $txns{$xid} //= { commit_lsn => $clsn, events => 0, tables => {}, messages => 0 };
+			$t->{end_lsn} = $end if $op eq 'commit';
+			next;
+		}
+		if ($op eq 'm' && $transactional ne 'true')
+		{
+			next if $prefix eq 'cdc_relay.heartbeat' || lsn_num($lsn) < $from;
+			$events{"messages\t$lsn/0"} = { op => 'm', xid => undef, value => $data };
+			next;
+		}
+		next unless lsn_num($clsn) >= $from;
+		my $t = $txns{$xid} //= { commit_lsn => $clsn, events => 0, tables => {}, messages => 0 };
+		my $id = "$clsn/$seq";
+		if ($op eq 'm')
+		{
+			next if $prefix eq 'cdc_relay.heartbeat';
+			$events{"messages\t$id"} = { op => 'm', xid => $xid, value => $data };
+			$t->{messages}++;
+			$t->{events}++;
+		}
+		elsif ($op eq 't')
+		{
+			for my $tt (grep { !$exclude{$_} } split /,/, $tables)
+			{
+				$events{"$tt\t$id"} = { op => 't', xid => $xid, value => undef };
+				$t->{tables}{$tt}++;
+				$t->{events}++;
+			}
+		}
+		else
+		{
+			next if $exclude{$table};
+			die "slot_events: two events $id of $table in slot $slot" if exists $events{"$table\t$id"};
+			$events{"$table\t$id"} = { op => $op, xid => $xid, value => $data };
+			$t->{tables}{$table}++;
+			$t->{events}++;
+		}
+	}
+	delete $txns{$_} for grep { !$txns{$_}{events} } keys %txns;
+	return { events => \%events, txns => \%txns };
+}
+
+=pod
+
+=item check_exactly_once(\%events, \@msgs, prefix => PREFIX)
+
+Compares \%events (slot_events()->{events}) with @msgs, consume's messages of the
+table topics and PREFIX.messages read with read_committed: every event is there exactly
+once, in its topic, its value the plugin's JSON byte for byte (not checked for
+truncates); no message with an event_id that is not one of the events, except snapshot
+rows (op r) and tombstones; each snapshot row's and each tombstone's event_id is there
+once per topic, and a tombstone follows (by its event_id) a delete or update event of
+\%events; every message has an event_id header (issue 9: every kind of message has
+one).  Returns (\@errors, \%stats: events, delivered, duplicates, tombstones, r).
+
+=cut
+
+sub check_exactly_once
+{
+	my ($events, $msgs, %opt) = @_;
+	my (@errors, %seen, %tomb, %rows, %where);
+	my %st = (events => scalar(keys %$events), delivered => 0, duplicates => 0, tombstones => 0, r => 0);
+	for my $m (@$msgs)
+	{
+		my $where = "$m->{topic} partition $m->{partition} offset $m->{offset}";
+		my $id = $m->{headers}{event_id};
+		if (!defined $id)
+		{
+			push @errors, "$where: no event_id header (op " . ($m->{headers}{op} // 'none') . ')';
+			next;
+		}
+		my $suffix = substr($m->{topic}, length($opt{prefix}) + 1);
+		my $k = "$suffix\t$id";
+		if (!defined $m->{value})
+		{
+			$st{tombstones}++;
+			push @{ $where{tomb}{$k} }, $where;
+			my ($base) = $id =~ m{^(.*)/tombstone$};
+			my $e = defined $base ? $events->{"$suffix\t$base"} : undef;
+			push @errors, "$where: tombstone $id does not follow a committed delete or update"
+			  unless $e && ($e->{op} eq 'd' || $e->{op} eq 'u');
+			$tomb{$k}++;
+		}
+		elsif (($m->{headers}{op} // '') eq 'r')
+		{
+			$st{r}++;
+			push @{ $where{r}{$k} }, $where;
+			$rows{$k}++;
+		}
+		else
+		{
+			push @{ $where{ev}{$k} }, $where;
+			my $e = $events->{$k};
+			if (!$e)
+			{
+				push @errors, "$where: event $id is not a committed event of $suffix";
+				next;
+			}
+			push @errors, "$where: event $id differs from the plugin's:\n  kafka $m->{value}\n  slot  $e->{value}"
+			  if defined $e->{value} && $m->{value} ne $e->{value};
+			$st{delivered}++ unless $seen{$k}++;
+		}
+	}
+	for my $kind ([ 'event', \%seen, 'ev' ], [ 'tombstone', \%tomb, 'tomb' ], [ 'snapshot row', \%rows, 'r' ])
+	{
+		my ($what, $count, $w) = @$kind;
+		for my $k (sort grep { $count->{$_} > 1 } keys %$count)
+		{
+			$st{duplicates} += $count->{$k} - 1;
+			push @errors, "$what " . ($k =~ s/\t/ /r) . " is in Kafka $count->{$k} times: " . join(', ', @{ $where{$w}{$k} });
+		}
+	}
+	for my $k (sort { lsn_cmp((split m{\t|/(?=\d+$)}, $a)[1], (split m{\t|/(?=\d+$)}, $b)[1]) || $a cmp $b }
+		grep { !$seen{$_} } keys %$events)
+	{
+		push @errors, "event " . ($k =~ s/\t/ /r) . " ($events->{$k}{op}, xid " . ($events->{$k}{xid} // 'none') . ') is not in Kafka';
+	}
+	return (\@errors, \%st);
+}
+
+=pod
+
+=item check_transactions(\%txns, \@records)
+
+Compares \%txns (slot_events()->{txns}) with @records, consume's messages of
+PREFIX.transactions: each transaction has exactly one begin and one end record, key the
+xid as decimal text, headers op, xid and commit_lsn matching the value, the begin
+before the end (same partition, lower offset), commit_lsn and end_lsn its own, and the
+end record's events, tables and messages the counts of \%txns (events = the sum of
+tables + messages); no record for any other transaction.  Returns (\@errors, \%stats:
+txns, records).
+
+=cut
+
+sub check_transactions
+{
+	my ($txns, $records) = @_;
+	my (@errors, %by);
+	my $json = JSON::PP->new->canonical;
+	for my $m (@$records)
+	{
+		my $where = "$m->{topic} partition $m->{partition} offset $m->{offset}";
+		my $v = defined $m->{value} ? eval { $json->decode($m->{value}) } : undef;
+		if (!$v || !defined $m->{key})
+		{
+			push @errors, "$where: not a transaction record: key " . ($m->{key} // 'null') . ', value ' . ($m->{value} // 'null');
+			next;
+		}
+		my $h = $m->{headers};
+		my $op = $v->{op} // '';
+		push @errors, "$where: key $m->{key} is not the xid $v->{xid}" if $m->{key} ne ($v->{xid} // '');
+		push @errors, "$where: header op " . ($h->{op} // 'none') . ", value op $op" if ($h->{op} // '') ne $op;
+		push @errors, "$where: header xid " . ($h->{xid} // 'none') . " of xid $m->{key}" if ($h->{xid} // '') ne $m->{key};
+		push @errors, "$where: header commit_lsn " . ($h->{commit_lsn} // 'none') . ", value " . ($v->{commit_lsn} // 'none')
+		  if ($h->{commit_lsn} // '') ne ($v->{commit_lsn} // '');
+		if ($op ne 'begin' && $op ne 'commit')
+		{
+			push @errors, "$where: op $op";
+			next;
+		}
+		push @{ $by{ $m->{key} }{$op} }, { v => $v, where => $where, p => $m->{partition}, o => $m->{offset} };
+	}
+	for my $xid (sort { $a <=> $b } keys %by)
+	{
+		my $t = $txns->{$xid};
+		my ($b, $c) = ($by{$xid}{begin} // [], $by{$xid}{commit} // []);
+		if (!$t)
+		{
+			push @errors, "xid $xid has transaction records but committed no captured event: "
+			  . join(', ', map { $_->{where} } @$b, @$c);
+			next;
+		}
+		push @errors, "xid $xid has " . scalar(@$b) . " begin records: " . join(', ', map { $_->{where} } @$b) if @$b != 1;
+		push @errors, "xid $xid has " . scalar(@$c) . " end records: " . join(', ', map { $_->{where} } @$c) if @$c != 1;
+		next unless @$b && @$c;
+		my ($bv, $cv) = ($b->[0]{v}, $c->[0]{v});
+		push @errors, "xid $xid: the begin record ($b->[0]{where}) does not come before the end record ($c->[0]{where})"
+		  unless $b->[0]{p} == $c->[0]{p} && $b->[0]{o} < $c->[0]{o};
+		push @errors, "xid $xid: begin commit_lsn " . ($bv->{commit_lsn} // 'none') . ", the transaction's is $t->{commit_lsn}"
+		  if ($bv->{commit_lsn} // '') ne $t->{commit_lsn};
+		push @errors, "xid $xid: begin record without ts" unless defined $bv->{ts};
+		for my $f (qw(commit_lsn end_lsn events messages))
+		{
+			push @errors, "xid $xid: end record $f " . ($cv->{$f} // 'none') . ", expected $t->{$f}"
+			  if ($cv->{$f} // '') ne $t->{$f};
+		}
+		my $tables = $json->encode($cv->{tables} // {});
+		push @errors, "xid $xid: end record tables $tables, expected " . $json->encode($t->{tables})
+		  if $tables ne $json->encode($t->{tables});
+		my $sum = ($cv->{messages} // 0);
+		$sum += $_ for values %{ $cv->{tables} // {} };
+		push @errors, "xid $xid: end record events " . ($cv->{events} // 'none') . " is not tables + messages ($sum)"
+		  if ($cv->{events} // -1) != $sum;
+	}
+	for my $xid (sort { $a <=> $b } grep { !$by{$_} } keys %$txns)
+	{
+		push @errors, "xid $xid (commit_lsn $txns->{$xid}{commit_lsn}, $txns->{$xid}{events} events) has no transaction records";
+	}
+	return (\@errors, { txns => scalar(keys %$txns), records => scalar(@$records) });
 }
 
 END
