@@ -291,7 +291,7 @@ txn_error(Relay *r, rd_kafka_error_t *error, const char *what)
 		else
 			snprintf(reason, sizeof(reason), "%s", rd_kafka_error_string(error));
 		if (kafka_error_is_fencing(orig))
-			snprintf(r->fatal, sizeof(r->fatal), KAFKA_FENCED_FMT, r->cfg->transactional_id, reason);
+			kafka_fenced(r, reason);
 		else
 			snprintf(r->fatal, sizeof(r->fatal), "fatal Kafka error while %s: %s: %s", what,
 					 rd_kafka_err2name(orig), reason);

@@ -24,6 +24,30 @@ kafka_error_is_fencing(rd_kafka_resp_err_t err)
 		err == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH;
 }
 
+/*
+ * r->fatal for a fenced producer (reason: Kafka's words).  Kafka fences a
+ * producer when another one with its transactional.id initialises, and also
+ * when it aborts a transaction that was open longer than
+ * transaction.timeout.ms (librdkafka 2.0 reports both as fenced): when ours
+ * was, that is the likely cause (the relay was paused or blocked).  Main
+ * thread.
+ */
+void
+kafka_fenced(Relay *r, const char *reason)
+{
+	int64_t		open_ms = r->txn_open ? now_ms() - r->txn_started_ms : 0;
+
+	if (r->txn_open && open_ms >= r->txn_timeout_ms)
+		snprintf(r->fatal, sizeof(r->fatal),
+				 "fenced: Kafka aborted this instance's transaction, open for %lld ms, longer than "
+				 "transaction.timeout.ms (%d ms): the relay was paused or blocked that long (or another "
+				 "cdc-relay with transactional.id \"%s\" started) (Kafka: %.300s); this instance stops and "
+				 "confirms nothing more; the next start resumes from the last committed checkpoint",
+				 (long long) open_ms, r->txn_timeout_ms, r->cfg->transactional_id, reason);
+	else
+		snprintf(r->fatal, sizeof(r->fatal), KAFKA_FENCED_FMT, r->cfg->transactional_id, reason);
+}
+
 bool
 kafka_error_is_permanent(rd_kafka_resp_err_t err)
 {
@@ -174,7 +198,7 @@ error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 		rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, buf, sizeof(buf));
 
 		if (kafka_error_is_fencing(orig))
-			snprintf(r->fatal, sizeof(r->fatal), KAFKA_FENCED_FMT, r->cfg->transactional_id, buf);
+			kafka_fenced(r, buf);
 		else
 			snprintf(r->fatal, sizeof(r->fatal), "fatal Kafka error: %s: %s", rd_kafka_err2name(orig), buf);
 		if (!r->fatal_set)

@@ -157,6 +157,7 @@ rd_kafka_conf_t *kafka_base_conf(Relay *r, bool producer, char *err, size_t errl
 /* producer.c: permanent rejections */
 bool		kafka_error_is_permanent(rd_kafka_resp_err_t err);
 bool		kafka_error_is_fencing(rd_kafka_resp_err_t err);
+void		kafka_fenced(Relay *r, const char *reason);
 
 /* The fatal error of a fenced producer: transactional.id, Kafka's reason. */
 #define KAFKA_FENCED_FMT "fenced: another cdc-relay with transactional.id \"%s\" started (Kafka: %.300s); " \

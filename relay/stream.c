@@ -1198,8 +1198,14 @@ housekeeping(Stream *s)
 	rd_kafka_poll(r->rk, 0);
 	if (ring_failed(r->ring))
 	{
-		rlog(r->v, LOG_ERROR, "a Kafka delivery failed (%s); re-reading from the slot's confirmed position",
-			 r->last_delivery_error);
+		char		b1[24];
+
+		if (r->eos)
+			rlog(r->v, LOG_WARNING, "Kafka transaction aborted: a delivery failed (%s); re-sending from %s",
+				 r->last_delivery_error, lsn_str(r->ckpt_durable, b1));
+		else
+			rlog(r->v, LOG_ERROR, "a Kafka delivery failed (%s); re-reading from the slot's confirmed position",
+				 r->last_delivery_error);
 		s->retry_delivery = true;
 		return SESSION_RETRY;
 	}
