@@ -425,14 +425,14 @@ txn_abort(Relay *r)
 /*
  * Commit the open Kafka transaction (exactly-once; TXN_OK at once
  * otherwise).  Blocks while Kafka delivers what is queued and commits,
- * calling wait(warg) every 500 ms meanwhile (status updates; a non-zero
- * return does not interrupt the commit: a stop request waits for it for up
- * to 15 s).  Snapshot threads are kept out by the gate.  TXN_OK; TXN_ABORT
+ * calling wait(warg) every poll_ms meanwhile (status updates, reading ahead;
+ * a non-zero return does not interrupt the commit: a stop request waits for
+ * it for up to 15 s).  Snapshot threads are kept out by the gate.  TXN_OK; TXN_ABORT
  * (aborted: the caller re-sends from the last checkpoint; the reason is in
  * r->txn_abort_reason); TXN_FATAL (fatal_set).
  */
 TxnResult
-txn_commit(Relay *r, ProduceWait wait, void *warg)
+txn_commit(Relay *r, ProduceWait wait, void *warg, int poll_ms)
 {
 	int64_t		stop_deadline = 0;
 	TxnResult	res = TXN_OK;
@@ -442,7 +442,8 @@ txn_commit(Relay *r, ProduceWait wait, void *warg)
 	pthread_rwlock_wrlock(&r->txn_gate);
 	for (;;)
 	{
-		rd_kafka_error_t *error = rd_kafka_commit_transaction(r->rk, 500);
+		/* a call that timed out goes on in the background: the next one resumes it */
+		rd_kafka_error_t *error = rd_kafka_commit_transaction(r->rk, poll_ms);
 
 		if (error == NULL)
 		{

@@ -213,7 +213,7 @@ rd_kafka_resp_err_t produce_send(Relay *r, rd_kafka_topic_t *rkt, int32_t partit
 int			produce_wait_sleep(void *abort_flag);
 int			txn_init(Relay *r);
 int			txn_begin(Relay *r);
-TxnResult	txn_commit(Relay *r, ProduceWait wait, void *warg);
+TxnResult	txn_commit(Relay *r, ProduceWait wait, void *warg, int poll_ms);
 int			txn_abort(Relay *r);
 
 /* state.c: the durable record of the snapshot and the confirmed position, in Kafka */

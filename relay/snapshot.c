@@ -941,7 +941,7 @@ static int
 commit_batch(SnapShared *sh)
 {
 	Relay	   *r = sh->r;
-	TxnResult	res = txn_commit(r, NULL, NULL);
+	TxnResult	res = txn_commit(r, NULL, NULL, 500);
 
 	if (res != TXN_OK)
 	{

@@ -341,7 +341,7 @@ state_write(Relay *r, const char *status, uint64_t consistent_point, uint64_t ro
 		/* in the open transaction (the snapshot's last rows), or a new one */
 		if (txn_begin(r) != 0 || state_produce(r, consistent_point, NULL, CHECKPOINT_TXN_OPAQUE) != 0)
 			return -1;
-		res = txn_commit(r, NULL, NULL);
+		res = txn_commit(r, NULL, NULL, 500);
 		if (res != TXN_OK)
 		{
 			if (res == TXN_ABORT)

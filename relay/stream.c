@@ -108,6 +108,8 @@ typedef struct Stream
 	bool		endpos_reached;
 	bool		retry_delivery; /* the session ended on a failed delivery */
 	bool		retry_abort;	/* ... or on an aborted Kafka transaction */
+	bool		backlog;		/* the last burst did not empty the socket */
+	int64_t		commit_started_ms;	/* of the Kafka commit under way */
 	uint64_t	events;
 	uint64_t	txns;
 	uint64_t	skipped;		/* transactions found in Kafka already */
@@ -299,11 +301,22 @@ stream_wait(void *arg)
 	return *s->r->stop || s->r->fatal_set ? -1 : 0;
 }
 
-/* ProduceWait while a Kafka commit runs: status updates only (the commit serves deliveries). */
+/*
+ * While a Kafka commit runs (called every few ms; the commit serves delivery
+ * reports): status updates, and for its first 200 ms, libpq reads what the
+ * server sent into its buffer, so that the walsender goes on decoding while
+ * Kafka acknowledges and commits; the events are handled, in order, once the
+ * commit is done.  Later on (Kafka is slow or away), the socket is left to
+ * fill, so that the server keeps the WAL and memory stays bounded.
+ */
 static int
 commit_wait(void *arg)
 {
-	maybe_send_status((Stream *) arg, false);
+	Stream	   *s = arg;
+
+	if (s->repl && now_ms() - s->commit_started_ms < 200)
+		PQconsumeInput(s->repl);
+	maybe_send_status(s, false);
 	return 0;
 }
 
@@ -449,7 +462,8 @@ ktxn_commit(Stream *s, bool checkpoint_only)
 		}
 		return -1;
 	}
-	res = txn_commit(r, commit_wait, s);
+	s->commit_started_ms = now_ms();
+	res = txn_commit(r, commit_wait, s, 5);
 	if (res == TXN_OK)
 	{
 		state_committed(r, ckpt, partial);
@@ -465,6 +479,25 @@ ktxn_commit(Stream *s, bool checkpoint_only)
 		s->retry_abort = true;
 	}
 	return -1;
+}
+
+/*
+ * Exactly-once: is the open Kafka transaction due for its commit (at a
+ * PostgreSQL transaction boundary)?  After --txn-interval-ms, or once it
+ * holds --txn-max-messages; while the relay is behind (the server has more
+ * for it than it read), only after ten times the interval: each commit stops
+ * the reading until Kafka acknowledged everything, and when behind, latency
+ * is the backlog's anyway.
+ */
+static bool
+ktxn_due(Stream *s)
+{
+	Relay	   *r = s->r;
+	int64_t		age = now_ms() - r->txn_started_ms;
+
+	return r->eos && r->txn_open &&
+		(age >= (int64_t) r->cfg->txn_interval_ms * (s->backlog ? 10 : 1) ||
+		 atomic_load(&r->txn_messages) >= (uint_fast64_t) r->cfg->txn_max_messages);
 }
 
 /*
@@ -812,9 +845,7 @@ handle_commit(Stream *s, const ScanCommit *c, const char *data, size_t len)
 		s->received = end;
 	if (r->cfg->endpos && end >= r->cfg->endpos)
 		s->endpos_reached = true;
-	if (r->eos && r->txn_open &&
-		(now_ms() - r->txn_started_ms >= r->cfg->txn_interval_ms ||
-		 atomic_load(&r->txn_messages) >= (uint_fast64_t) r->cfg->txn_max_messages))
+	if (ktxn_due(s))
 		return ktxn_commit(s, false);
 	return 0;
 }
@@ -1214,13 +1245,12 @@ housekeeping(Stream *s)
 		int64_t		now = now_ms();
 
 		/*
-		 * Between PostgreSQL transactions: commit the Kafka transaction once
-		 * it is --txn-interval-ms old; when idle, checkpoint what was received
-		 * since (at most once a second), so that the slot moves.
+		 * Between PostgreSQL transactions: commit the Kafka transaction when
+		 * it is due; when idle, checkpoint what was received since (at most
+		 * once a second), so that the slot moves.
 		 */
 		update_flushable(s);
-		if ((r->txn_open && now - r->txn_started_ms >= r->cfg->txn_interval_ms &&
-			 ktxn_commit(s, false) != 0) ||
+		if ((ktxn_due(s) && ktxn_commit(s, false) != 0) ||
 			(!r->txn_open && s->received > r->ckpt_durable && ring_count(r->ring) == 0 &&
 			 now - s->last_checkpoint_ms >= 1000 && ktxn_commit(s, true) != 0))
 			return *r->stop ? SESSION_STOP : r->fatal_set ? SESSION_FATAL : SESSION_RETRY;
@@ -1269,6 +1299,7 @@ read_burst(Stream *s, int *handled, bool *empty)
 		if (len == 0)
 		{
 			*empty = true;
+			s->backlog = false;
 			return SESSION_GO_ON;
 		}
 		if (len == -1)
@@ -1313,6 +1344,8 @@ read_burst(Stream *s, int *handled, bool *empty)
 		if (rc != 0)
 			return *r->stop ? SESSION_STOP : r->fatal_set ? SESSION_FATAL : SESSION_RETRY;
 	}
+	/* a full burst: the server had more for us than we read */
+	s->backlog = *handled >= 256;
 	return SESSION_GO_ON;
 }
 
