@@ -174,7 +174,7 @@ sub stop_writers
 	{
 		$w->kill('TERM');
 		$w->finish(60);
-		my @errors = grep { !/connection|server closed|terminating|shutting down|starting up|Connection refused|could not send data|no connection|administrator command|run was aborted|recovery mode/i }
+		my @errors = grep { !/connection|server closed|terminating|shutting down|starting up|Connection refused|could not send data|no connection|administrator command|run was aborted|recovery mode|backend died/i }
 		  grep { /ERROR|FATAL|abort/i } split /\n/, $w->log_content;
 		$c->{writer_errors} += @errors;
 		diag("writer $w->{log}: " . scalar(@errors) . " unexpected errors, first: $errors[0]") if @errors;
@@ -409,9 +409,10 @@ sub kafka_topics
 
 Reads every topic of the run (kcat, isolation.level=read_committed) and returns the
 counters of summary_line (lost, duplicated, ...) plus {events => committed events
-checked, copies => duplicates seen (also when not counted, on the mock)}.  %a: node, db,
-audit (slot), bootstrap, prefix, cps => [consistent points, the last the one the stream
-starts at], mock => 1 (duplicates and transaction records not checked), txn_records => 1
+checked, copies => duplicates seen (also when not counted)}.  %a: node, db, audit (slot),
+bootstrap, prefix, cps => [consistent points, the last the one the stream starts at], mock
+=> 1 (duplicates and transaction records not checked), copies_allowed => 1 (at-least-once:
+duplicates not counted), txn_records => 1
 (the transactions topic must exist), drop => event id (the self-check: treat that event
 as missing from Kafka).  Problems go to diag (the first few of each kind).
 
@@ -457,7 +458,7 @@ sub check
 				if ($snap{$id}++)
 				{
 					$n{copies}++;
-					$problem->('duplicated', "$where: snapshot row $id again") unless $a{mock};
+					$problem->('duplicated', "$where: snapshot row $id again") unless $a{mock} || $a{copies_allowed};
 				}
 				next;
 			}
@@ -473,7 +474,7 @@ sub check
 			if ($seen{$id}++)
 			{
 				$n{copies}++;
-				$problem->('duplicated', "$where: event $id again") unless $a{mock};
+				$problem->('duplicated', "$where: event $id again") unless $a{mock} || $a{copies_allowed};
 				next;
 			}
 			$changes++ if ($h->{op} // '') eq 'c';
@@ -656,8 +657,10 @@ was tested, node, kafka, c => the real phase's context (for the self-check)}.  %
 rounds (real-Kafka fault rounds, default 24), seed (default from the time), mock_rounds
 (default 4), docs (rows of doc, default 30000), rate (the mixed writers' transactions per
 second, default 25), bulk_rate (large transactions per second, default 0.05), bulk_rows
-(default 1500), txn_max (--txn-max-messages, default 1000), keep => 1 (leave Kafka and
-PostgreSQL running for the caller).
+(default 1500), txn_max (--txn-max-messages, default 1000), kinds => [fault kinds] (default:
+all of them under exactly-once; without it only the Kafka faults, since relay kills and
+PostgreSQL restarts make at-least-once copies), keep => 1 (leave Kafka and PostgreSQL
+running for the caller).
 
 =cut
 
@@ -670,7 +673,7 @@ sub run
 	my $eo = relay_supports_eo();
 	diag($eo
 		? 'chaos: the relay runs with --delivery exactly-once'
-		: 'chaos: this relay has no --delivery: at-least-once, duplicates allowed, no relay kills or PostgreSQL restarts');
+		: 'chaos: this relay has no --delivery: at-least-once, duplicates allowed (by default no relay kills or PostgreSQL restarts)');
 	my %totals = (seed => $seed, rounds => 0, faults => {}, events => 0, n => {});
 
 	my $node = RelayTest::logical_node('chaos', 'max_connections = 40', 'log_min_messages = warning');
@@ -683,14 +686,14 @@ sub run
 		stalls => 0, exits => 0, writer_errors => 0,
 		extra_args => [ '--topic-partitions', '3', '--topic-replication-factor', '3',
 			'--topic-config', 'min.insync.replicas=2' ],
-		kinds => [ 'kafka-kill', 'kafka-pause', ($eo ? ('relay-kill', 'pg-fast', 'pg-immediate') : ()) ] };
+		kinds => $o{kinds} // [ 'kafka-kill', 'kafka-pause', ($eo ? ('relay-kill', 'pg-fast', 'pg-immediate') : ()) ] };
 	$node->safe_psql('postgres', PostgreSQL::Test::Utils::slurp_file("$here/schema.sql"),
 		extra_params => [ '-v', "docs=$c->{docs}", '-v', 'ON_ERROR_STOP=1' ]);
 	$node->safe_psql('postgres', q{SELECT pg_create_logical_replication_slot('audit', 'cdc_relay')});
 	start_writers($c);
 
-	# the snapshot, under load; with kills allowed, one kill in the middle of it
-	if ($eo)
+	# the snapshot, under load; with relay kills among the faults, one in the middle of it
+	if (grep { $_ eq 'relay-kill' } @{ $c->{kinds} })
 	{
 		start_relay_c($c, '-X', 'batch.num.messages=1', '-X', 'queue.buffering.max.messages=1000');
 		my $sent = 0;
@@ -739,10 +742,9 @@ sub run
 	is(scalar(@{ $c->{cps} }), ($c->{faults}{'snapshot-kill'} ? 2 : 1), 'chaos: no snapshot but the first (and the one after a kill during it)');
 
 	my $n = check(node => $node, db => 'postgres', audit => 'audit', bootstrap => $c->{bootstrap},
-		prefix => $c->{prefix}, cps => $c->{cps}, txn_records => $eo);
+		prefix => $c->{prefix}, cps => $c->{cps}, txn_records => $eo, copies_allowed => !$eo);
 	$n->{stalls} = $c->{stalls};
 	$n->{'relay exits'} = $c->{exits};
-	$n->{duplicated} = 0 unless $eo;    # at-least-once: copies allowed
 	note(sprintf('real Kafka: %d events, %d copies; %s (%.0f s)', $n->{events}, $n->{copies},
 		join(', ', map { "$_ $n->{$_}" } @COUNTERS), time() - $t0));
 	add_counts(\%totals, $n);
@@ -817,8 +819,6 @@ sub mock_phase
 		cps => $c->{cps}, mock => 1);
 	$n->{stalls} = $c->{stalls};
 	$n->{'relay exits'} = 0;    # exits after injected errors are an allowed reaction
-	$n->{duplicated} = 0;
-	$n->{'partial transactions'} = 0;
 	note(sprintf('mock: %d events, %d copies (aborted transactions are visible on the mock), %d relay restarts after '
 		  . 'an injected error, %d unasked exits; %s (%.0f s)',
 		$n->{events}, $n->{copies}, $restarts, $c->{exits}, join(', ', map { "$_ $n->{$_}" } @COUNTERS), time() - $t0));
