@@ -588,7 +588,7 @@ sub check
 			my $why =
 			    !$begin{$clsn} ? 'no begin record'
 			  : !$e ? 'no end record'
-			  : $e->{events} != $t->{events} ? "end record: $e->{events} events, the transaction has $t->{events}"
+			  : ($e->{events} // -1) != $t->{events} ? 'end record: ' . ($e->{events} // 'no') . " events, the transaction has $t->{events}"
 			  : ($e->{messages} // -1) != $t->{messages} ? "end record: $e->{messages} messages, the transaction has $t->{messages}"
 			  : $json->encode($e->{tables} // {}) ne $json->encode($t->{tables}) ? 'end record tables '
 			  . $json->encode($e->{tables}) . ', the transaction has ' . $json->encode($t->{tables})
