@@ -201,8 +201,24 @@ sub start_relay_c
 	my $r = RelayTest::start_relay($c->{node}, $c->{bootstrap}, { dbname => $c->{db}, name => "relay_$c->{prefix}" },
 		relay_args($c), @more);
 	$c->{relay} = $r;
-	$c->{relay_starts}++;
+	push @{ $c->{relays} }, $r;
 	return $r;
+}
+
+# relay_log_stats($c): what the logs of every relay of the run say about the exactly-once
+# machinery (it was exercised, or not)
+sub relay_log_stats
+{
+	my ($c) = @_;
+	my %n = (starts => scalar @{ $c->{relays} });
+	for my $r (@{ $c->{relays} })
+	{
+		my $log = $r->log_content;
+		$n{'Kafka transactions aborted'} += () = $log =~ /Kafka transaction aborted/g;
+		$n{'replays skipped (at clean stops)'} += $1 while $log =~ /(\d+) transactions sent again by the server were in Kafka already and skipped/g;
+		$n{'exits with status 1'} += () = $log =~ /cdc-relay exiting with status 1/g;
+	}
+	return 'relay: ' . join(', ', map { "$_ $n{$_}" } sort keys %n);
 }
 
 # relay_streams($c): waits for the relay's "streaming" line (a snapshot first when it takes
@@ -233,8 +249,8 @@ sub check_relay
 	my $st = $c->{relay}->finish;
 	my @tail = (split /\n/, $c->{relay}->log_content)[-5 .. -1];
 	$c->{exits}++;
-	diag("$where: the relay exited by itself (status " . ($st // 'none') . "):\n"
-		  . join("\n", grep { defined } @tail));
+	my $say = $c->{exits_expected} ? \&note : \&diag;
+	$say->("$where: the relay exited by itself (status " . ($st // 'none') . "):\n" . join("\n", grep { defined } @tail));
 	start_relay_c($c);
 	return relay_streams($c);
 }
@@ -434,6 +450,8 @@ sub check
 	};
 	my ($ev, $tx) = audit_events($node, $db, $a{audit}, $cp, $prefix);
 	$n{events} = scalar keys %$ev;
+	$n{txns} = scalar keys %$tx;
+	$n{large} = grep { $_->{events} > ($a{txn_max} // 1e9) } values %$tx;
 	$n{copies} = 0;
 	my (%seen, %ktx, %snap);
 	my @topics = kafka_topics($a{bootstrap}, $prefix);
@@ -742,10 +760,11 @@ sub run
 	is(scalar(@{ $c->{cps} }), ($c->{faults}{'snapshot-kill'} ? 2 : 1), 'chaos: no snapshot but the first (and the one after a kill during it)');
 
 	my $n = check(node => $node, db => 'postgres', audit => 'audit', bootstrap => $c->{bootstrap},
-		prefix => $c->{prefix}, cps => $c->{cps}, txn_records => $eo, copies_allowed => !$eo);
+		prefix => $c->{prefix}, cps => $c->{cps}, txn_records => $eo, copies_allowed => !$eo, txn_max => $c->{txn_max});
 	$n->{stalls} = $c->{stalls};
 	$n->{'relay exits'} = $c->{exits};
-	note(sprintf('real Kafka: %d events, %d copies; %s (%.0f s)', $n->{events}, $n->{copies},
+	note(sprintf('real Kafka: %d events (%d transactions, %d of them larger than --txn-max-messages), %d copies; %s; '
+		  . '%s (%.0f s)', $n->{events}, $n->{txns}, $n->{large}, $n->{copies}, relay_log_stats($c),
 		join(', ', map { "$_ $n->{$_}" } @COUNTERS), time() - $t0));
 	add_counts(\%totals, $n);
 	$totals{faults}{$_} += $c->{faults}{$_} for keys %{ $c->{faults} };
@@ -778,7 +797,8 @@ sub mock_phase
 	my $c = {
 		node => $node, db => 'mockdb', bootstrap => $broker->{bootstrap}, prefix => 'mock', slot => 'mock_slot',
 		seed => $seed + 1, rng => rng($seed + 1), eo => $eo, docs => 2000, rate => 20, bulk_rate => 0,
-		bulk_rows => 0, txn_max => 1000, cps => [], faults => {}, stalls => 0, exits => 0, writer_errors => 0 };
+		bulk_rows => 0, txn_max => 1000, cps => [], faults => {}, stalls => 0, exits => 0, writer_errors => 0,
+		exits_expected => 1 };
 	$node->safe_psql('mockdb', PostgreSQL::Test::Utils::slurp_file("$here/schema.sql"),
 		extra_params => [ '-v', "docs=$c->{docs}", '-v', 'ON_ERROR_STOP=1' ]);
 	$node->safe_psql('mockdb', q{SELECT pg_create_logical_replication_slot('mock_audit', 'cdc_relay')});
@@ -786,29 +806,25 @@ sub mock_phase
 	start_relay_c($c);
 	ok(relay_streams($c), 'mock: the relay streams into the test broker') or return { n => { stalls => 1 }, rounds => 0, faults => {} };
 
-	# retriable errors the producer must ride out, and errors that end a Kafka transaction
-	my @produce = ('NOT_LEADER_FOR_PARTITION 3', 'NOT_ENOUGH_REPLICAS 5', 'REQUEST_TIMED_OUT 2');
-	my @endtxn = ('NOT_COORDINATOR 2', 'COORDINATOR_NOT_AVAILABLE 2', 'CONCURRENT_TRANSACTIONS 3');
-	my $restarts = 0;
+	# errors the producer retries, errors that abort the Kafka transaction (exactly-once:
+	# the relay re-sends from its checkpoint) and one that is fatal for the producer (the
+	# relay exits 1 and is started again); a seeded shuffle of them, then random ones
+	my @errors = (map({ "produce $_" } 'NOT_LEADER_FOR_PARTITION 3', 'NOT_ENOUGH_REPLICAS 5', 'REQUEST_TIMED_OUT 2'),
+		($eo ? ('produce OUT_OF_ORDER_SEQUENCE_NUMBER 1',
+				map { "endtxn $_" } 'NOT_COORDINATOR 2', 'COORDINATOR_NOT_AVAILABLE 2', 'CONCURRENT_TRANSACTIONS 3',
+				'UNKNOWN_PRODUCER_ID 1', 'INVALID_TXN_STATE 1') : ()));
+	$c->{kinds} = \@errors;
+	my @plan = schedule($c, $rounds);
 	for my $r (1 .. $rounds)
 	{
+		my $error = $plan[ $r - 1 ];
 		sleep(between($c, 1, 4));
-		my $kind = ($eo && $r % 2 == 0) ? 'endtxn' : 'produce';
-		my @list = $kind eq 'endtxn' ? @endtxn : @produce;
-		my $err = $list[ int(between($c, 0, scalar @list)) ];
-		my $reply = $broker->command("error $kind $err");
-		note("mock round $r: error $kind $err -> $reply");
+		my ($kind) = split / /, $error;
+		my $reply = $broker->command("error $error");
+		note("mock round $r: error $error -> $reply");
 		$c->{faults}{"mock-$kind"}++;
 		sleep(between($c, 1, 3));
-		if (!$c->{relay}->alive)
-		{
-			$restarts++;
-			note('mock: the relay exited after the injected error: ' . ((split /\n/, $c->{relay}->log_content)[-1] // ''));
-			$broker->command("clear $kind");
-			start_relay_c($c);
-			relay_streams($c);
-		}
-		recovered($c, "mock round $r");
+		recovered($c, "mock round $r");    # restarts the relay if it exited
 	}
 	stop_writers($c);
 	my $end = insert_lsn($c);
@@ -820,8 +836,9 @@ sub mock_phase
 	$n->{stalls} = $c->{stalls};
 	$n->{'relay exits'} = 0;    # exits after injected errors are an allowed reaction
 	note(sprintf('mock: %d events, %d copies (aborted transactions are visible on the mock), %d relay restarts after '
-		  . 'an injected error, %d unasked exits; %s (%.0f s)',
-		$n->{events}, $n->{copies}, $restarts, $c->{exits}, join(', ', map { "$_ $n->{$_}" } @COUNTERS), time() - $t0));
+		  . 'it exited; %s; %s (%.0f s)',
+		$n->{events}, $n->{copies}, $c->{exits}, relay_log_stats($c), join(', ', map { "$_ $n->{$_}" } @COUNTERS),
+		time() - $t0));
 	$broker->stop;
 	return { n => $n, rounds => $rounds, faults => $c->{faults} };
 }

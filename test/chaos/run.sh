@@ -11,7 +11,7 @@
 set -uo pipefail
 source "$(dirname "$(readlink -f "$0")")/../lib/tap.sh"
 tap_prepare || exit 1
-export CHAOS_ROUNDS=${CHAOS_ROUNDS:-24} CHAOS_SEED=${CHAOS_SEED:-} CHAOS_MOCK_ROUNDS=${CHAOS_MOCK_ROUNDS:-6} \
+export CHAOS_ROUNDS=${CHAOS_ROUNDS:-24} CHAOS_SEED=${CHAOS_SEED:-} CHAOS_MOCK_ROUNDS=${CHAOS_MOCK_ROUNDS:-9} \
     CHAOS_KINDS=${CHAOS_KINDS:-}
 # PostgreSQL::Test::Utils' per-command timeout (the whole run takes minutes, each wait
 # has its own deadline)

@@ -22,9 +22,9 @@ plan skip_all => 'kills brokers: needs a cluster this test starts (CDC_RELAY_KAF
   if $ENV{CDC_RELAY_KAFKA_BROKERS};
 
 my $r = Chaos::run(
-	rounds => 4,
+	rounds => 5,
 	mock_rounds => 2,
-	docs => 20000,
+	docs => 15000,
 	seed => (defined $ENV{CHAOS_SEED} && $ENV{CHAOS_SEED} ne '' ? $ENV{CHAOS_SEED} : undef),
 	keep => 1);
 my @bad = Chaos::failures($r->{line});
