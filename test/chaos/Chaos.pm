@@ -28,6 +28,10 @@
 # Faults (one per round, at a random moment, then the driver waits until the relay's
 # slot is confirmed past the WAL position taken after the fault):
 #   relay-kill     kill -9 of the relay, restart after 0-2 s
+#   relay-kill-split  a transaction of 20,000 inserts (split_rows), which the relay splits
+#                  over Kafka transactions (--txn-max-messages 1000, txn_max); kill -9 of
+#                  the relay once 3 x txn_max of its records are in Kafka, restart (the
+#                  "partial" checkpoint)
 #   kafka-kill     kill -9 of a random node, restart after 1-5 s, wait for full ISR
 #   kafka-pause    SIGSTOP of a random node's JVM for 2-5 s (a GC pause), SIGCONT
 #   pg-fast        PostgreSQL restarted in fast mode (the writers are restarted)
@@ -299,7 +303,27 @@ sub fault
 	my ($c, $kind) = @_;
 	my $k = $c->{kafka};
 	$c->{faults}{$kind}++;
-	if ($kind eq 'relay-kill')
+	if ($kind eq 'relay-kill-split')
+	{
+		# a transaction of split_rows inserts, which the relay splits over Kafka
+		# transactions of --txn-max-messages: killed once some of them are in Kafka
+		my $topic = "$c->{prefix}.public.bulk";
+		my $sum = sub { my $o = $k->end_offsets($topic); my $n = 0; $n += $_ for values %$o; return $n; };
+		my $before = $sum->();
+		sql($c, "INSERT INTO bulk SELECT nextval('bulk_id_seq'), -1, repeat('s', 40) FROM generate_series(1, "
+			  . $c->{split_rows} . ')');
+		my $sent = 0;
+		RelayTest::wait_until(sub { $sent = $sum->() - $before; $sent >= 3 * $c->{txn_max} },
+			'the large transaction on its way into Kafka', 120);
+		$c->{relay}->kill('KILL');
+		$c->{relay}->finish;
+		note(sprintf('relay-kill-split: killed with %d of the transaction\'s %d records in the bulk topic (%s)', $sent,
+			$c->{split_rows}, $sent < $c->{split_rows} ? 'in the middle of it' : 'after it'));
+		$c->{split_kills}{ $sent < $c->{split_rows} ? 'middle' : 'after' }++;
+		start_relay_c($c);
+		relay_streams($c) or diag('relay-kill-split: the new relay does not stream');
+	}
+	elsif ($kind eq 'relay-kill')
 	{
 		$c->{relay}->kill('KILL');
 		$c->{relay}->finish;
@@ -675,7 +699,8 @@ was tested, node, kafka, c => the real phase's context (for the self-check)}.  %
 rounds (real-Kafka fault rounds, default 24), seed (default from the time), mock_rounds
 (default 4), docs (rows of doc, default 30000), rate (the mixed writers' transactions per
 second, default 25), bulk_rate (large transactions per second, default 0.05), bulk_rows
-(default 1500), txn_max (--txn-max-messages, default 1000), kinds => [fault kinds] (default:
+(default 1500), txn_max (--txn-max-messages, default 1000), split_rows (the transaction of
+relay-kill-split, default 20000), kinds => [fault kinds] (default:
 all of them under exactly-once; without it only the Kafka faults, since relay kills and
 PostgreSQL restarts make at-least-once copies), keep => 1 (leave Kafka and PostgreSQL
 running for the caller).
@@ -700,11 +725,13 @@ sub run
 		node => $node, db => 'postgres', kafka => $k, bootstrap => $k->{bootstrap}, nodes => 3,
 		prefix => 'chaos', slot => 'cdc_relay', seed => $seed, rng => rng($seed), eo => $eo,
 		docs => $o{docs} // 30000, rate => $o{rate} // 25, bulk_rate => $o{bulk_rate} // 0.05,
-		bulk_rows => $o{bulk_rows} // 1500, txn_max => $o{txn_max} // 1000, cps => [], faults => {},
+		bulk_rows => $o{bulk_rows} // 1500, txn_max => $o{txn_max} // 1000, split_rows => $o{split_rows} // 20000,
+		cps => [], faults => {},
 		stalls => 0, exits => 0, writer_errors => 0,
 		extra_args => [ '--topic-partitions', '3', '--topic-replication-factor', '3',
 			'--topic-config', 'min.insync.replicas=2' ],
-		kinds => $o{kinds} // [ 'kafka-kill', 'kafka-pause', ($eo ? ('relay-kill', 'pg-fast', 'pg-immediate') : ()) ] };
+		kinds => $o{kinds}
+		  // [ 'kafka-kill', 'kafka-pause', ($eo ? ('relay-kill', 'relay-kill-split', 'pg-fast', 'pg-immediate') : ()) ] };
 	$node->safe_psql('postgres', PostgreSQL::Test::Utils::slurp_file("$here/schema.sql"),
 		extra_params => [ '-v', "docs=$c->{docs}", '-v', 'ON_ERROR_STOP=1' ]);
 	$node->safe_psql('postgres', q{SELECT pg_create_logical_replication_slot('audit', 'cdc_relay')});
@@ -764,7 +791,8 @@ sub run
 	$n->{stalls} = $c->{stalls};
 	$n->{'relay exits'} = $c->{exits};
 	note(sprintf('real Kafka: %d events (%d transactions, %d of them larger than --txn-max-messages), %d copies; %s; '
-		  . '%s (%.0f s)', $n->{events}, $n->{txns}, $n->{large}, $n->{copies}, relay_log_stats($c),
+		  . 'relay-kill-split kills in the middle of the transaction %d; %s (%.0f s)', $n->{events}, $n->{txns},
+		$n->{large}, $n->{copies}, relay_log_stats($c), $c->{split_kills}{middle} // 0,
 		join(', ', map { "$_ $n->{$_}" } @COUNTERS), time() - $t0));
 	add_counts(\%totals, $n);
 	$totals{faults}{$_} += $c->{faults}{$_} for keys %{ $c->{faults} };

@@ -22,9 +22,11 @@ plan skip_all => 'kills brokers: needs a cluster this test starts (CDC_RELAY_KAF
   if $ENV{CDC_RELAY_KAFKA_BROKERS};
 
 my $r = Chaos::run(
-	rounds => 5,
+	rounds => 6,
 	mock_rounds => 2,
-	docs => 15000,
+	docs => 10000,
+	txn_max => 500,
+	split_rows => 6000,
 	seed => (defined $ENV{CHAOS_SEED} && $ENV{CHAOS_SEED} ne '' ? $ENV{CHAOS_SEED} : undef),
 	keep => 1);
 my @bad = Chaos::failures($r->{line});
