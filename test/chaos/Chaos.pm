@@ -36,7 +36,9 @@
 #   kafka-pause    SIGSTOP of a random node's JVM for 2-5 s (a GC pause), SIGCONT
 #   pg-fast        PostgreSQL restarted in fast mode (the writers are restarted)
 #   pg-immediate   PostgreSQL restarted in immediate mode (crash recovery)
-#   snapshot-kill  (before the rounds) kill -9 of the relay during its snapshot
+#   snapshot-kill  (before the rounds, when relay-kill is among the kinds) kill -9 of the
+#                  relay during its snapshot, once 3 x txn_max rows of doc are in Kafka
+#                  (the relay is slowed down: one message per batch)
 #   mock-produce, mock-endtxn (the mock phase) injected request errors
 # Topics: 3 partitions, replication factor 3, min.insync.replicas=2 (the 3-node cluster's
 # defaults, also given to the relay).
@@ -44,13 +46,13 @@
 # The checker (check()): for the stream (changes committed at or after the relay's
 # consistent point):
 #   lost            committed events not in Kafka
-#   duplicated      events (and transaction records, snapshot rows) in Kafka more than once
+#   duplicated      events (and begin/end records, snapshot rows) in Kafka more than once
 #   out of order    per topic and key, a (commit_lsn, seq) not after the previous one
 #                   (RelayTest::check_key_order for table topics: also snapshot rows
 #                   first, a tombstone after each delete)
-#   partial transactions  a transaction whose end record in <prefix>.transactions is
-#                   missing, doubled, or whose events/tables/messages counts differ from
-#                   what the audit slot and the topics hold
+#   partial transactions  a transaction with events whose begin or end record in
+#                   <prefix>.transactions is missing, or whose end record's events /
+#                   tables / messages differ from what the audit slot and the topics hold
 #   rolled back     messages holding the marker, or events no committed transaction has
 #   altered         events whose value differs from the plugin's JSON, or in another topic
 #   state mismatches  keys whose last record differs from the table (rows of an
@@ -60,10 +62,21 @@
 # STALL_SECONDS) and relay exits (the relay stopped without being killed; on the mock,
 # after an injected error, that is the expected reaction and counted apart).
 #
-# The mock (librdkafka 2.0.2's mock cluster) does not hide aborted transactions from
-# read_committed consumers: there duplicates are expected and not counted, and the
-# transaction records are not checked; lost, out of order, rolled back, altered and
-# state mismatches are.
+# Atomic visibility (a transaction's events all visible at once) is checked only as
+# completeness at the end: Kafka writes the commit markers to each partition
+# asynchronously, so reading topics one after the other while the relay runs could show
+# part of a committed transaction without anything being wrong.
+#
+# The mock phase (database mockdb, topics mock.*): a seeded deck of errors injected into
+# the test broker, `error produce|endtxn CODE COUNT`: ones the producer retries
+# (NOT_LEADER_FOR_PARTITION, NOT_ENOUGH_REPLICAS, REQUEST_TIMED_OUT, NOT_COORDINATOR,
+# COORDINATOR_NOT_AVAILABLE, CONCURRENT_TRANSACTIONS), one that aborts the Kafka
+# transaction (EndTxn UNKNOWN_PRODUCER_ID: the relay re-sends from its checkpoint) and
+# fatal ones (Produce OUT_OF_ORDER_SEQUENCE_NUMBER, EndTxn INVALID_TXN_STATE: the relay
+# exits 1 and the driver starts it again).  The mock (librdkafka 2.0.2's mock cluster)
+# does not hide aborted transactions from read_committed consumers: there copies are
+# expected and not counted, and the transaction records are not checked; lost, out of
+# order, rolled back, altered and state mismatches are, and that the relay recovers.
 package Chaos;
 
 use strict;
@@ -747,7 +760,7 @@ sub run
 				my $o = $k->end_offsets("$c->{prefix}.public.doc");
 				$sent = 0;
 				$sent += $_ for values %$o;
-				$sent >= 3000 || !$c->{relay}->alive;
+				$sent >= 3 * $c->{txn_max} || !$c->{relay}->alive;
 			},
 			'snapshot rows in Kafka', STALL_SECONDS);
 		my $during = $c->{relay}->log_content !~ /snapshot complete/;
