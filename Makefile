@@ -7,6 +7,9 @@
 #   make test         install missing Debian packages, build, install, run every test
 #   make demo         throwaway server + embedded broker + relay + live workload
 #   make bench        benchmarks (test/bench/), not part of make test
+#   make chaos        the chaos test (test/chaos/), after make install: faults at random
+#                     moments, then every topic checked; CHAOS_ROUNDS (default 24) and
+#                     CHAOS_SEED (default: new, printed); make test runs a short one (117)
 #
 # The version is written here and nowhere else by hand; test/unit/version_check.sh
 # verifies that cdc_relay.control and META.json agree with it.
@@ -110,6 +113,12 @@ demo:
 
 bench:
 	bash test/bench/run.sh && bash test/bench/relay.sh
+
+CHAOS_ROUNDS ?= 24
+CHAOS_SEED ?=
+.PHONY: chaos
+chaos:
+	CHAOS_ROUNDS=$(CHAOS_ROUNDS) CHAOS_SEED=$(CHAOS_SEED) bash test/chaos/run.sh
 
 # cdc-relay end to end only (streaming and latency per delivery mode, snapshot, callgrind
 # instructions per change; into the test broker and a 1-node Kafka cluster side by side):

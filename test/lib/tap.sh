@@ -26,6 +26,8 @@ tap_prepare() {
     cp "$TAP_REPO"/test/tap/*.pm "$TAP_DIR/" 2>/dev/null || true
     # the real-Kafka harness KafkaCluster.pm runs (test/kafka/cluster.sh)
     cp -r "$TAP_REPO/test/kafka" "$TAP_DIR/kafka"
+    # the chaos test (test/chaos: Chaos.pm, its pgbench scripts), for 117_chaos.pl and make chaos
+    cp -r "$TAP_REPO/test/chaos" "$TAP_DIR/chaos"
     # the relay under AddressSanitizer, for the test that runs it so
     [[ -x $TAP_REPO/relay/cdc-relay-asan ]] && cp "$TAP_REPO/relay/cdc-relay-asan" "$TAP_DIR/"
     [[ $(id -u) == 0 ]] && chown -R postgres: "$TAP_DIR"
