@@ -78,8 +78,10 @@ find_libs() {
 
 check_java() {
     local v major
-    v=$("$JAVA" -version 2>&1) || die "java does not run ($JAVA): $v (Debian package openjdk-17-jre-headless)"
-    major=$(sed -n '1s/.*version "\([0-9]*\).*/\1/p' <<<"$v")
+    # -XX:-UsePerfData: no /tmp/hsperfdata file, whose lock another JVM of the same user can
+    # hold, which makes java print a warning before its version
+    v=$("$JAVA" -XX:-UsePerfData -version 2>&1) || die "java does not run ($JAVA): $v (Debian package openjdk-17-jre-headless)"
+    major=$(sed -n 's/.* version "\([0-9]*\).*/\1/p' <<<"$v" | head -n 1)
     [[ $major =~ ^[0-9]+$ ]] && ((major >= 17)) ||
         die "Kafka $KAFKA_VERSION needs Java 17 or newer; $JAVA is: ${v%%$'\n'*}"
 }
@@ -156,7 +158,7 @@ node_alive() {
 
 java_opts() {
     # small heap (the default is 1 GiB), SerialGC and C1 only: less CPU on 2 shared cores
-    JOPTS=(-Xms64m -Xmx384m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:+ExitOnOutOfMemoryError
+    JOPTS=(-Xms64m -Xmx384m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:+ExitOnOutOfMemoryError -XX:-UsePerfData
         "-Dlog4j2.configurationFile=$KDIR/log4j2.properties" "-Dkafka.logs.dir=$W")
     # shellcheck disable=SC2206
     [[ -n ${CDC_RELAY_KAFKA_JAVA_OPTS:-} ]] && JOPTS+=($CDC_RELAY_KAFKA_JAVA_OPTS)
