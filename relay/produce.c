@@ -425,7 +425,7 @@ txn_abort(Relay *r)
 /*
  * Commit the open Kafka transaction (exactly-once; TXN_OK at once
  * otherwise).  Blocks while Kafka delivers what is queued and commits,
- * calling wait(warg) every poll_ms meanwhile (status updates, reading ahead;
+ * calling wait(warg) every poll_ms while it delivers (status updates, reading ahead;
  * a non-zero return does not interrupt the commit: a stop request waits for
  * it for up to 15 s).  Snapshot threads are kept out by the gate.  TXN_OK; TXN_ABORT
  * (aborted: the caller re-sends from the last checkpoint; the reason is in
@@ -440,10 +440,30 @@ txn_commit(Relay *r, ProduceWait wait, void *warg, int poll_ms)
 	if (!r->eos || !r->txn_open)
 		return TXN_OK;
 	pthread_rwlock_wrlock(&r->txn_gate);
+
+	/*
+	 * First deliver what is queued, in short flushes with wait() between
+	 * them: most of a commit's time.  (Calling commit_transaction() again
+	 * after it timed out is not safe in librdkafka 2.0: it can fail with
+	 * "Operation not valid in state CommittingTransaction".)
+	 */
+	while (rd_kafka_flush(r->rk, poll_ms) == RD_KAFKA_RESP_ERR__TIMED_OUT && !r->producer_dead)
+	{
+		if (wait)
+			wait(warg);
+		if (*r->stop && stop_deadline == 0)
+			stop_deadline = now_ms() + 15000;
+		if (stop_deadline && now_ms() > stop_deadline)
+			break;
+	}
 	for (;;)
 	{
-		/* a call that timed out goes on in the background: the next one resumes it */
-		rd_kafka_error_t *error = rd_kafka_commit_transaction(r->rk, poll_ms);
+		/*
+		 * Then the commit itself (it flushes whatever is left): EndTxn,
+		 * milliseconds normally; a long timeout, since a call that timed out
+		 * cannot always be resumed.
+		 */
+		rd_kafka_error_t *error = rd_kafka_commit_transaction(r->rk, 10000);
 
 		if (error == NULL)
 		{
