@@ -55,14 +55,8 @@ $k->create_topics((map { [ "$prefix.public.$_", partitions => 3, config => { 'cl
 note(sprintf('Kafka started and topics created in %.1f s', time() - $t_start));
 
 
-sub insert_lsn { return $node->safe_psql('postgres', 'SELECT pg_current_wal_insert_lsn()'); }
-
-# wal_grew($from, $bytes): the server wrote $bytes of WAL since $from
-sub wal_grew
-{
-	my ($from, $bytes) = @_;
-	return $node->safe_psql('postgres', "SELECT pg_current_wal_insert_lsn() - '$from' > $bytes") eq 't';
-}
+sub insert_lsn { return RelayTest::insert_lsn($node); }
+sub wal_grew { return RelayTest::wal_grew($node, @_); }
 
 # pgbench writers (RelayTest::shop_writers: upserts, deletes and primary-key changes
 # in transactions touching the three tables)

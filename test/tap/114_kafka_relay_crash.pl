@@ -50,14 +50,8 @@ $k->create_topics((map { [ "$prefix.public.$_", partitions => 3, %compact ] } so
 note(sprintf('Kafka started and topics created in %.1f s', time() - $t_start));
 
 sub sql { return $node->safe_psql($_[1] // 'postgres', $_[0]); }
-sub insert_lsn { return sql('SELECT pg_current_wal_insert_lsn()'); }
-
-# wal_grew($from, $bytes): the server wrote $bytes of WAL since $from
-sub wal_grew
-{
-	my ($from, $bytes) = @_;
-	return sql("SELECT pg_current_wal_insert_lsn() - '$from' > $bytes") eq 't';
-}
+sub insert_lsn { return RelayTest::insert_lsn($node); }
+sub wal_grew { return RelayTest::wal_grew($node, @_); }
 
 # writers($db, $script, @pgbench_options): pgbench clients in the background
 sub writers

@@ -94,14 +94,8 @@ my %shop_size = (accounts => 2000, orders => 500, moves => 1000);
 my %seed = (accounts => 2000, lines => 2000, moves => 1000);
 
 sub sql { return $node->safe_psql($_[1] // 'postgres', $_[0]); }
-sub insert_lsn { return sql('SELECT pg_current_wal_insert_lsn()'); }
-
-# wal_grew($from, $bytes): the server wrote $bytes of WAL since $from
-sub wal_grew
-{
-	my ($from, $bytes) = @_;
-	return sql("SELECT pg_current_wal_insert_lsn() - '$from' > $bytes") eq 't';
-}
+sub insert_lsn { return RelayTest::insert_lsn($node); }
+sub wal_grew { return RelayTest::wal_grew($node, @_); }
 
 sub first10 { my @e = @_; return join("\n", @e[ 0 .. ($#e < 9 ? $#e : 9) ]); }
 

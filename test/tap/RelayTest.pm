@@ -86,6 +86,28 @@ sub _timeout
 
 =pod
 
+=item insert_lsn($node [, $db]), wal_grew($node, $from, $bytes [, $db])
+
+Not exported (tests often have their own one-argument versions): the
+server's WAL insert position; whether it wrote more than $bytes of WAL since
+$from.
+
+=cut
+
+sub insert_lsn
+{
+	my ($node, $db) = @_;
+	return $node->safe_psql($db // 'postgres', 'SELECT pg_current_wal_insert_lsn()');
+}
+
+sub wal_grew
+{
+	my ($node, $from, $bytes, $db) = @_;
+	return $node->safe_psql($db // 'postgres', "SELECT pg_current_wal_insert_lsn() - '$from' > $bytes") eq 't';
+}
+
+=pod
+
 =item lsn_num($lsn)
 
 A WAL position "X/Y" as a number (hi * 2**32 + lo); undef when $lsn is not
