@@ -437,8 +437,10 @@ ktxn_commit(Stream *s, bool checkpoint_only)
 		return 0;
 	if (s->cur != 0 && !s->skip_all && s->begin_written)
 	{
+		/* still skipping what an earlier partial checkpoint covers: that one's seq holds */
+		uint64_t	seq = s->seq > s->skip_seq ? s->seq : s->skip_seq;
 		json_t	   *p = json_pack("{s:s, s:s, s:I}", "commit_lsn", s->commit_lsn, "xid", s->xid,
-								  "seq", (json_int_t) s->seq);
+								  "seq", (json_int_t) seq);
 
 		if (p == NULL)
 			relay_out_of_memory();
