@@ -423,6 +423,18 @@ txn_abort(Relay *r)
 }
 
 /*
+ * A commit goes on for up to 15 s after a stop request: true once that has
+ * passed (*deadline: 0 until the request is seen).
+ */
+static bool
+past_stop_deadline(Relay *r, int64_t *deadline)
+{
+	if (*r->stop && *deadline == 0)
+		*deadline = now_ms() + 15000;
+	return *deadline != 0 && now_ms() > *deadline;
+}
+
+/*
  * Commit the open Kafka transaction (exactly-once; TXN_OK at once
  * otherwise).  Blocks while Kafka delivers what is queued and commits,
  * calling wait(warg) every poll_ms while it delivers (status updates, reading ahead;
@@ -451,9 +463,7 @@ txn_commit(Relay *r, ProduceWait wait, void *warg, int poll_ms)
 	{
 		if (wait)
 			wait(warg);
-		if (*r->stop && stop_deadline == 0)
-			stop_deadline = now_ms() + 15000;
-		if (stop_deadline && now_ms() > stop_deadline)
+		if (past_stop_deadline(r, &stop_deadline))
 			break;
 	}
 	for (;;)
@@ -476,9 +486,7 @@ txn_commit(Relay *r, ProduceWait wait, void *warg, int poll_ms)
 		res = TXN_OK;
 		if (wait)
 			wait(warg);
-		if (*r->stop && stop_deadline == 0)
-			stop_deadline = now_ms() + 15000;
-		if (stop_deadline && now_ms() > stop_deadline)
+		if (past_stop_deadline(r, &stop_deadline))
 		{
 			snprintf(r->txn_abort_reason, sizeof(r->txn_abort_reason),
 					 "the commit did not complete within 15 s of the stop request");

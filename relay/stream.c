@@ -452,26 +452,24 @@ ktxn_commit(Stream *s, bool checkpoint_only)
 	}
 	if (state_checkpoint_txn(r, ckpt, partial) != 0)
 	{
-		free(partial);
+		/* not even queued: a stop or a fatal error ends the session; else start over */
+		res = TXN_FATAL;
 		if (!r->fatal_set && !*r->stop)
 		{
-			/* the state record could not even be queued: start over from the last checkpoint */
 			snprintf(r->txn_abort_reason, sizeof(r->txn_abort_reason), "the checkpoint record could not be queued");
 			txn_abort(r);
-			rlog(r->v, LOG_WARNING, "Kafka transaction aborted: %s; re-sending from %s",
-				 r->txn_abort_reason, lsn_str(r->ckpt_durable, b1));
-			s->retry_abort = true;
+			res = TXN_ABORT;
 		}
-		return -1;
 	}
-	s->commit_started_ms = now_ms();
-	res = txn_commit(r, commit_wait, s, 5);
-	if (res == TXN_OK)
+	else
 	{
-		state_committed(r, ckpt, partial);
-		free(partial);
-		s->last_checkpoint_ms = now_ms();
-		return 0;
+		s->commit_started_ms = now_ms();
+		res = txn_commit(r, commit_wait, s, 5);
+		if (res == TXN_OK)
+		{
+			state_committed(r, ckpt, partial);
+			s->last_checkpoint_ms = now_ms();
+		}
 	}
 	free(partial);
 	if (res == TXN_ABORT)
@@ -480,7 +478,7 @@ ktxn_commit(Stream *s, bool checkpoint_only)
 			 r->txn_abort_reason, lsn_str(r->ckpt_durable, b1));
 		s->retry_abort = true;
 	}
-	return -1;
+	return res == TXN_OK ? 0 : -1;
 }
 
 /*
