@@ -20,9 +20,13 @@ cdc_relay_deps() {
     # The relay: librdkafka, jansson, pkg-config to find them; kcat is the tests'
     # independent Kafka client, valgrind checks the relay for leaks.  Java and Maven
     # run real Kafka brokers for the tests (test/kafka/cluster.sh fetches the jars).
+    # libmicrohttpd serves the relay's metrics and cdc-index's search; SQLite (FTS5)
+    # holds cdc-index's search index (sqlite3: the tests' independent reader);
+    # prometheus ships promtool, which the tests use to validate the metrics.
     local pkgs=(postgresql-15 postgresql-server-dev-15 libpq-dev postgresql-15-wal2json
                 libipc-run-perl perl make gcc jq
                 librdkafka-dev libjansson-dev pkg-config kcat valgrind
+                libmicrohttpd-dev libsqlite3-dev sqlite3 prometheus
                 openjdk-17-jre-headless maven)
     local missing=() p status
     for p in "${pkgs[@]}"; do
