@@ -17,8 +17,10 @@
  * Per table, its topic is read from the beginning to the high watermark
  * (read_committed) and folded into the last state per key at P: a record's
  * position is its commit_lsn header and the seq of its event_id (snapshot
- * rows: seq 0), ties broken by offset; records after P are ignored (only
- * noted per key); a delete or tombstone makes the key absent, a truncate
+ * rows: seq 0), ties broken by offset; changes count when they committed
+ * before P, snapshot rows when their consistent point is at or before P
+ * (pos_in_state); later records are ignored (only noted per key); a delete
+ * or tombstone makes the key absent, a truncate
  * (key "truncate") makes every key written before it absent.  A record
  * without a commit_lsn header (not written by the relay) takes the position
  * of the record before it in its partition, where it was appended.
@@ -75,7 +77,21 @@ typedef struct Pos
 	uint64_t	lsn;
 	int64_t		seq;
 	int64_t		off;
+	bool		snap;			/* a snapshot row: lsn is its slot's consistent point */
 } Pos;
+
+/*
+ * Is the record part of the state at P?  A snapshot row shows the state at
+ * its consistent point, so when that is at or below P.  A change whose
+ * transaction committed at P itself is not in P's snapshot: a consistent
+ * point is the end of a record, and a commit starting there is decoded, not
+ * exported (the relay streams it after its own snapshot too).
+ */
+static bool
+pos_in_state(const Pos *pos, uint64_t point)
+{
+	return pos->snap ? pos->lsn <= point : pos->lsn < point;
+}
 
 typedef struct VTable
 {
@@ -601,14 +617,22 @@ record_pos(rd_kafka_message_t *m, json_t *value, Pos *pos)
 	char		buf[128];
 
 	pos->off = m->offset;
+	pos->snap = false;
 	if (header(m, "commit_lsn", buf, sizeof(buf)) && parse_lsn(buf, &pos->lsn))
 	{
 		const char *slash;
 
 		pos->seq = 0;
 		if (header(m, "event_id", buf, sizeof(buf)) && (slash = strchr(buf, '/')) != NULL &&
-			(slash = strchr(slash + 1, '/')) != NULL && slash[1] != 'r')
-			pos->seq = strtoll(slash + 1, NULL, 10);
+			(slash = strchr(slash + 1, '/')) != NULL)
+		{
+			if (slash[1] == 'r')
+				pos->snap = true;
+			else
+				pos->seq = strtoll(slash + 1, NULL, 10);
+		}
+		if (header(m, "snapshot", buf, sizeof(buf)) && strcmp(buf, "true") == 0)
+			pos->snap = true;
 		return true;
 	}
 	if (json_is_object(value))
@@ -625,6 +649,7 @@ record_pos(rd_kafka_message_t *m, json_t *value, Pos *pos)
 		if (op && strcmp(op, "r") == 0 && cl && parse_lsn(cl, &pos->lsn))
 		{
 			pos->seq = 0;
+			pos->snap = true;
 			return true;
 		}
 	}
@@ -753,7 +778,7 @@ fold(Verify *v, VResult *res, rd_kafka_message_t *m, Pos *prev, bool *trunc_le, 
 	}
 	if (m->key_len == 10 && memcmp(m->key, "\"truncate\"", 10) == 0)
 	{
-		if (pos.lsn > v->point)
+		if (!pos_in_state(&pos, v->point))
 			*trunc_gt = true;
 		else if (!*trunc_le || pos_cmp(trunc, &pos) < 0)
 		{
@@ -764,11 +789,11 @@ fold(Verify *v, VResult *res, rd_kafka_message_t *m, Pos *prev, bool *trunc_le, 
 	}
 	if (m->key_len == 9 && memcmp(m->key, "\"unknown\"", 9) == 0)
 	{
-		if (pos.lsn <= v->point)
+		if (pos_in_state(&pos, v->point))
 			res->unknown_keys++;
 		goto out;
 	}
-	if (pos.lsn > v->point)
+	if (!pos_in_state(&pos, v->point))
 	{
 		sqlite3_bind_blob(v->st_gt, 1, m->key, (int) m->key_len, SQLITE_STATIC);
 		if (!step_done(v->st_gt))
@@ -895,7 +920,7 @@ read_topic(Verify *v, const VTable *t, VResult *res)
 	int64_t    *hi = NULL;
 	bool	   *started = NULL;
 	Pos		   *prev = NULL,
-				trunc = {0, 0, 0};
+				trunc = {0, 0, 0, false};
 	bool		trunc_le = false,
 				trunc_gt = false;
 	int64_t		idle_since = now_ms();
