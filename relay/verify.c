@@ -1466,8 +1466,7 @@ verify_main(int argc, char **argv)
 	rc = parse_options(&v, argc, argv);
 	if (rc != 0)
 	{
-		if (rc == 1)
-			config_free(&v.cfg);
+		config_free(&v.cfg);
 		return rc == 1 ? VERIFY_OK : VERIFY_USAGE;
 	}
 	memset(&sa, 0, sizeof(sa));
