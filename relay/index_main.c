@@ -444,6 +444,8 @@ consumer_conf(const RunOpts *o)
 		{"enable.partition.eof", "true"},
 		/* a stored offset Kafka no longer has is an error, never a silent jump */
 		{"auto.offset.reset", "error"},
+		/* a search finds a row a fraction of a second after its commit (brokers that do not long-poll) */
+		{"fetch.wait.max.ms", "100"},
 	};
 	char		err[512];
 
