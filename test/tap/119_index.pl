@@ -217,7 +217,16 @@ $index = start_index();
 ok($index->wait_for_log(qr/from stored offsets/), '(a) cdc-index restarts again');
 
 is($writers->finish(120), 0, '(a) the writers ran to completion');
-sql("TRUNCATE notes; INSERT INTO notes VALUES (1, 1, 'after the truncate apple'), (2, 2, 'banana after'), (500, 5, NULL)");
+# a truncate between rows in every partition, read as a backlog: Kafka orders the
+# truncate (key "truncate") only within its own partition, cdc-index orders it by LSN
+is($index->stop, 0, '(a) SIGTERM: cdc-index exits 0');
+sql("INSERT INTO notes SELECT 1000 + g, 0, 'before the truncate' FROM generate_series(1, 300) g");
+sql("UPDATE notes SET note = 'updated before the truncate' WHERE a < 50");
+sql("TRUNCATE notes");
+sql("INSERT INTO notes SELECT 2000 + g, 0, 'after the truncate apple' FROM generate_series(1, 300) g");
+sql("INSERT INTO notes VALUES (1, 1, 'after the truncate apple'), (2, 2, 'banana after'), (500, 5, NULL)");
+$index = start_index();
+ok($index->wait_for_log(qr/from stored offsets/), '(a) cdc-index restarts after the truncate');
 my $end = RelayTest::insert_lsn($node);
 ok(wait_for_confirmed($node, 'cdc_relay', $end), '(a) the relay confirms the end of the writes');
 
@@ -231,7 +240,7 @@ if (ref $eq)
 ok($eq, '(a) after kill -9 of cdc-index (twice) and of the relay: the index equals both tables per key');
 my $nrows = sql('SELECT count(*) FROM docs') + sql('SELECT count(*) FROM notes');
 cmp_ok($nrows, '>', 2000, "(a) and they are not empty ($nrows rows)");
-is(sql('SELECT count(*) FROM notes'), '3', '(a) the truncate was applied (notes holds only the rows inserted after it)');
+is(sql('SELECT count(*) FROM notes'), '303', '(a) the truncate was applied (notes holds only the rows inserted after it)');
 
 # the stored offsets are the topics' ends (end offsets, as kcat sees them)
 my %ends;
@@ -336,6 +345,16 @@ $index = start_index(extra => [ '--skip', $bad_at // 'x:0:0' ]);
 ok($index->wait_for_log(qr/skipping the record at \Q$bad_at\E/), '(c) restarted with --skip, it steps over the record');
 wait_until(sub { $eq = index_equals_tables($db); !ref $eq && $eq }, 'the index equals the tables', 30);
 ok(!ref $eq && $eq, '(c) and goes on: the index equals the tables again');
+
+# a tombstone produced with kcat (null value) removes its key from the index
+my $victim = sql("SELECT min(id) FROM docs WHERE id > 10");
+($kout, $kerr) = ('', '');
+# (kcat drops an empty line: key TAB nothing, and -Z makes the empty value null)
+IPC::Run::run([ 'kcat', '-P', '-Z', '-K', "\t", '-b', $bs, '-t', "$prefix.public.docs" ],
+	'<', \qq({"id":$victim}\t\n), '>', \$kout, '2>', \$kerr);
+ok(wait_until(sub { !exists(index_rows_canon($db, 'docs', 'id')->{qq({"id":$victim})}) }, 'the tombstone', 30),
+	"(c) a tombstone for {\"id\":$victim} (kcat) removes it from the index");
+sql("DELETE FROM docs WHERE id = $victim");
 is($index->stop, 0, '(c) SIGTERM: cdc-index exits 0');
 
 # ---------------------------------------------------------------------------
