@@ -428,6 +428,17 @@ start_http(const RunOpts *o, IndexHttpArg *args, HttpServer **servers)
 	return 0;
 }
 
+/* librdkafka's log lines as ours (opaque: the verbosity). */
+static void
+kafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+	const int  *v = rd_kafka_opaque(rk);
+
+	/* syslog levels: 0-3 errors, 4 warning, 5-6 notice/info, 7 debug */
+	rlog(*v, level <= 3 ? LOG_ERROR : level == 4 ? LOG_WARNING : level <= 6 ? LOG_INFO : LOG_DEBUG,
+		 "librdkafka %s: %s", fac, buf);
+}
+
 /* The consumer configuration: fixed settings, then -X. NULL on error (logged). */
 static rd_kafka_conf_t *
 consumer_conf(const RunOpts *o)
@@ -449,6 +460,8 @@ consumer_conf(const RunOpts *o)
 	};
 	char		err[512];
 
+	rd_kafka_conf_set_opaque(conf, (void *) &o->v);
+	rd_kafka_conf_set_log_cb(conf, kafka_log);
 	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
 		if (rd_kafka_conf_set(conf, fixed[i][0], fixed[i][1], err, sizeof(err)) != RD_KAFKA_CONF_OK)
 			goto fail;

@@ -311,6 +311,16 @@ my ($rc3, $out3, $err3) = search_cli('--table', 'public.nosuch', 'apple');
 is($rc3, 1, '(b) search of an unknown table exits 1');
 like($err3, qr/no table "public\.nosuch"/, '(b) and says so');
 
+# bad usage: exit 2 with the reason
+for my $case ([ [ 'run', '--db', $db ], qr/run needs -b BROKERS/ ], [ [ 'search', '--db', $db ], qr/one QUERY/ ],
+	[ [ 'run', '-b', $bs, '--db', $db, '--topic-prefix', $prefix, '--table', 'public.docs:rank' ], qr/reserved/ ])
+{
+	my ($out, $err) = ('', '');
+	IPC::Run::run([ $index_bin, @{ $case->[0] } ], '<', \undef, '>', \$out, '2>', \$err);
+	is($? >> 8, 2, "(b) cdc-index @{ $case->[0] }: exit 2");
+	like($err, $case->[1], '(b) with the reason');
+}
+
 # metrics: promtool accepts them, no lag once caught up
 my $metrics = '';
 wait_until(sub {
