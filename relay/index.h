@@ -4,7 +4,8 @@
  * stores the Kafka offsets it applied in the same SQLite transaction as the
  * changes (exactly-once effect).
  *
- *   index_main.c  options, the Kafka consumer loop, `search`
+ *   index_main.c  the command line: options, `search`
+ *   index_run.c   the Kafka consumer loop of `run`
  *   index_db.c    the SQLite schema, applying one message, offsets, search
  *   index_http.c  GET /search and GET /metrics (relay/http.c)
  */
@@ -12,6 +13,7 @@
 #define RELAY_INDEX_H
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -95,6 +97,36 @@ typedef struct IndexHit
 	double		rank;			/* bm25: lower is better */
 	char	   *snippet;
 } IndexHit;
+
+/* A message to step over (--skip TOPIC:PARTITION:OFFSET). */
+typedef struct SkipPoint
+{
+	char	   *topic;
+	int32_t		partition;
+	int64_t		offset;
+} SkipPoint;
+
+/* The options of `run` (read once, then immutable). */
+typedef struct RunOpts
+{
+	const char *brokers;
+	const char *db_path;
+	const char *prefix;
+	const char *serve;
+	const char *metrics;
+	IndexTable *tables;
+	int			ntables;
+	char	  **kafka_conf;		/* key=value pairs of -X */
+	int			nkafka_conf;
+	SkipPoint  *skips;
+	int			nskips;
+	int			batch;
+	int			v;
+	volatile sig_atomic_t *stop;	/* set by SIGTERM/SIGINT */
+} RunOpts;
+
+/* index_run.c: run the consumer until *o->stop or an error; the exit status. */
+int			index_run(const RunOpts *o);
 
 /* index_db.c */
 
