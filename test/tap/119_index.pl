@@ -19,7 +19,11 @@
 # (d) With relay/cdc-index-asan built (make -C relay asan): a fresh index built by the
 #     AddressSanitizer binary equals the tables, and it exits 0 with no report.
 #
-# cdc-index is $CDC_INDEX_BIN, else the cdc-index next to $CDC_RELAY_BIN, else from PATH.
+# The relay runs at-least-once (its replays after the kill reach cdc-index);
+# CDC_RELAY_TEST_ARGS='--delivery exactly-once' runs it with Kafka transactions instead
+# (aborted ones skipped by read_committed; passes too).
+# cdc-index is $CDC_INDEX_BIN, else the cdc-index next to $CDC_RELAY_BIN, else from PATH;
+# the ASan build is $CDC_INDEX_ASAN, else cdc-index-asan next to it.
 use strict;
 use warnings;
 use File::Basename qw(dirname);
