@@ -15,7 +15,9 @@
 #      it produced (topic, partition, offset, key, headers, value): inserts in one
 #      transaction, an update, a transaction across two tables, a delete (and its
 #      tombstone), a truncate, a logical message,
-#   4. a clean shutdown (SIGTERM): the relay waits for Kafka's acknowledgements,
+#   4. cdc-index, a search index that follows the customers topic: a row inserted in
+#      PostgreSQL is found by a search within a fraction of a second, and gone once deleted,
+#   5. a clean shutdown (SIGTERM): the relay waits for Kafka's acknowledgements,
 #      confirms the slot's position to PostgreSQL and exits 0.
 # Everything it starts is stopped and removed at the end (or on error).  About 20 s.
 #
@@ -29,6 +31,7 @@ make install
 
 source test/lib/pg.sh
 RELAY=${CDC_RELAY:-$PG_BINDIR/cdc-relay}     # CDC_RELAY: another build of the relay
+INDEX=${CDC_INDEX:-$PG_BINDIR/cdc-index}     # CDC_INDEX: another build of cdc-index
 
 if [[ -t 1 ]]; then
     say() { printf '\n\033[1m>>> %s\033[0m\n' "$*"; }
@@ -183,6 +186,45 @@ step "a logical message from the application (pg_logical_emit_message: topic $PR
 
 topics
 
+say "cdc-index: a full-text search index (SQLite, FTS5) that follows the customers topic"
+INDEX_DB=$DIR/index.db
+INDEX_LOG=$DIR/index.log
+echo "    $ cdc-index run -b $BS --db index.db --topic-prefix $PREFIX --table public.customers:name,email --serve 127.0.0.1:0"
+echo "    It reads the topic (read_committed) into index.db: the latest row per key, an FTS5 index over"
+echo "    name and email, and the Kafka offsets it applied, stored in the same SQLite transaction."
+"$INDEX" run -b "$BS" --db "$INDEX_DB" --topic-prefix "$PREFIX" --table public.customers:name,email \
+    --serve 127.0.0.1:0 2>"$INDEX_LOG" &
+INDEX_PID=$!
+pg_bg_pid "$INDEX_PID"
+index_caught_up() {
+    kill -0 "$INDEX_PID" 2>/dev/null || { cat "$INDEX_LOG" >&2; die "cdc-index exited"; }
+    grep -q 'caught up' "$INDEX_LOG"
+}
+wait_for 30 index_caught_up || { cat "$INDEX_LOG" >&2; die "cdc-index did not catch up within 30 s"; }
+sed 's/^/      /' "$INDEX_LOG"
+SEARCH_PORT=$(sed -n 's/.*serving search on [^ ]*:\([0-9]*\)$/\1/p' "$INDEX_LOG" | head -n 1)
+echo "    $ cdc-index search --db index.db 'example'   (rank, table, key, snippet)"
+"$INDEX" search --db "$INDEX_DB" example | sed 's/^/      /'
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+found() { [[ -n $("$INDEX" search --db "$INDEX_DB" "$1") ]]; }
+not_found() { ! found "$1"; }
+say "Live: a new customer, then a search for her"
+pg_psql -e -c "INSERT INTO customers VALUES (4, 'dora', 'dora@quill.example')" | sed 's/^/    /'
+T0=$(now_ms)
+wait_for 10 found quill || die "the new row was not found within 10 s"
+echo "    found $(($(now_ms) - T0)) ms after the commit; GET /search?q=quill on port $SEARCH_PORT:"
+curl -s "http://127.0.0.1:$SEARCH_PORT/search?q=quill" | sed 's/^/      /'
+echo
+pg_psql -e -c "DELETE FROM customers WHERE id = 4" | sed 's/^/    /'
+T0=$(now_ms)
+wait_for 10 not_found quill || die "the deleted row was still found after 10 s"
+echo "    gone from the index $(($(now_ms) - T0)) ms after the commit:"
+curl -s "http://127.0.0.1:$SEARCH_PORT/search?q=quill" | sed 's/^/      /'
+echo
+kill -TERM "$INDEX_PID"
+wait "$INDEX_PID" || die "cdc-index exited with status $?"
+echo "    cdc-index stopped (SIGTERM, exit 0); a restart goes on from the offsets in index.db."
+
 say "Clean shutdown: SIGTERM to the relay"
 echo "    It stops reading, waits until Kafka acknowledged every message, confirms that"
 echo "    position to PostgreSQL (the slot's confirmed_flush_lsn) and exits 0.  A restart"
@@ -212,6 +254,9 @@ cat <<'EOF'
   * The value is exactly the plugin's JSON event: see README.md (Output format).
   * The slot's position moves only past transactions Kafka has acknowledged: after a
     crash, events since then come again (at-least-once), never fewer.
+  * cdc-index follows table topics into SQLite (latest row per key, FTS5 search, offsets
+    in the same transaction as the rows): kill it at any moment, restart, and the index
+    equals the table; `cdc-index search` and GET /search query it.
 EOF
 say "Stopping the server and removing $DIR"
 pg_stop
