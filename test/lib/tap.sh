@@ -28,8 +28,9 @@ tap_prepare() {
     cp -r "$TAP_REPO/test/kafka" "$TAP_DIR/kafka"
     # the chaos test (test/chaos: Chaos.pm, its pgbench scripts), for 117_chaos.pl and make chaos
     cp -r "$TAP_REPO/test/chaos" "$TAP_DIR/chaos"
-    # the relay under AddressSanitizer, for the test that runs it so
+    # the relay and cdc-index under AddressSanitizer, for the tests that run them so
     [[ -x $TAP_REPO/relay/cdc-relay-asan ]] && cp "$TAP_REPO/relay/cdc-relay-asan" "$TAP_DIR/"
+    [[ -x $TAP_REPO/relay/cdc-index-asan ]] && cp "$TAP_REPO/relay/cdc-index-asan" "$TAP_DIR/"
     [[ $(id -u) == 0 ]] && chown -R postgres: "$TAP_DIR"
     return 0
 }
@@ -43,6 +44,8 @@ tap_run() {
             tap_as_test_user env PATH="$TAP_PG_BINDIR:$PATH" \
                 TESTDIR="$TAP_DIR" \
                 CDC_RELAY_ASAN="$TAP_DIR/cdc-relay-asan" \
+                CDC_INDEX_ASAN="$TAP_DIR/cdc-index-asan" \
+                ${CDC_INDEX_BIN:+CDC_INDEX_BIN="$CDC_INDEX_BIN"} \
                 ${CDC_RELAY_BIN:+CDC_RELAY_BIN="$CDC_RELAY_BIN"} \
                 ${CDC_RELAY_TEST_ARGS:+CDC_RELAY_TEST_ARGS="$CDC_RELAY_TEST_ARGS"} \
                 PG_REGRESS="$TAP_PG_PKGLIBDIR/pgxs/src/test/regress/pg_regress" \
