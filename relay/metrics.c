@@ -222,7 +222,7 @@ metrics_render(RelayMetrics *m, int64_t now_us, size_t *len)
 
 	single(f, "cdc_relay_snapshot_tables_done", "gauge", "Tables of the last snapshot read and delivered completely.",
 		   (unsigned long long) atomic_load_explicit(&m->snapshot_tables_done, RELAXED));
-	single(f, "cdc_relay_snapshot_tables_total", "gauge", "Tables of the last snapshot (0: no snapshot taken by this process).",
+	single(f, "cdc_relay_snapshot_tables", "gauge", "Tables of the last snapshot (0: none taken by this process).",
 		   (unsigned long long) atomic_load_explicit(&m->snapshot_tables_total, RELAXED));
 	single(f, "cdc_relay_transactions_total", "counter",
 		   "PostgreSQL transactions produced to Kafka (those with at least one message).",

@@ -197,7 +197,7 @@ test_render(void)
 		  has_line(text, "cdc_relay_kafka_transactions_total{result=\"abort\"} 1"), "Kafka transactions");
 	CHECK(has_line(text, "cdc_relay_reconnects_total 2") && has_line(text, "cdc_relay_transactions_total 5") &&
 		  has_line(text, "cdc_relay_confirmed_lsn 400") && has_line(text, "cdc_relay_snapshot_tables_done 1") &&
-		  has_line(text, "cdc_relay_snapshot_tables_total 2"), "counters and gauges");
+		  has_line(text, "cdc_relay_snapshot_tables 2"), "counters and gauges");
 	CHECK(has_line(text, "# TYPE cdc_relay_events_total counter") &&
 		  has_line(text, "# TYPE cdc_relay_lag_seconds gauge"), "TYPE lines");
 	{
