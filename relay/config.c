@@ -26,6 +26,7 @@
 
 #include <libpq-fe.h>
 
+#include "http.h"
 #include "log.h"
 #include "redact.h"
 #include "topic.h"
@@ -52,7 +53,8 @@ enum
 	OPT_TRANSACTIONAL_ID,
 	OPT_TXN_INTERVAL,
 	OPT_TXN_MAX_MESSAGES,
-	OPT_NO_TRANSACTION_RECORDS
+	OPT_NO_TRANSACTION_RECORDS,
+	OPT_METRICS
 };
 
 static const struct option long_options[] = {
@@ -81,6 +83,7 @@ static const struct option long_options[] = {
 	{"txn-interval-ms", required_argument, NULL, OPT_TXN_INTERVAL},
 	{"txn-max-messages", required_argument, NULL, OPT_TXN_MAX_MESSAGES},
 	{"no-transaction-records", no_argument, NULL, OPT_NO_TRANSACTION_RECORDS},
+	{"metrics", required_argument, NULL, OPT_METRICS},
 	{"verbose", no_argument, NULL, 'v'},
 	{"quiet", no_argument, NULL, 'q'},
 	{"help", no_argument, NULL, 'h'},
@@ -145,6 +148,8 @@ config_usage(FILE *out)
 		  "      --status-interval=SECS status updates to the server (default: 10)\n"
 		  "      --heartbeat-interval=SECS  heartbeat logical message when idle, 0 = off\n"
 		  "                             (default: 10)\n"
+		  "      --metrics=ADDR         serve Prometheus metrics on http://ADDR/metrics\n"
+		  "                             (HOST:PORT, :PORT or PORT; port 0: any free port)\n"
 		  "  -v, --verbose              more log output (repeat for more)\n"
 		  "  -q, --quiet                warnings and errors only\n"
 		  "  -h, --help                 this help, then exit\n"
@@ -525,6 +530,17 @@ apply(RelayConfig *cfg, int code, const char *name, const char *value,
 				return fail(err, errlen,
 							"--heartbeat-interval \"%s\": expected 0 (off) or seconds from 0.1 to 86400", value);
 			break;
+		case OPT_METRICS:
+			{
+				char		host[128],
+							why[256];
+				int			port;
+
+				if (http_parse_addr(value, host, sizeof(host), &port, why, sizeof(why)) != 0)
+					return fail(err, errlen, "--metrics: %s", why);
+				set_str(&cfg->metrics_addr, value);
+			}
+			break;
 		case 'v':
 			cfg->verbosity++;
 			break;
@@ -838,6 +854,7 @@ config_free(RelayConfig *cfg)
 	free(cfg->publication);
 	free(cfg->state_topic);
 	free(cfg->transactional_id);
+	free(cfg->metrics_addr);
 	for (int i = 0; i < cfg->nkafka; i++)
 	{
 		free(cfg->kafka[i].key);

@@ -60,6 +60,7 @@ typedef struct RelayConfig
 	int			heartbeat_interval_ms;	/* 0: off */
 	int			verbosity;		/* log.h levels: 2 = info */
 	int			embedded_brokers;	/* -b embedded: broker count */
+	char	   *metrics_addr;	/* --metrics HOST:PORT, or NULL: not served */
 
 	/* topics the relay creates (admin.c) */
 	int			topic_partitions;	/* -1: the broker's default */

@@ -222,10 +222,25 @@ run_relay(int argc, char **argv)
 		pthread_rwlockattr_destroy(&attr);
 	}
 	r.ring = ring_new();
-	if (r.ring == NULL)
-		return 1;
+	r.metrics = metrics_new(CDC_RELAY_VERSION, cfg.slot, r.eos ? "exactly-once" : "at-least-once");
+	if (r.ring == NULL || r.metrics == NULL)
+		relay_out_of_memory();
+	r.metrics->snap_in_flight = &r.snap_pending;
 	rlog(r.v, LOG_INFO, "cdc-relay %s starting (slot \"%s\", topics %s.<schema>.<table>, %s)",
 		 CDC_RELAY_VERSION, cfg.slot, cfg.topic_prefix, r.eos ? "exactly-once" : "at-least-once");
+	if (cfg.metrics_addr)
+	{
+		char		bound[160];
+
+		if (metrics_serve(r.metrics, cfg.metrics_addr, bound, sizeof(bound), err, sizeof(err)) != 0)
+		{
+			rlog(r.v, LOG_ERROR, "metrics: %s; fix: choose another --metrics address (port 0: any free port)",
+				 err);
+			rc = 1;
+			goto out;
+		}
+		rlog(r.v, LOG_INFO, "metrics: listening on %s", bound);
+	}
 
 	if (strcmp(cfg.brokers, "embedded") == 0)
 	{
@@ -303,6 +318,7 @@ out:
 		PQfinish(r.guard);
 	relay_broker_stop(r.broker);
 	ring_free(r.ring);
+	metrics_free(r.metrics);	/* the server stops first: nothing reads r after this */
 	free(r.ckpt_partial_json);
 	pthread_rwlock_destroy(&r.txn_gate);
 	rlog(r.v, LOG_INFO, "cdc-relay exiting with status %d", rc);

@@ -416,6 +416,7 @@ txn_abort(Relay *r)
 		}
 		rlog(r->v, LOG_WARNING, "waiting for Kafka to abort a transaction");
 	}
+	atomic_fetch_add_explicit(&r->metrics->kafka_aborts, 1, memory_order_relaxed);
 	pthread_rwlock_wrlock(&r->txn_gate);
 	r->txn_open = false;
 	pthread_rwlock_unlock(&r->txn_gate);
@@ -498,7 +499,10 @@ txn_commit(Relay *r, ProduceWait wait, void *warg, int poll_ms)
 	if (res == TXN_ABORT && txn_abort(r) != 0)
 		res = TXN_FATAL;
 	if (res == TXN_OK)
+	{
 		r->txn_commits++;
+		atomic_fetch_add_explicit(&r->metrics->kafka_commits, 1, memory_order_relaxed);
+	}
 	return res;
 }
 

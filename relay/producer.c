@@ -144,6 +144,9 @@ dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 	bool		ok = m->err == RD_KAFKA_RESP_ERR_NO_ERROR;
 
 	(void) rk;
+	/* messages purged after an abort or a failure are its consequences, not errors of their own */
+	if (!ok && m->err != RD_KAFKA_RESP_ERR__PURGE_QUEUE && m->err != RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)
+		atomic_fetch_add_explicit(&r->metrics->delivery_errors, 1, memory_order_relaxed);
 	if (!ok)
 	{
 		snprintf(r->last_delivery_error, sizeof(r->last_delivery_error), "%s: %s",

@@ -20,6 +20,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
 #include "ring.h"
 
 struct RelayBroker;
@@ -104,6 +105,13 @@ typedef struct Relay
 	bool		have_extension; /* cdc_relay is installed (pg_check_prereqs) */
 	bool		plugin_unbatched;	/* the plugin refused batch-events */
 	bool		gap_unchecked_said; /* pg_slot_check: "no confirmed position" logged */
+
+	/*
+	 * Counters and gauges (metrics.h), always kept; served with --metrics.
+	 * Updated without locks: relaxed atomics, the stream's per-table
+	 * counts in batches (stream.c).
+	 */
+	RelayMetrics *metrics;
 } Relay;
 
 /* Log a stop request or SIGHUP that arrived (main thread). */

@@ -61,6 +61,7 @@ typedef struct SnapTable
 	double		reltuples;		/* estimate; < 0 unknown */
 	int64_t		relpages;
 	rd_kafka_topic_t *rkt;
+	MetricsTable *mt;			/* its metrics (snapshot_rows, bytes) */
 	atomic_uint_fast64_t rows;
 	atomic_int	state;			/* 0 waiting, 1 reading, 2 done */
 	int64_t		started_ms;
@@ -341,7 +342,16 @@ copy_table(SnapShared *sh, PGconn *conn, SnapTable *t)
 {
 	char	   *buf = NULL;
 	int			len;
-	uint64_t	n = 0;
+	uint64_t	n = 0,
+				counted = 0,	/* rows added to t->mt */
+				bytes = 0;		/* bytes not yet added */
+
+#define PUBLISH_METRICS() do { \
+		atomic_fetch_add_explicit(&t->mt->snapshot_rows, n - counted, memory_order_relaxed); \
+		atomic_fetch_add_explicit(&t->mt->bytes, bytes, memory_order_relaxed); \
+		counted = n; \
+		bytes = 0; \
+	} while (0)
 
 	if (!copy_start(sh, conn, t))
 		return false;
@@ -356,22 +366,29 @@ copy_table(SnapShared *sh, PGconn *conn, SnapTable *t)
 
 		if (got < 0)
 			worker_fail(sh, "malformed snapshot row from %s", t->regclass);
-		else if (got > 0)
-			ok = produce_row(sh, t, key, keylen, value, vallen, ++n);
+		else if (got > 0 && (ok = produce_row(sh, t, key, keylen, value, vallen, n + 1)))
+		{
+			n++;
+			bytes += (keylen == 4 && memcmp(key, "null", 4) == 0 ? 0 : keylen) + vallen;
+		}
 		PQfreemem(buf);
 		if (!ok)
 		{
 			atomic_store(&t->rows, n);
+			PUBLISH_METRICS();
 			return false;
 		}
 		if ((n & 1023) == 0)
 		{
 			atomic_store(&t->rows, n);
+			PUBLISH_METRICS();
 			if (atomic_load(&sh->abort))
 				return false;
 		}
 	}
 	atomic_store(&t->rows, n);
+	PUBLISH_METRICS();
+#undef PUBLISH_METRICS
 	return copy_finish(sh, conn, t, len);
 }
 
@@ -397,6 +414,7 @@ worker_main(void *arg)
 			break;
 		t->finished_ms = now_ms();
 		atomic_store(&t->state, 2);
+		atomic_fetch_add_explicit(&sh->r->metrics->snapshot_tables_done, 1, memory_order_relaxed);
 	}
 	return NULL;
 }
@@ -724,7 +742,7 @@ list_tables(SnapShared *sh)
 		t->reltuples = atof(PQgetvalue(res, i, 4));
 		t->relpages = atoll(PQgetvalue(res, i, 5));
 		t->header_table = table_display_name(t->schema, t->table);
-		if (t->header_table == NULL)
+		if (t->header_table == NULL || (t->mt = metrics_table(r->metrics, t->header_table)) == NULL)
 			relay_out_of_memory();
 		topic_for_table(r->cfg->topic_prefix, t->schema, strlen(t->schema),
 						t->table, strlen(t->table), topic);
@@ -987,7 +1005,10 @@ snapshot_run(Relay *r, const char *snapshot_name, uint64_t consistent_point,
 	*rows_out = 0;
 	*tables_out = 0;
 
+	atomic_store(&r->metrics->snapshot_tables_done, 0);
+	atomic_store(&r->metrics->snapshot_tables_total, 0);
 	rc = list_tables(&sh);
+	atomic_store(&r->metrics->snapshot_tables_total, sh.ntables);
 	if (rc != 0)
 	{
 		if (rc == -1 && *r->stop)

@@ -58,7 +58,21 @@ typedef struct TopicEntry
 	size_t		identlen;
 	rd_kafka_topic_t *rkt;		/* produce_topic()'s */
 	char	   *header_table;	/* schema.table, quoted where needed */
+
+	/* metrics: events and bytes not yet added to mt (metrics_flush) */
+	MetricsTable *mt;
+	uint64_t	pend_events[METRICS_NOPS];
+	uint64_t	pend_bytes;
+	struct TopicEntry *next_dirty;	/* Stream.dirty list */
+	bool		dirty;
 } TopicEntry;
+
+/* A committed transaction not yet delivered: for cdc_relay_lag_seconds. */
+typedef struct PendingCommit
+{
+	uint64_t	end_lsn;
+	int64_t		commit_us;		/* its commit time, Unix µs */
+} PendingCommit;
 
 /* Events of the open PostgreSQL transaction in one table, for its end record. */
 typedef struct TableCount
@@ -96,6 +110,7 @@ typedef struct Stream
 	int			maxcounts;
 	uint64_t	txn_events;		/* its events, in all */
 	uint64_t	txn_messages;	/* its logical messages */
+	int64_t		commit_us;		/* its commit time (the begin's ts), Unix µs; 0: unknown */
 
 	uint64_t	received;		/* everything up to here was received */
 	uint64_t	flushable;		/* everything up to here was delivered */
@@ -113,6 +128,14 @@ typedef struct Stream
 	uint64_t	events;
 	uint64_t	txns;
 	uint64_t	skipped;		/* transactions found in Kafka already */
+
+	/* metrics */
+	TopicEntry *dirty;			/* topic entries with counts to add (metrics_flush) */
+	PendingCommit *pend;		/* committed, not yet delivered: a queue in commit order */
+	size_t		pend_head,
+				pend_len,
+				pend_cap;
+	uint64_t	wal_end;		/* the server's WAL end, last seen */
 } Stream;
 
 /* ---- topic cache ---------------------------------------------------------- */
@@ -236,6 +259,9 @@ topic_new_entry(Relay *r, const char *ident, size_t identlen, const char *schema
 		return NULL;
 	}
 	e->rkt = produce_topic(r, topic);
+	e->mt = metrics_table(r->metrics, e->header_table);
+	if (e->mt == NULL)
+		relay_out_of_memory();
 	rlog(r->v, LOG_DEBUG, "table %s -> topic %s", e->header_table, topic);
 	return e;
 }
@@ -284,6 +310,88 @@ topic_lookup(Relay *r, const char *ident, size_t identlen, int has_key)
 	if (tsearch(e, &r->topics, topic_cmp) == NULL)
 		relay_out_of_memory();
 	return e;
+}
+
+/* ---- metrics ------------------------------------------------------------------ */
+
+/* Count a message produced for t (op: an index into METRICS_OPS, or -1: bytes only). */
+static inline void
+note_produced(Stream *s, TopicEntry *t, int op, size_t bytes)
+{
+	if (op >= 0)
+		t->pend_events[op]++;
+	t->pend_bytes += bytes;
+	if (!t->dirty)
+	{
+		t->dirty = true;
+		t->next_dirty = s->dirty;
+		s->dirty = t;
+	}
+}
+
+/* Add the counts gathered since the last call to the shared counters (no lock). */
+static void
+metrics_flush(Stream *s)
+{
+	for (TopicEntry *t = s->dirty; t != NULL; t = t->next_dirty)
+	{
+		for (int op = 0; op < METRICS_NOPS; op++)
+			if (t->pend_events[op])
+			{
+				atomic_fetch_add_explicit(&t->mt->events[op], t->pend_events[op], memory_order_relaxed);
+				t->pend_events[op] = 0;
+			}
+		atomic_fetch_add_explicit(&t->mt->bytes, t->pend_bytes, memory_order_relaxed);
+		t->pend_bytes = 0;
+		t->dirty = false;
+	}
+	s->dirty = NULL;
+}
+
+/* A transaction with messages in flight committed at commit_us: until end_lsn is delivered. */
+static void
+pending_push(Stream *s, uint64_t end_lsn, int64_t commit_us)
+{
+	if (s->pend_len == s->pend_cap)
+	{
+		size_t		cap = s->pend_cap ? s->pend_cap * 2 : 64;
+		PendingCommit *n = malloc(sizeof(PendingCommit) * cap);
+
+		if (n == NULL)
+			relay_out_of_memory();
+		for (size_t i = 0; i < s->pend_len; i++)
+			n[i] = s->pend[(s->pend_head + i) % s->pend_cap];
+		free(s->pend);
+		s->pend = n;
+		s->pend_cap = cap;
+		s->pend_head = 0;
+	}
+	s->pend[(s->pend_head + s->pend_len) % s->pend_cap] = (PendingCommit) {end_lsn, commit_us};
+	s->pend_len++;
+}
+
+/*
+ * Everything up to delivered is in Kafka (visible to consumers): set the
+ * gauges cdc_relay_lag_seconds (by the oldest commit not delivered, or the
+ * open transaction's) and cdc_relay_messages_in_flight.
+ */
+static void
+pending_delivered(Stream *s, uint64_t delivered)
+{
+	RelayMetrics *m = s->r->metrics;
+	int64_t		oldest = 0;
+
+	while (s->pend_len > 0 && s->pend[s->pend_head].end_lsn <= delivered)
+	{
+		s->pend_head = (s->pend_head + 1) % s->pend_cap;
+		s->pend_len--;
+	}
+	if (s->pend_len > 0)
+		oldest = s->pend[s->pend_head].commit_us;
+	else if (s->cur != 0 && s->begin_written && !s->skip_all)
+		oldest = s->commit_us;
+	atomic_store_explicit(&m->oldest_pending_us, oldest, memory_order_relaxed);
+	atomic_store_explicit(&m->stream_in_flight, ring_pending(s->r->ring), memory_order_relaxed);
 }
 
 /* ---- producing -------------------------------------------------------------- */
@@ -554,7 +662,10 @@ produce_tombstone(Stream *s, TopicEntry *t, const char *key, size_t keylen)
 {
 	MsgMeta		m = meta(s, MSG_TOMBSTONE, t->header_table);
 
-	return emit(s, s->cur, t->rkt, key, keylen, NULL, 0, &m);
+	if (emit(s, s->cur, t->rkt, key, keylen, NULL, 0, &m) != 0)
+		return -1;
+	note_produced(s, t, -1, keylen);
+	return 0;
 }
 
 /* An insert/update/delete: <key JSON> TAB <event JSON>. */
@@ -625,6 +736,8 @@ handle_row(Stream *s, const char *data, size_t len)
 	}
 	if (emit(s, s->cur, t->rkt, nokey ? NULL : data, keylen, ev, evlen, &m) != 0)
 		return -1;
+	note_produced(s, t, m.op == 'c' ? 0 : m.op == 'u' ? 1 : m.op == 'd' ? 2 : -1,
+				  (nokey ? 0 : keylen) + evlen);
 	/* a marker key is no row's: never tombstoned */
 	if (m.op == 'd' && !nokey && !unknown && r->cfg->tombstones &&
 		produce_tombstone(s, t, data, keylen) != 0)
@@ -660,6 +773,9 @@ handle_begin(Stream *s, const ScanBegin *b, const char *data, size_t len)
 		return -1;
 	}
 	s->commit_lsn_num = b->commit_lsn_value;
+	s->commit_us = b->ts.p ? metrics_parse_ts(b->ts.p, b->ts.len) : 0;
+	if (s->commit_us == 0)
+		s->commit_us = metrics_now_us();
 	s->cur = ring_begin(r->ring);
 	if (s->cur == 0)
 		relay_out_of_memory();
@@ -838,6 +954,11 @@ handle_commit(Stream *s, const ScanCommit *c, const char *data, size_t len)
 			return -1;
 	}
 	ring_commit(r->ring, s->cur, end);
+	if (s->begin_written && !s->skip_all)
+	{
+		atomic_fetch_add_explicit(&r->metrics->transactions, 1, memory_order_relaxed);
+		pending_push(s, end, s->commit_us);
+	}
 	s->cur = 0;
 	s->txns++;
 	txn_state_reset(s);
@@ -892,7 +1013,16 @@ handle_truncate(Stream *s, json_t *j, const char *data, size_t len)
 		/* the marker key (it is about the whole table); the value is the event */
 		rc = emit(s, s->cur, produce_topic(r, topic), KEY_TRUNCATE, strlen(KEY_TRUNCATE), data, len, &m);
 		if (rc == 0)
+		{
+			/* rare: straight to the shared counters */
+			MetricsTable *mt = metrics_table(r->metrics, disp);
+
+			if (mt == NULL)
+				relay_out_of_memory();
+			atomic_fetch_add_explicit(&mt->events[3], 1, memory_order_relaxed);
+			atomic_fetch_add_explicit(&mt->bytes, strlen(KEY_TRUNCATE) + len, memory_order_relaxed);
 			count_event(s, disp, 1);
+		}
 		free(disp);
 		if (rc != 0)
 			return -1;
@@ -1111,6 +1241,8 @@ update_flushable(Stream *s)
 	/* nothing in flight: everything received is done */
 	if (ring_count(s->r->ring) == 0 && s->cur == 0 && s->received > s->flushable)
 		s->flushable = s->received;
+	/* exactly-once: consumers see it once committed */
+	pending_delivered(s, s->r->eos && s->r->ckpt_durable < s->flushable ? s->r->ckpt_durable : s->flushable);
 }
 
 /*
@@ -1154,7 +1286,10 @@ maybe_send_status(Stream *s, bool force)
 
 		if (pg_send_status(s->r, s->repl, s->received > confirm ? s->received : confirm,
 						   confirm, ask) == 0)
+		{
 			s->reported = confirm;
+			atomic_store_explicit(&s->r->metrics->confirmed_lsn, confirm, memory_order_relaxed);
+		}
 		s->last_status_ms = now;
 	}
 }
@@ -1222,6 +1357,7 @@ housekeeping(Stream *s)
 	Relay	   *r = s->r;
 
 	relay_check_signals(r);
+	metrics_flush(s);
 	if (*r->stop)
 		return SESSION_STOP;
 	if (r->fatal_set)
@@ -1268,6 +1404,12 @@ handle_keepalive(Stream *s, const char *buf)
 {
 	Relay	   *r = s->r;
 	uint64_t	walend = get_u64(buf + 1);
+
+	if (walend > s->wal_end)
+	{
+		s->wal_end = walend;
+		atomic_store_explicit(&r->metrics->server_wal_end, walend, memory_order_relaxed);
+	}
 
 	if (s->cur == 0 && walend > s->received)
 		s->received = walend;
@@ -1325,6 +1467,13 @@ read_burst(Stream *s, int *handled, bool *empty)
 		if (buf[0] == 'w' && len > 25)
 		{
 			const char *data = buf + 25;
+			uint64_t	walend = get_u64(buf + 9);
+
+			if (walend > s->wal_end)
+			{
+				s->wal_end = walend;
+				atomic_store_explicit(&r->metrics->server_wal_end, walend, memory_order_relaxed);
+			}
 			size_t		dlen = (size_t) len - 25,
 						off = 0;
 
@@ -1516,6 +1665,7 @@ stream_run(Relay *r, PGconn *repl)
 	s.r = r;
 	s.repl = repl;
 	s.last_data_ms = s.last_heartbeat_ms = now_ms();
+	atomic_store_explicit(&r->metrics->confirmed_lsn, r->ckpt_durable, memory_order_relaxed);
 
 	for (;;)
 	{
@@ -1556,6 +1706,7 @@ stream_run(Relay *r, PGconn *repl)
 		if (reconnect)
 		{
 			rlog(r->v, LOG_INFO, "reconnected; streaming from slot \"%s\" again", r->cfg->slot);
+			atomic_fetch_add_explicit(&r->metrics->reconnects, 1, memory_order_relaxed);
 			/* what was delivered while we were away */
 			maybe_send_status(&s, true);
 		}
@@ -1616,6 +1767,7 @@ stream_run(Relay *r, PGconn *repl)
 		s.retry_delivery = s.retry_abort = false;
 		close_repl(&s);
 		ring_reset(r->ring);
+		s.pend_len = 0;			/* re-read from the slot: pending again when re-sent */
 		s.cur = 0;
 		txn_state_reset(&s);
 		s.received = s.flushable;
@@ -1651,6 +1803,9 @@ backoff:
 	}
 	if (s.repl)
 		PQfinish(s.repl);
+	metrics_flush(&s);
+	atomic_store_explicit(&r->metrics->stream_in_flight, 0, memory_order_relaxed);
+	free(s.pend);
 	txn_state_reset(&s);
 	free(s.counts);
 	free(s.begin_event);
