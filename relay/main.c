@@ -1,6 +1,7 @@
 /*
- * main.c: `cdc-relay run` (snapshot, then stream a slot into Kafka) and
- * `cdc-relay broker` (a Kafka-protocol test broker).
+ * main.c: `cdc-relay run` (snapshot, then stream a slot into Kafka),
+ * `cdc-relay broker` (a Kafka-protocol test broker) and `cdc-relay status`
+ * (status.c).
  */
 #include <jansson.h>
 #include <signal.h>
@@ -9,6 +10,7 @@
 
 #include "broker.h"
 #include "relay.h"
+#include "status.h"
 
 #define TRY_HELP "Try \"cdc-relay --help\" for more information.\n"
 
@@ -320,11 +322,15 @@ main(int argc, char **argv)
 		return run_relay(argc - 1, argv + 1);
 	if (strcmp(argv[1], "broker") == 0)
 		return relay_broker_main(argc - 1, argv + 1, "cdc-relay");
+	if (strcmp(argv[1], "status") == 0)
+		return status_main(argc - 1, argv + 1);
 	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0)
 	{
 		config_usage(stdout);
 		fputs("\n", stdout);
 		relay_broker_usage(stdout, "cdc-relay");
+		fputs("\n", stdout);
+		status_usage_line(stdout);
 		return 0;
 	}
 	if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0)
@@ -333,6 +339,6 @@ main(int argc, char **argv)
 			   rd_kafka_version_str(), PQlibVersion(), JANSSON_VERSION);
 		return 0;
 	}
-	fprintf(stderr, "cdc-relay: unknown command \"%s\" (commands: run, broker)\n" TRY_HELP, argv[1]);
+	fprintf(stderr, "cdc-relay: unknown command \"%s\" (commands: run, broker, status)\n" TRY_HELP, argv[1]);
 	return 2;
 }

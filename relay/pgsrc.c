@@ -311,6 +311,53 @@ slot_lock_key(const char *slot)
 #define SLOT_LOCK_CLASS 1128547154
 
 /*
+ * Who holds slot's advisory lock in conn's database: 1 (who = "server
+ * process PID, application "A", client C, since T", *pid its pid), 0 nobody,
+ * -1 the query failed (logged as a warning).  The one place that knows the
+ * lock's keys besides pg_guard_acquire.
+ */
+int
+pg_slot_lock_holder(Relay *r, PGconn *conn, const char *slot, char *who, size_t len, int *pid)
+{
+	char		k1[16],
+				k2u[16];
+	const char *params[2] = {k1, k2u};
+	PGresult   *res;
+	char		ebuf[1024];
+	int			rc = 0;
+
+	snprintf(k1, sizeof(k1), "%d", SLOT_LOCK_CLASS);
+	snprintf(k2u, sizeof(k2u), "%u", slot_lock_key(slot));
+	res = pg_exec(r, conn,
+				  "SELECT a.pid, COALESCE(a.application_name, ''),"
+				  " COALESCE(pg_catalog.host(a.client_addr), 'local socket'),"
+				  " COALESCE(pg_catalog.to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS TZ'), '?')"
+				  " FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid"
+				  " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2"
+				  " AND l.classid = $1::pg_catalog.oid AND l.objid = $2::pg_catalog.oid"
+				  " AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d"
+				  "                   WHERE d.datname = pg_catalog.current_database())",
+				  2, params);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+	{
+		rlog(r->v, LOG_WARNING, "could not find the holder of slot \"%s\"'s lock: %s", slot,
+			 pg_res_error(r, conn, res, ebuf, sizeof(ebuf)));
+		rc = -1;
+	}
+	else if (PQntuples(res) > 0)
+	{
+		snprintf(who, len, "server process %s, application \"%s\", client %s, since %s",
+				 PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2),
+				 PQgetvalue(res, 0, 3));
+		if (pid)
+			*pid = atoi(PQgetvalue(res, 0, 0));
+		rc = 1;
+	}
+	PQclear(res);
+	return rc;
+}
+
+/*
  * One relay per slot: (re)connect the guard connection and take the slot's
  * session advisory lock on it, which it holds for its life.  Called before
  * any decision about the slot, and again before each reconnect (after a
@@ -322,12 +369,12 @@ int
 pg_guard_acquire(Relay *r)
 {
 	char		k1[16],
-				k2[16],
-				k2u[16];
+				k2[16];
 	const char *params[2] = {k1, k2};
 	PGresult   *res;
 	char		ebuf[1024];
 	bool		held;
+	char		whobuf[400];
 
 	if (r->guard != NULL)
 	{
@@ -345,7 +392,6 @@ pg_guard_acquire(Relay *r)
 		return -1;
 	snprintf(k1, sizeof(k1), "%d", SLOT_LOCK_CLASS);
 	snprintf(k2, sizeof(k2), "%d", (int32_t) slot_lock_key(r->cfg->slot));
-	snprintf(k2u, sizeof(k2u), "%u", slot_lock_key(r->cfg->slot));
 	res = pg_exec(r, r->guard, "SELECT pg_catalog.pg_try_advisory_lock($1::pg_catalog.int4, $2::pg_catalog.int4)",
 				  2, params);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
@@ -362,36 +408,11 @@ pg_guard_acquire(Relay *r)
 	PQclear(res);
 	if (held)
 		return 0;
-	{
-		const char *p2[2] = {k1, k2u};
-		const char *who = "unknown";
-		char		whobuf[400];
-
-		res = pg_exec(r, r->guard,
-					  "SELECT a.pid, COALESCE(a.application_name, ''),"
-					  " COALESCE(pg_catalog.host(a.client_addr), 'local socket'),"
-					  " COALESCE(pg_catalog.to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS TZ'), '?')"
-					  " FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid"
-					  " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2"
-					  " AND l.classid = $1::pg_catalog.oid AND l.objid = $2::pg_catalog.oid"
-					  " AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d"
-					  "                   WHERE d.datname = pg_catalog.current_database())",
-					  2, p2);
-		if (PQresultStatus(res) != PGRES_TUPLES_OK)
-			rlog(r->v, LOG_WARNING, "could not find the holder of slot \"%s\"'s lock: %s", r->cfg->slot,
-				 pg_res_error(r, r->guard, res, ebuf, sizeof(ebuf)));
-		else if (PQntuples(res) > 0)
-		{
-			snprintf(whobuf, sizeof(whobuf), "server process %s, application \"%s\", client %s, since %s",
-					 PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2),
-					 PQgetvalue(res, 0, 3));
-			who = whobuf;
-		}
-		rlog(r->v, LOG_ERROR, "another cdc-relay is already running on slot \"%s\" (%s); only one relay may use "
-			 "a slot; if that relay is gone but its session lingers, end it: SELECT pg_terminate_backend(<pid>);",
-			 r->cfg->slot, who);
-		PQclear(res);
-	}
+	if (pg_slot_lock_holder(r, r->guard, r->cfg->slot, whobuf, sizeof(whobuf), NULL) != 1)
+		snprintf(whobuf, sizeof(whobuf), "unknown");
+	rlog(r->v, LOG_ERROR, "another cdc-relay is already running on slot \"%s\" (%s); only one relay may use "
+		 "a slot; if that relay is gone but its session lingers, end it: SELECT pg_terminate_backend(<pid>);",
+		 r->cfg->slot, whobuf);
 	return -2;
 }
 
