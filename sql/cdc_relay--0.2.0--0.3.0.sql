@@ -2,6 +2,100 @@
 
 \echo Use "ALTER EXTENSION cdc_relay UPDATE TO '0.3.0'" to load this file. \quit
 
+-- One row per prerequisite for streaming changes with cdc_relay, with the
+-- current state and the exact fix for anything that is not ok.  cdc-relay
+-- asks this function where the extension is installed, and prints the same
+-- fixes where it is not (0.3.0: role names always double-quoted, as the
+-- relay has always written them).
+CREATE OR REPLACE FUNCTION cdc_relay.check_setup(
+    OUT "check" text, OUT ok boolean, OUT current text, OUT fix text)
+RETURNS SETOF record
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    libs        text;
+    readable    boolean := true;
+    items       text[];
+    slots_max   int := current_setting('max_replication_slots')::int;
+    slots_used  int;
+    senders_max int := current_setting('max_wal_senders')::int;
+    senders_used int;
+    can_repl    boolean;
+    -- the role, always double-quoted, as cdc-relay writes it in its fixes
+    me          text := '"' || replace(current_user, '"', '""') || '"';
+BEGIN
+    "check" := 'wal_level';
+    current := current_setting('wal_level');
+    ok := current = 'logical';
+    fix := CASE WHEN ok THEN NULL ELSE
+        'ALTER SYSTEM SET wal_level = logical; then restart the server' END;
+    RETURN NEXT;
+
+    -- Reading output_plugin_libraries needs superuser or pg_read_all_settings.
+    BEGIN
+        libs := current_setting('output_plugin_libraries', true);
+    EXCEPTION WHEN insufficient_privilege THEN
+        readable := false;
+    END;
+    "check" := 'output_plugin_libraries';
+    IF NOT readable THEN
+        current := 'unknown: reading it needs superuser or pg_read_all_settings';
+        ok := NULL;
+        fix := format('GRANT pg_read_all_settings TO %s; (or run this check as a superuser)', me);
+    ELSIF libs IS NULL THEN
+        current := '(not a parameter of this server: every plugin is allowed)';
+        ok := true;
+        fix := NULL;
+    ELSE
+        current := libs;
+        -- A GUC list: items separated by commas, double-quoted when they
+        -- contain anything unusual ("" inside quotes is one quote).
+        SELECT coalesce(array_agg(item ORDER BY n) FILTER (WHERE item <> ''), '{}')
+          INTO items
+          FROM (SELECT CASE WHEN m[1] LIKE '"%'
+                            THEN replace(substr(m[1], 2, length(m[1]) - 2), '""', '"')
+                            ELSE m[1] END AS item, n
+                  FROM regexp_matches(libs, '\s*("(?:[^"]|"")*"|[^,]*?)\s*(?:,|$)', 'g')
+                       WITH ORDINALITY AS r(m, n)) AS parsed;
+        ok := 'cdc_relay' = ANY (items);
+        fix := CASE WHEN ok THEN NULL ELSE
+            format('ALTER SYSTEM SET output_plugin_libraries = %s; SELECT pg_reload_conf();',
+                   (SELECT string_agg(quote_literal(i), ', ' ORDER BY o)
+                      FROM unnest(items || ARRAY['cdc_relay']) WITH ORDINALITY AS u(i, o))) END;
+    END IF;
+    RETURN NEXT;
+
+    SELECT count(*) INTO slots_used FROM pg_replication_slots;
+    "check" := 'free replication slots';
+    current := format('%s of %s in use', slots_used, slots_max);
+    ok := slots_used < slots_max;
+    fix := CASE WHEN ok THEN NULL ELSE
+        format('ALTER SYSTEM SET max_replication_slots = %s; then restart the server (or drop unused slots with pg_drop_replication_slot)',
+               slots_max + 2) END;
+    RETURN NEXT;
+
+    SELECT count(*) INTO senders_used FROM pg_stat_replication;
+    "check" := 'free wal senders';
+    current := format('%s of %s in use', senders_used, senders_max);
+    ok := senders_used < senders_max;
+    fix := CASE WHEN ok THEN NULL ELSE
+        format('ALTER SYSTEM SET max_wal_senders = %s; then restart the server',
+               senders_max + 2) END;
+    RETURN NEXT;
+
+    SELECT rolreplication OR rolsuper INTO can_repl
+      FROM pg_roles WHERE rolname = current_user;
+    "check" := 'replication privilege';
+    current := format('role %I %s', current_user,
+                      CASE WHEN can_repl THEN 'has REPLICATION' ELSE 'lacks REPLICATION' END);
+    ok := can_repl;
+    fix := CASE WHEN ok THEN NULL ELSE
+        format('ALTER ROLE %s REPLICATION;', me) END;
+    RETURN NEXT;
+END
+$fn$;
+
 -- Slot health (0.3.0): why a logical slot retains WAL, and how long until
 -- max_slot_wal_keep_size invalidates it at the current WAL write rate.
 
@@ -31,9 +125,11 @@ COMMENT ON FUNCTION cdc_relay.slot_progress() IS
 -- One row per logical slot.  The cause of retention, first rule that holds:
 --   lost             wal_status is 'lost': the server removed WAL the slot needed
 --   not connected    no consumer is connected to the slot
---   old transaction  a transaction (or prepared transaction) with an xid at or
---                    before the slot's catalog_xmin, open for more than 10 s,
---                    keeps the slot from moving its restart point past it
+--   old transaction  a transaction that wrote (has an xid; in any database) or a
+--                    prepared transaction has been open for more than 10 s, and
+--                    the consumer confirmed past the slot's restart point: the
+--                    restart point (and catalog_xmin) cannot pass the start of a
+--                    running transaction, so it holds the WAL from there on
 --   behind           the consumer is connected but has not confirmed: more than
 --                    cdc_relay.behind_bytes (16MB) of WAL unconfirmed, or more
 --                    than 8kB unconfirmed and the confirmed position unchanged
@@ -112,14 +208,12 @@ SELECT s.slot_name, s.plugin, s.database, s.active, s.active_pid, s.restart_lsn,
                                        a.backend_xid, a.xact_start) AS detail
                 FROM pg_catalog.pg_stat_activity a
                WHERE a.backend_xid IS NOT NULL
-                 AND pg_catalog.age(a.backend_xid) >= pg_catalog.age(s.catalog_xmin)
               UNION ALL
               SELECT p.prepared,
                      pg_catalog.format('prepared transaction %s (xid %s) has been waiting for COMMIT PREPARED since %s',
                                        pg_catalog.quote_literal(p.gid), p.transaction, p.prepared)
-                FROM pg_catalog.pg_prepared_xacts p
-               WHERE pg_catalog.age(p.transaction) >= pg_catalog.age(s.catalog_xmin)) x
-       WHERE s.catalog_xmin IS NOT NULL
+                FROM pg_catalog.pg_prepared_xacts p) x
+       WHERE s.restart_lsn OPERATOR(pg_catalog.<) s.confirmed_flush_lsn
          AND x.since < s.at OPERATOR(pg_catalog.-) interval '10 seconds'
        ORDER BY x.since
        LIMIT 1) o ON true;

@@ -26,7 +26,10 @@ COMMENT ON FUNCTION cdc_relay.version() IS
 'version of the loaded cdc_relay library';
 
 -- One row per prerequisite for streaming changes with cdc_relay, with the
--- current state and the exact fix for anything that is not ok.
+-- current state and the exact fix for anything that is not ok.  cdc-relay
+-- asks this function where the extension is installed, and prints the same
+-- fixes where it is not (0.3.0: role names always double-quoted, as the
+-- relay has always written them).
 CREATE FUNCTION cdc_relay.check_setup(
     OUT "check" text, OUT ok boolean, OUT current text, OUT fix text)
 RETURNS SETOF record
@@ -42,6 +45,8 @@ DECLARE
     senders_max int := current_setting('max_wal_senders')::int;
     senders_used int;
     can_repl    boolean;
+    -- the role, always double-quoted, as cdc-relay writes it in its fixes
+    me          text := '"' || replace(current_user, '"', '""') || '"';
 BEGIN
     "check" := 'wal_level';
     current := current_setting('wal_level');
@@ -60,8 +65,7 @@ BEGIN
     IF NOT readable THEN
         current := 'unknown: reading it needs superuser or pg_read_all_settings';
         ok := NULL;
-        fix := format('GRANT pg_read_all_settings TO %I; (or run this check as a superuser)',
-                      current_user);
+        fix := format('GRANT pg_read_all_settings TO %s; (or run this check as a superuser)', me);
     ELSIF libs IS NULL THEN
         current := '(not a parameter of this server: every plugin is allowed)';
         ok := true;
@@ -110,7 +114,7 @@ BEGIN
                       CASE WHEN can_repl THEN 'has REPLICATION' ELSE 'lacks REPLICATION' END);
     ok := can_repl;
     fix := CASE WHEN ok THEN NULL ELSE
-        format('ALTER ROLE %I REPLICATION;', current_user) END;
+        format('ALTER ROLE %s REPLICATION;', me) END;
     RETURN NEXT;
 END
 $fn$;
@@ -186,9 +190,11 @@ COMMENT ON FUNCTION cdc_relay.slot_progress() IS
 -- One row per logical slot.  The cause of retention, first rule that holds:
 --   lost             wal_status is 'lost': the server removed WAL the slot needed
 --   not connected    no consumer is connected to the slot
---   old transaction  a transaction (or prepared transaction) with an xid at or
---                    before the slot's catalog_xmin, open for more than 10 s,
---                    keeps the slot from moving its restart point past it
+--   old transaction  a transaction that wrote (has an xid; in any database) or a
+--                    prepared transaction has been open for more than 10 s, and
+--                    the consumer confirmed past the slot's restart point: the
+--                    restart point (and catalog_xmin) cannot pass the start of a
+--                    running transaction, so it holds the WAL from there on
 --   behind           the consumer is connected but has not confirmed: more than
 --                    cdc_relay.behind_bytes (16MB) of WAL unconfirmed, or more
 --                    than 8kB unconfirmed and the confirmed position unchanged
@@ -267,14 +273,12 @@ SELECT s.slot_name, s.plugin, s.database, s.active, s.active_pid, s.restart_lsn,
                                        a.backend_xid, a.xact_start) AS detail
                 FROM pg_catalog.pg_stat_activity a
                WHERE a.backend_xid IS NOT NULL
-                 AND pg_catalog.age(a.backend_xid) >= pg_catalog.age(s.catalog_xmin)
               UNION ALL
               SELECT p.prepared,
                      pg_catalog.format('prepared transaction %s (xid %s) has been waiting for COMMIT PREPARED since %s',
                                        pg_catalog.quote_literal(p.gid), p.transaction, p.prepared)
-                FROM pg_catalog.pg_prepared_xacts p
-               WHERE pg_catalog.age(p.transaction) >= pg_catalog.age(s.catalog_xmin)) x
-       WHERE s.catalog_xmin IS NOT NULL
+                FROM pg_catalog.pg_prepared_xacts p) x
+       WHERE s.restart_lsn OPERATOR(pg_catalog.<) s.confirmed_flush_lsn
          AND x.since < s.at OPERATOR(pg_catalog.-) interval '10 seconds'
        ORDER BY x.since
        LIMIT 1) o ON true;

@@ -78,6 +78,8 @@ typedef struct HealthShared
  * every backend) and the hooks we chain to.
  */
 static int	wal_sample_interval = 10;	/* seconds */
+static int	behind_bytes = 16 * 1024 * 1024;	/* read by the view */
+static int	behind_seconds = 30;	/* read by the view */
 static HealthShared *health = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -134,6 +136,26 @@ _PG_init(void)
 							&wal_sample_interval,
 							10, 1, 3600,
 							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	/*
+	 * The view reads these two with current_setting(), so they work from
+	 * postgresql.conf also where the library is not loaded (as placeholders):
+	 * a byte count (or a size with a unit) and a number of seconds.
+	 */
+	DefineCustomIntVariable("cdc_relay.behind_bytes",
+							"Unconfirmed WAL above which cdc_relay.slot_health calls a connected consumer behind.",
+							NULL,
+							&behind_bytes,
+							16 * 1024 * 1024, 0, INT_MAX,
+							PGC_USERSET, GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("cdc_relay.behind_seconds",
+							"Seconds without a new confirmed position (with WAL to confirm) after which "
+							"cdc_relay.slot_health calls a connected consumer behind.",
+							NULL,
+							&behind_seconds,
+							30, 0, 86400,
+							PGC_USERSET, 0,
 							NULL, NULL, NULL);
 	if (!process_shared_preload_libraries_in_progress)
 		return;
