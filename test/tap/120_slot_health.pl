@@ -243,7 +243,7 @@ CHECKPOINT;});
 	$small->safe_psql('postgres', 'DROP EXTENSION cdc_relay');
 	($rc, $out) = status('-d', $small_conn, '-S', 'doomed', '--json');
 	is($rc, 1, '(g) without the extension: status still exits 1');
-	my $j = decode_json($out);
+	my $j = eval { decode_json($out) } // {};
 	is($j->{slot}{cause}, 'lost', '(g) without the extension: cause lost from pg_replication_slots');
 	is($j->{source}, 'pg_replication_slots', '(g) and says where it came from');
 	like($j->{note}, qr/CREATE EXTENSION cdc_relay/, '(g) with the note that the extension gives the rest');
@@ -264,8 +264,14 @@ CHECKPOINT;});
 	my $relay_fix = sub {
 		my ($what, $conninfo, $with_ext) = @_;
 		$small->safe_psql('postgres', $with_ext ? 'CREATE EXTENSION IF NOT EXISTS cdc_relay' : 'DROP EXTENSION IF EXISTS cdc_relay');
+		my $log_from = -s $small->logfile;
 		my ($rc, $out, $err) = run_relay($conninfo, $broker, '-S', 'prereq', '--snapshot', 'never');
-		is($rc, 1, "(h) $what, extension " . ($with_ext ? 'installed' : 'absent') . ': the relay exits 1');
+		my $ext = $with_ext ? 'installed' : 'absent';
+		is($rc, 1, "(h) $what, extension $ext: the relay exits 1");
+		# the server logs every statement: did the relay ask the extension?
+		my $asked = substr(slurp_file($small->logfile), $log_from) =~ /FROM cdc_relay\.check_setup\(\)/ ? 1 : 0;
+		is($asked, $with_ext ? 1 : 0, "(h) $what, extension $ext: the relay "
+			  . ($with_ext ? 'asks' : 'cannot ask') . ' cdc_relay.check_setup()');
 		my ($fix) = $err =~ /ERROR .*?; fix: (.*)$/m;
 		return $fix // "(no fix in: $err)";
 	};
