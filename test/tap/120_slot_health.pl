@@ -276,10 +276,14 @@ CHECKPOINT;});
 		return $fix // "(no fix in: $err)";
 	};
 
-	$small->safe_psql('postgres', q{ALTER SYSTEM SET output_plugin_libraries = 'pgoutput', 'test_decoding'; SELECT pg_reload_conf();});
-	sleep(1);
+	# items that need quoting: a comma, a backslash, a quote, a blank
+	$small->safe_psql('postgres',
+		q{ALTER SYSTEM SET output_plugin_libraries = 'pgoutput', 'a,b', 'c\d', 'it''s', 'X Y'; SELECT pg_reload_conf();});
+	ok(wait_until(sub { $small->safe_psql('postgres', 'SHOW output_plugin_libraries') =~ /X Y/ }, 'the reload', 30),
+		'(h) output_plugin_libraries without cdc_relay');
 	my $want = $setup_fix->('output_plugin_libraries');
-	like($want, qr/^ALTER SYSTEM SET output_plugin_libraries = 'pgoutput', 'test_decoding', 'cdc_relay'; SELECT pg_reload_conf\(\);$/,
+	is($want, q{ALTER SYSTEM SET output_plugin_libraries = 'pgoutput', 'a,b', E'c\\\\d', 'it''s', 'X Y', 'cdc_relay'; }
+		  . q{SELECT pg_reload_conf();},
 		'(h) check_setup()\'s fix for output_plugin_libraries');
 	is($relay_fix->('output_plugin_libraries', $small_conn, 1), $want, '(h) with the extension the relay prints check_setup()\'s fix');
 	is($relay_fix->('output_plugin_libraries', $small_conn, 0), $want, '(h) without it the relay prints the same fix');
