@@ -1,6 +1,7 @@
 /*
  * main.c: `cdc-relay run` (snapshot, then stream a slot into Kafka),
- * `cdc-relay verify` (verify.c: compare the topics with the tables) and
+ * `cdc-relay verify` (verify.c: compare the topics with the tables),
+ * `cdc-relay status` (status.c: the slot's health and the relay's state) and
  * `cdc-relay broker` (a Kafka-protocol test broker).
  */
 #include <jansson.h>
@@ -11,6 +12,7 @@
 #include "broker.h"
 #include "relay.h"
 #include "verify.h"
+#include "status.h"
 
 #define TRY_HELP "Try \"cdc-relay --help\" for more information.\n"
 
@@ -340,6 +342,8 @@ main(int argc, char **argv)
 		return relay_broker_main(argc - 1, argv + 1, "cdc-relay");
 	if (strcmp(argv[1], "verify") == 0)
 		return verify_main(argc - 1, argv + 1);
+	if (strcmp(argv[1], "status") == 0)
+		return status_main(argc - 1, argv + 1);
 	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0)
 	{
 		config_usage(stdout);
@@ -347,6 +351,8 @@ main(int argc, char **argv)
 		relay_broker_usage(stdout, "cdc-relay");
 		fputs("\n", stdout);
 		verify_usage(stdout);
+		fputs("\n", stdout);
+		status_usage_line(stdout);
 		return 0;
 	}
 	if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0)
@@ -355,6 +361,6 @@ main(int argc, char **argv)
 			   rd_kafka_version_str(), PQlibVersion(), JANSSON_VERSION);
 		return 0;
 	}
-	fprintf(stderr, "cdc-relay: unknown command \"%s\" (commands: run, verify, broker)\n" TRY_HELP, argv[1]);
+	fprintf(stderr, "cdc-relay: unknown command \"%s\" (commands: run, verify, status, broker)\n" TRY_HELP, argv[1]);
 	return 2;
 }

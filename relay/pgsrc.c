@@ -1,6 +1,7 @@
 /*
- * pgsrc.c: the PostgreSQL side of the relay: connections, the prerequisite
- * checks, replication slots and the streaming replication protocol.
+ * pgsrc.c: the PostgreSQL side of the relay: connections, replication
+ * slots and the streaming replication protocol (the prerequisite checks
+ * are in prereq.c).
  */
 #include "relay.h"
 #include "redact.h"
@@ -311,6 +312,53 @@ slot_lock_key(const char *slot)
 #define SLOT_LOCK_CLASS 1128547154
 
 /*
+ * Who holds slot's advisory lock in conn's database: 1 (who = "server
+ * process PID, application "A", client C, since T", *pid its pid), 0 nobody,
+ * -1 the query failed (logged as a warning).  The one place that knows the
+ * lock's keys besides pg_guard_acquire.
+ */
+int
+pg_slot_lock_holder(Relay *r, PGconn *conn, const char *slot, char *who, size_t len, int *pid)
+{
+	char		k1[16],
+				k2u[16];
+	const char *params[2] = {k1, k2u};
+	PGresult   *res;
+	char		ebuf[1024];
+	int			rc = 0;
+
+	snprintf(k1, sizeof(k1), "%d", SLOT_LOCK_CLASS);
+	snprintf(k2u, sizeof(k2u), "%u", slot_lock_key(slot));
+	res = pg_exec(r, conn,
+				  "SELECT a.pid, COALESCE(a.application_name, ''),"
+				  " COALESCE(pg_catalog.host(a.client_addr), 'local socket'),"
+				  " COALESCE(pg_catalog.to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS TZ'), '?')"
+				  " FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid"
+				  " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2"
+				  " AND l.classid = $1::pg_catalog.oid AND l.objid = $2::pg_catalog.oid"
+				  " AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d"
+				  "                   WHERE d.datname = pg_catalog.current_database())",
+				  2, params);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+	{
+		rlog(r->v, LOG_WARNING, "could not find the holder of slot \"%s\"'s lock: %s", slot,
+			 pg_res_error(r, conn, res, ebuf, sizeof(ebuf)));
+		rc = -1;
+	}
+	else if (PQntuples(res) > 0)
+	{
+		snprintf(who, len, "server process %s, application \"%s\", client %s, since %s",
+				 PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2),
+				 PQgetvalue(res, 0, 3));
+		if (pid)
+			*pid = atoi(PQgetvalue(res, 0, 0));
+		rc = 1;
+	}
+	PQclear(res);
+	return rc;
+}
+
+/*
  * One relay per slot: (re)connect the guard connection and take the slot's
  * session advisory lock on it, which it holds for its life.  Called before
  * any decision about the slot, and again before each reconnect (after a
@@ -322,12 +370,12 @@ int
 pg_guard_acquire(Relay *r)
 {
 	char		k1[16],
-				k2[16],
-				k2u[16];
+				k2[16];
 	const char *params[2] = {k1, k2};
 	PGresult   *res;
 	char		ebuf[1024];
 	bool		held;
+	char		whobuf[400];
 
 	if (r->guard != NULL)
 	{
@@ -345,7 +393,6 @@ pg_guard_acquire(Relay *r)
 		return -1;
 	snprintf(k1, sizeof(k1), "%d", SLOT_LOCK_CLASS);
 	snprintf(k2, sizeof(k2), "%d", (int32_t) slot_lock_key(r->cfg->slot));
-	snprintf(k2u, sizeof(k2u), "%u", slot_lock_key(r->cfg->slot));
 	res = pg_exec(r, r->guard, "SELECT pg_catalog.pg_try_advisory_lock($1::pg_catalog.int4, $2::pg_catalog.int4)",
 				  2, params);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
@@ -362,36 +409,11 @@ pg_guard_acquire(Relay *r)
 	PQclear(res);
 	if (held)
 		return 0;
-	{
-		const char *p2[2] = {k1, k2u};
-		const char *who = "unknown";
-		char		whobuf[400];
-
-		res = pg_exec(r, r->guard,
-					  "SELECT a.pid, COALESCE(a.application_name, ''),"
-					  " COALESCE(pg_catalog.host(a.client_addr), 'local socket'),"
-					  " COALESCE(pg_catalog.to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS TZ'), '?')"
-					  " FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid"
-					  " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2"
-					  " AND l.classid = $1::pg_catalog.oid AND l.objid = $2::pg_catalog.oid"
-					  " AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d"
-					  "                   WHERE d.datname = pg_catalog.current_database())",
-					  2, p2);
-		if (PQresultStatus(res) != PGRES_TUPLES_OK)
-			rlog(r->v, LOG_WARNING, "could not find the holder of slot \"%s\"'s lock: %s", r->cfg->slot,
-				 pg_res_error(r, r->guard, res, ebuf, sizeof(ebuf)));
-		else if (PQntuples(res) > 0)
-		{
-			snprintf(whobuf, sizeof(whobuf), "server process %s, application \"%s\", client %s, since %s",
-					 PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2),
-					 PQgetvalue(res, 0, 3));
-			who = whobuf;
-		}
-		rlog(r->v, LOG_ERROR, "another cdc-relay is already running on slot \"%s\" (%s); only one relay may use "
-			 "a slot; if that relay is gone but its session lingers, end it: SELECT pg_terminate_backend(<pid>);",
-			 r->cfg->slot, who);
-		PQclear(res);
-	}
+	if (pg_slot_lock_holder(r, r->guard, r->cfg->slot, whobuf, sizeof(whobuf), NULL) != 1)
+		snprintf(whobuf, sizeof(whobuf), "unknown");
+	rlog(r->v, LOG_ERROR, "another cdc-relay is already running on slot \"%s\" (%s); only one relay may use "
+		 "a slot; if that relay is gone but its session lingers, end it: SELECT pg_terminate_backend(<pid>);",
+		 r->cfg->slot, whobuf);
 	return -2;
 }
 
@@ -466,248 +488,6 @@ static const char *
 val(PGresult *res, int row, int col)
 {
 	return PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
-}
-
-/* Is "cdc_relay" an item of a GUC list like  pgoutput, "cdc_relay" ? */
-static bool
-list_has_cdc_relay(const char *list)
-{
-	const char *p = list;
-
-	while (*p)
-	{
-		const char *start,
-				   *end;
-
-		while (*p == ' ' || *p == ',' || *p == '\t')
-			p++;
-		start = p;
-		if (*p == '"')
-		{
-			start = ++p;
-			while (*p && *p != '"')
-				p++;
-			end = p;
-			if (*p)
-				p++;
-		}
-		else
-		{
-			while (*p && *p != ',')
-				p++;
-			end = p;
-			while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
-				end--;
-		}
-		if (end - start == 9 && strncmp(start, "cdc_relay", 9) == 0)
-			return true;
-	}
-	return false;
-}
-
-/*
- * The relay runs the extension's functions as its own (often superuser) role:
- * they, and the schema that holds them, must belong to a superuser or to that
- * role, and the schema must hold nothing the extension did not create (a
- * planted overload could be chosen instead of the real function).  Logs each
- * problem with its fix; returns how many there are.
- */
-static int
-check_extension_owners(Relay *r, PGconn *conn)
-{
-	PGresult   *res;
-	int			problems = 0;
-	char		ebuf[1024];
-
-	res = pg_exec(r, conn,
-				  "SELECT 'schema', o.rolname, NULL, NULL, false"
-				  "  FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_roles o ON o.oid = n.nspowner"
-				  " WHERE n.nspname = 'cdc_relay' AND NOT o.rolsuper AND o.rolname <> CURRENT_USER"
-				  " UNION ALL "
-				  "SELECT 'function', o.rolname, p.oid::pg_catalog.regprocedure::pg_catalog.text,"
-				  "       EXISTS (SELECT 1 FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid"
-				  "                WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid = p.oid"
-				  "                  AND d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass"
-				  "                  AND d.deptype = 'e' AND e.extname = 'cdc_relay'),"
-				  "       o.rolsuper OR o.rolname = CURRENT_USER"
-				  "  FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace"
-				  "  JOIN pg_catalog.pg_roles o ON o.oid = p.proowner"
-				  " WHERE n.nspname = 'cdc_relay'"
-				  " ORDER BY 1 DESC, 3",
-				  0, NULL);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK)
-	{
-		if (!*r->stop)
-			rlog(r->v, LOG_ERROR, "could not check the owners of the cdc_relay extension's objects: %s",
-				 pg_res_error(r, conn, res, ebuf, sizeof(ebuf)));
-		PQclear(res);
-		return 1;
-	}
-	for (int i = 0; i < PQntuples(res); i++)
-	{
-		const char *kind = PQgetvalue(res, i, 0);
-		const char *owner = PQgetvalue(res, i, 1);
-		const char *fn = PQgetvalue(res, i, 2);
-		bool		member = strcmp(PQgetvalue(res, i, 3), "t") == 0;
-
-		if (strcmp(kind, "schema") == 0)
-		{
-			rlog(r->v, LOG_ERROR, "schema cdc_relay is owned by role \"%s\", which is not a superuser: that role "
-				 "could make the relay run its code; fix: ALTER SCHEMA cdc_relay OWNER TO <a superuser>; and check "
-				 "what the schema holds", owner);
-			problems++;
-		}
-		else if (!member)
-		{
-			rlog(r->v, LOG_ERROR, "schema cdc_relay holds function %s (owner \"%s\") that is not part of the "
-				 "cdc_relay extension: it could be run in place of the extension's own; fix: DROP FUNCTION %s; and "
-				 "take away CREATE on schema cdc_relay from roles that are not superusers", fn, owner, fn);
-			problems++;
-		}
-		else if (strcmp(PQgetvalue(res, i, 4), "t") != 0)
-		{
-			rlog(r->v, LOG_ERROR, "function %s of the cdc_relay extension is owned by role \"%s\", which is not "
-				 "a superuser: that role could make the relay run its code; fix: ALTER FUNCTION %s OWNER TO "
-				 "<a superuser>;", fn, owner, fn);
-			problems++;
-		}
-	}
-	PQclear(res);
-	return problems;
-}
-
-/*
- * Check what the relay needs from the server and log every problem with its
- * exact fix.  Returns the number of problems (0 = all good, -1 = the query
- * itself failed).
- */
-int
-pg_check_prereqs(Relay *r, PGconn *conn, bool need_snapshot)
-{
-	const char *q =
-		"SELECT pg_catalog.current_setting('wal_level'),"
-		" (SELECT setting FROM pg_catalog.pg_settings WHERE name = 'output_plugin_libraries'),"
-		" EXISTS (SELECT 1 FROM pg_catalog.pg_settings WHERE name = 'output_plugin_libraries')"
-		"   OR pg_catalog.current_setting('server_version_num')::pg_catalog.int4 < 150019,"
-		" (SELECT rolreplication OR rolsuper FROM pg_catalog.pg_roles WHERE rolname = CURRENT_USER),"
-		" pg_catalog.current_setting('max_replication_slots')::pg_catalog.int4,"
-		" (SELECT pg_catalog.count(*) FROM pg_catalog.pg_replication_slots),"
-		" EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = $1),"
-		" (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'cdc_relay'),"
-		" pg_catalog.to_regprocedure('cdc_relay.snapshot_row(pg_catalog.regclass,record,pg_catalog.pg_lsn,pg_catalog.text[])')"
-		"   IS NOT NULL,"
-		" CURRENT_USER, pg_catalog.current_database(), pg_catalog.current_setting('server_encoding')";
-	const char *params[1] = {r->cfg->slot};
-	PGresult   *res = pg_exec(r, conn, q, 1, params);
-	int			problems = 0;
-	bool		have_ext = false;
-	char		ebuf[1024];
-
-	if (PQresultStatus(res) != PGRES_TUPLES_OK)
-	{
-		if (!*r->stop)
-			rlog(r->v, LOG_ERROR, "could not check the server's settings: %s",
-				 pg_res_error(r, conn, res, ebuf, sizeof(ebuf)));
-		PQclear(res);
-		return -1;
-	}
-	{
-		const char *wal_level = val(res, 0, 0);
-		const char *libs = val(res, 0, 1);
-		bool		libs_exists = strcmp(val(res, 0, 2), "t") == 0;
-		bool		replication = val(res, 0, 3) && strcmp(val(res, 0, 3), "t") == 0;
-		int			slots_max = atoi(val(res, 0, 4));
-		int			slots_used = atoi(val(res, 0, 5));
-		bool		slot_exists = strcmp(val(res, 0, 6), "t") == 0;
-		const char *extversion = val(res, 0, 7);
-		bool		has_snapshot_fn = strcmp(val(res, 0, 8), "t") == 0;
-		const char *user = val(res, 0, 9);
-		const char *db = val(res, 0, 10);
-		const char *encoding = val(res, 0, 11);
-
-		have_ext = extversion != NULL;
-		r->have_extension = have_ext && has_snapshot_fn;
-
-		if (strcmp(wal_level, "logical") != 0)
-		{
-			rlog(r->v, LOG_ERROR, "wal_level is \"%s\", logical decoding needs \"logical\"; fix: "
-				 "ALTER SYSTEM SET wal_level = logical; then restart the server", wal_level);
-			problems++;
-		}
-		if (libs != NULL && !list_has_cdc_relay(libs))
-		{
-			rlog(r->v, LOG_ERROR, "output_plugin_libraries (\"%s\") does not allow cdc_relay; fix: "
-				 "ALTER SYSTEM SET output_plugin_libraries = %s%scdc_relay; SELECT pg_reload_conf();",
-				 libs, libs, libs[0] ? ", " : "");
-			problems++;
-		}
-		else if (libs == NULL && libs_exists)
-			rlog(r->v, LOG_WARNING, "cannot read output_plugin_libraries as %s; make sure it lists cdc_relay", user);
-		if (!replication)
-		{
-			rlog(r->v, LOG_ERROR, "role \"%s\" may not use replication; fix: ALTER ROLE \"%s\" REPLICATION;",
-				 user, user);
-			problems++;
-		}
-		if (!slot_exists && slots_used >= slots_max)
-		{
-			rlog(r->v, LOG_ERROR, "no free replication slot (%d of %d in use); fix: drop an unused slot "
-				 "(SELECT pg_drop_replication_slot('name');) or raise max_replication_slots and restart",
-				 slots_used, slots_max);
-			problems++;
-		}
-		if (strcmp(encoding, "UTF8") != 0)
-			rlog(r->v, LOG_WARNING, "database encoding is %s: events are in that encoding, not UTF-8 "
-				 "(Kafka consumers usually expect UTF-8)", encoding);
-		if (need_snapshot && extversion == NULL)
-		{
-			rlog(r->v, LOG_ERROR, "the initial snapshot needs the cdc_relay extension in database \"%s\"; "
-				 "fix: CREATE EXTENSION cdc_relay; (or run with --snapshot never)", db);
-			problems++;
-		}
-		else if (need_snapshot && !has_snapshot_fn)
-		{
-			rlog(r->v, LOG_ERROR, "the cdc_relay extension in database \"%s\" is version %s, too old for "
-				 "the relay's snapshot; fix: ALTER EXTENSION cdc_relay UPDATE;", db, extversion);
-			problems++;
-		}
-	}
-	PQclear(res);
-
-	/* the extension's objects: only trusted roles' code may run as the relay */
-	if (problems == 0 && have_ext)
-		problems += check_extension_owners(r, conn);
-
-	/* SELECT rights on the captured tables (needs the extension to list them) */
-	if (problems == 0 && need_snapshot)
-	{
-		char	   *arr = pg_plugin_options_array(r);
-		const char *p2[1] = {arr};
-
-		res = pg_exec(r, conn,
-					  "SELECT relid::pg_catalog.regclass::pg_catalog.text"
-					  " FROM cdc_relay.snapshot_tables($1::pg_catalog.text[])"
-					  " WHERE NOT pg_catalog.has_table_privilege(relid::pg_catalog.oid, 'SELECT'::pg_catalog.text)",
-					  1, p2);
-		free(arr);
-		if (PQresultStatus(res) != PGRES_TUPLES_OK)
-		{
-			if (!*r->stop)
-				rlog(r->v, LOG_ERROR, "could not list the tables to capture: %s",
-					 pg_res_error(r, conn, res, ebuf, sizeof(ebuf)));
-			problems++;
-		}
-		else
-			for (int i = 0; i < PQntuples(res); i++)
-			{
-				rlog(r->v, LOG_ERROR, "no SELECT right on table %s, needed for the snapshot; fix: "
-					 "GRANT SELECT ON %s TO CURRENT_USER; (as its owner)",
-					 PQgetvalue(res, i, 0), PQgetvalue(res, i, 0));
-				problems++;
-			}
-		PQclear(res);
-	}
-	return problems;
 }
 
 int

@@ -141,6 +141,8 @@ PGresult   *pg_exec(Relay *r, PGconn *conn, const char *sql, int nparams,
 const char *pg_error(Relay *r, PGconn *conn, char *buf, size_t len);
 const char *pg_res_error(Relay *r, PGconn *conn, const PGresult *res, char *buf, size_t len);
 int			pg_guard_acquire(Relay *r);
+int			pg_slot_lock_holder(Relay *r, PGconn *conn, const char *slot, char *who, size_t len,
+								int *pid);
 SlotCheck	pg_slot_check(Relay *r, bool gap_check);
 bool		pg_database_gone(Relay *r);
 int			pg_check_prereqs(Relay *r, PGconn *conn, bool need_snapshot);
