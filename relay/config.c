@@ -158,23 +158,11 @@ config_usage(FILE *out)
 		  "fatal error, 2 on bad usage.\n", out);
 }
 
-static char *
-xstrdup(const char *s)
-{
-	char	   *d = strdup(s);
-
-	if (d == NULL)
-	{
-		relay_out_of_memory();
-	}
-	return d;
-}
-
 static void
 set_str(char **field, const char *value)
 {
 	free(*field);
-	*field = xstrdup(value);
+	*field = relay_strdup(value);
 }
 
 bool
@@ -248,8 +236,8 @@ add_kafka(RelayConfig *cfg, const char *key, const char *value)
 		relay_out_of_memory();
 	}
 	cfg->kafka = n;
-	cfg->kafka[cfg->nkafka].key = xstrdup(key);
-	cfg->kafka[cfg->nkafka].value = xstrdup(value);
+	cfg->kafka[cfg->nkafka].key = relay_strdup(key);
+	cfg->kafka[cfg->nkafka].value = relay_strdup(value);
 	cfg->nkafka++;
 }
 
@@ -339,8 +327,8 @@ add_topic_config(RelayConfig *cfg, const char *pair, char *err, size_t errlen)
 		relay_out_of_memory();
 	}
 	cfg->topic_configs = p;
-	p[cfg->ntopic_configs].key = xstrdup(name);
-	p[cfg->ntopic_configs].value = xstrdup(eq + 1);
+	p[cfg->ntopic_configs].key = relay_strdup(name);
+	p[cfg->ntopic_configs].value = relay_strdup(eq + 1);
 	cfg->ntopic_configs++;
 	return 0;
 }
@@ -736,7 +724,7 @@ static void
 set_defaults(RelayConfig *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
-	cfg->slot = xstrdup("cdc_relay");
+	cfg->slot = relay_strdup("cdc_relay");
 	cfg->snapshot = SNAPSHOT_INITIAL;
 	cfg->snapshot_jobs = 2;
 	cfg->tombstones = true;

@@ -691,16 +691,6 @@ hit_cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y ? 1 : 0;
 }
 
-static char *
-xstrdup(const char *s)
-{
-	char	   *c = strdup(s ? s : "");
-
-	if (c == NULL)
-		relay_out_of_memory();
-	return c;
-}
-
 int
 idx_search(sqlite3 *db, const char *table, const char *query, int limit,
 		   IndexHit **hits_out, char *err, size_t errlen)
@@ -734,6 +724,9 @@ idx_search(sqlite3 *db, const char *table, const char *query, int limit,
 		sqlite3_bind_int(st, 2, limit);
 		while ((rc = sqlite3_step(st)) == SQLITE_ROW)
 		{
+			const char *key = (const char *) sqlite3_column_text(st, 0);
+			const char *snippet = (const char *) sqlite3_column_text(st, 2);
+
 			if (n == cap)
 			{
 				cap = cap ? cap * 2 : 16;
@@ -741,10 +734,10 @@ idx_search(sqlite3 *db, const char *table, const char *query, int limit,
 				if (hits == NULL)
 					relay_out_of_memory();
 			}
-			hits[n].table = xstrdup(source);
-			hits[n].key = xstrdup((const char *) sqlite3_column_text(st, 0));
+			hits[n].table = relay_strdup(source);
+			hits[n].key = relay_strdup(key ? key : "");
 			hits[n].rank = sqlite3_column_double(st, 1);
-			hits[n].snippet = xstrdup((const char *) sqlite3_column_text(st, 2));
+			hits[n].snippet = relay_strdup(snippet ? snippet : "");
 			n++;
 		}
 		if (rc != SQLITE_DONE)

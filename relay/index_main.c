@@ -63,16 +63,6 @@ usage(void)
 }
 
 static char *
-xstrdup(const char *s)
-{
-	char	   *c = strdup(s);
-
-	if (c == NULL)
-		relay_out_of_memory();
-	return c;
-}
-
-static char *
 xasprintf(const char *fmt, const char *a, const char *b)
 {
 	char	   *s;
@@ -89,7 +79,7 @@ xasprintf(const char *fmt, const char *a, const char *b)
 static int
 parse_table(const char *arg, const char *prefix, IndexTable *t)
 {
-	char	   *spec = xstrdup(arg),
+	char	   *spec = relay_strdup(arg),
 			   *colon = strchr(spec, ':'),
 			   *dot;
 	char		topic[TOPIC_MAX_LEN + 1];
@@ -98,10 +88,10 @@ parse_table(const char *arg, const char *prefix, IndexTable *t)
 	if (colon)
 		*colon = '\0';
 	dot = strchr(spec, '.');
-	t->schema = xstrdup(dot ? spec : "public");
+	t->schema = relay_strdup(dot ? spec : "public");
 	if (dot)
 		t->schema[dot - spec] = '\0';
-	t->table = xstrdup(dot ? dot + 1 : spec);
+	t->table = relay_strdup(dot ? dot + 1 : spec);
 	if (t->schema[0] == '\0' || t->table[0] == '\0')
 	{
 		fprintf(stderr, "cdc-index: bad --table \"%s\" (expected SCHEMA.TABLE[:COL1,COL2])\n", arg);
@@ -109,10 +99,10 @@ parse_table(const char *arg, const char *prefix, IndexTable *t)
 		return -1;
 	}
 	t->source = xasprintf("%s.%s", t->schema, t->table);
-	t->rows_name = xstrdup(t->source);
+	t->rows_name = relay_strdup(t->source);
 	topic_for_table(prefix, t->schema, strlen(t->schema), t->table, strlen(t->table), topic);
-	t->topic = xstrdup(topic);
-	t->cols_text = xstrdup(colon ? colon + 1 : "");
+	t->topic = relay_strdup(topic);
+	t->cols_text = relay_strdup(colon ? colon + 1 : "");
 	if (colon)
 	{
 		char	   *save = NULL;
@@ -130,10 +120,10 @@ parse_table(const char *arg, const char *prefix, IndexTable *t)
 			t->cols = realloc(t->cols, (t->ncols + 1) * sizeof(char *));
 			if (t->cols == NULL)
 				relay_out_of_memory();
-			t->cols[t->ncols++] = xstrdup(c);
+			t->cols[t->ncols++] = relay_strdup(c);
 		}
 	}
-	t->fts_name = t->ncols > 0 ? xasprintf("%s%s", t->source, ".fts") : xstrdup("");
+	t->fts_name = t->ncols > 0 ? xasprintf("%s%s", t->source, ".fts") : relay_strdup("");
 	free(spec);
 	return 0;
 }
@@ -235,7 +225,7 @@ cmd_run(int argc, char **argv)
 				break;
 			case OPT_SKIP:
 				{
-					char	   *a = xstrdup(optarg),
+					char	   *a = relay_strdup(optarg),
 							   *c2 = strrchr(a, ':'),
 							   *c1;
 					long		p;

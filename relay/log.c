@@ -51,3 +51,13 @@ relay_out_of_memory(void)
 	rlog(LOG_ERROR, LOG_ERROR, "out of memory");
 	exit(1);
 }
+
+char *
+relay_strdup(const char *s)
+{
+	char	   *d = strdup(s);
+
+	if (d == NULL)
+		relay_out_of_memory();
+	return d;
+}

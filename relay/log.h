@@ -27,4 +27,7 @@ void		rlog(int verbosity, enum log_level level, const char *fmt, ...)
  */
 void		relay_out_of_memory(void) __attribute__((noreturn));
 
+/* strdup, or relay_out_of_memory(). */
+char	   *relay_strdup(const char *s);
+
 #endif

@@ -419,16 +419,6 @@ worker_main(void *arg)
 	return NULL;
 }
 
-static char *
-xstrdup(const char *s)
-{
-	char	   *d = strdup(s);
-
-	if (d == NULL)
-		relay_out_of_memory();
-	return d;
-}
-
 static int
 cmp_pages_desc(const void *a, const void *b)
 {
@@ -735,10 +725,10 @@ list_tables(SnapShared *sh)
 		SnapTable  *t = &sh->tables[i];
 		char		topic[TOPIC_MAX_LEN + 1];
 
-		t->relid = xstrdup(PQgetvalue(res, i, 0));
-		t->regclass = xstrdup(PQgetvalue(res, i, 1));
-		t->schema = xstrdup(PQgetvalue(res, i, 2));
-		t->table = xstrdup(PQgetvalue(res, i, 3));
+		t->relid = relay_strdup(PQgetvalue(res, i, 0));
+		t->regclass = relay_strdup(PQgetvalue(res, i, 1));
+		t->schema = relay_strdup(PQgetvalue(res, i, 2));
+		t->table = relay_strdup(PQgetvalue(res, i, 3));
 		t->reltuples = atof(PQgetvalue(res, i, 4));
 		t->relpages = atoll(PQgetvalue(res, i, 5));
 		t->header_table = table_display_name(t->schema, t->table);

@@ -170,16 +170,6 @@ cannot(Verify *v, const char *fmt,...)
 	return -1;
 }
 
-static char *
-vstrdup(const char *s)
-{
-	char	   *d = strdup(s);
-
-	if (d == NULL)
-		relay_out_of_memory();
-	return d;
-}
-
 void
 verify_usage(FILE *out)
 {
@@ -398,8 +388,8 @@ take_point(Verify *v, VTable **tables_out, int *ntables)
 		const char *s = PQgetvalue(res, i, 2),
 				   *tb = PQgetvalue(res, i, 3);
 
-		t->relid = vstrdup(PQgetvalue(res, i, 0));
-		t->regclass = vstrdup(PQgetvalue(res, i, 1));
+		t->relid = relay_strdup(PQgetvalue(res, i, 0));
+		t->regclass = relay_strdup(PQgetvalue(res, i, 1));
 		t->display = table_display_name(s, tb);
 		if (t->display == NULL)
 			relay_out_of_memory();
