@@ -60,17 +60,22 @@ wait_socket(Relay *r, PGconn *conn, short events)
 	return !*r->stop;
 }
 
+/* Called about every 200 ms while a command runs: how long it has waited. */
+typedef void (*WaitTick) (void *arg, int64_t waited_ms);
+
 /*
  * pg_exec's body.  With cleanup, a stop request does not end the wait (the
- * command is part of stopping cleanly), but timeout_ms does.
+ * command is part of stopping cleanly), but timeout_ms does.  tick (may be
+ * NULL) is called while the result is awaited.
  */
 static PGresult *
 exec_wait(Relay *r, PGconn *conn, const char *sql, int nparams, const char *const *params,
-		  bool cleanup, int timeout_ms)
+		  bool cleanup, int timeout_ms, WaitTick tick, void *tick_arg)
 {
 	PGresult   *last = NULL,
 			   *res;
-	int64_t		until = now_ms() + timeout_ms;
+	int64_t		start = now_ms(),
+				until = start + timeout_ms;
 
 	if (nparams == 0 ? !PQsendQuery(conn, sql)
 		: !PQsendQueryParams(conn, sql, nparams, NULL, params, NULL, NULL, 0))
@@ -91,6 +96,8 @@ exec_wait(Relay *r, PGconn *conn, const char *sql, int nparams, const char *cons
 			}
 			else
 				go_on = wait_socket(r, conn, POLLIN);
+			if (go_on && tick)
+				tick(tick_arg, now_ms() - start);
 			if (!go_on || !PQconsumeInput(conn))
 			{
 				PQclear(last);
@@ -122,7 +129,7 @@ exec_wait(Relay *r, PGconn *conn, const char *sql, int nparams, const char *cons
 PGresult *
 pg_exec(Relay *r, PGconn *conn, const char *sql, int nparams, const char *const *params)
 {
-	return exec_wait(r, conn, sql, nparams, params, false, 0);
+	return exec_wait(r, conn, sql, nparams, params, false, 0, NULL, NULL);
 }
 
 /* Is keyword set (to a non-empty value) in the parsed options? */
@@ -561,6 +568,85 @@ pg_slot_lookup(Relay *r, PGconn *conn, bool *exists)
 	return rc;
 }
 
+/* What slot_wait_tick needs. */
+typedef struct SlotWait
+{
+	Relay	   *r;
+	PGconn	   *repl;
+	PGconn	   *aux;
+	const char *slot;
+	int64_t		next_ms;		/* when to say it (again) */
+} SlotWait;
+
+#define SLOT_WAIT_FIRST_MS 5000
+#define SLOT_WAIT_EVERY_MS 30000
+
+/*
+ * While CREATE_REPLICATION_SLOT waits: logical decoding cannot start before
+ * every transaction that held an xid when the slot was created has ended, so
+ * a session idle in a transaction, or a forgotten prepared transaction, holds
+ * the creation for as long as it lives.  Say which, and how to end them.
+ */
+static void
+slot_wait_tick(void *arg, int64_t waited_ms)
+{
+	SlotWait   *w = arg;
+	char		secs[32],
+				pid[16],
+				buf[1536],
+				ebuf[512];
+	const char *params[2];
+	PGresult   *res;
+	size_t		len = 0;
+
+	if (waited_ms < w->next_ms)
+		return;
+	w->next_ms = waited_ms + SLOT_WAIT_EVERY_MS;
+	snprintf(secs, sizeof(secs), "%.3f", waited_ms / 1000.0);
+	snprintf(pid, sizeof(pid), "%d", PQbackendPID(w->repl));
+	params[0] = secs;
+	params[1] = pid;
+	buf[0] = '\0';
+	res = w->aux ? pg_exec(w->r, w->aux,
+						   "SELECT pg_catalog.format('server process %s (database %s, application %s, %s since %s)',"
+						   "  a.pid, a.datname, pg_catalog.quote_literal(a.application_name), a.state,"
+						   "  pg_catalog.to_char(a.xact_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS \"UTC\"')),"
+						   "  a.xact_start"
+						   " FROM pg_catalog.pg_stat_activity a"
+						   " WHERE a.backend_xid IS NOT NULL AND a.pid OPERATOR(pg_catalog.<>) $2::pg_catalog.int4"
+						   " AND a.xact_start OPERATOR(pg_catalog.<) (pg_catalog.now()"
+						   "   OPERATOR(pg_catalog.-) pg_catalog.make_interval(secs => $1::pg_catalog.float8))"
+						   " UNION ALL "
+						   "SELECT pg_catalog.format('prepared transaction %L (database %s, owner %s, since %s)',"
+						   "  p.gid, p.database, p.owner,"
+						   "  pg_catalog.to_char(p.prepared AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS \"UTC\"')),"
+						   "  p.prepared"
+						   " FROM pg_catalog.pg_prepared_xacts p"
+						   " WHERE p.prepared OPERATOR(pg_catalog.<) (pg_catalog.now()"
+						   "   OPERATOR(pg_catalog.-) pg_catalog.make_interval(secs => $1::pg_catalog.float8))"
+						   " ORDER BY 2 LIMIT 5", 2, params) : NULL;
+	if (PQresultStatus(res) == PGRES_TUPLES_OK)
+		for (int i = 0; i < PQntuples(res) && len < sizeof(buf) - 1; i++)
+			len += snprintf(buf + len, sizeof(buf) - len, "%s%s", i ? "; " : "", PQgetvalue(res, i, 0));
+	else if (w->aux)
+		snprintf(buf, sizeof(buf), "(could not list them: %s)", pg_res_error(w->r, w->aux, res, ebuf, sizeof(ebuf)));
+	PQclear(res);
+	rlog(w->r->v, LOG_WARNING,
+		 "creating replication slot \"%s\": waiting %.0f s for transactions that were running when it began to end "
+		 "(logical decoding starts only after them)%s%s%s", w->slot, waited_ms / 1000.0,
+		 buf[0] ? ": " : "", buf,
+		 buf[0] ? "; fix: end them (COMMIT or ROLLBACK in that session, SELECT pg_terminate_backend(PID), "
+		 "ROLLBACK PREPARED 'GID') or wait" : "");
+}
+
+PGresult *
+pg_exec_create_slot(Relay *r, PGconn *repl, PGconn *aux, const char *slot, const char *cmd)
+{
+	SlotWait	w = {r, repl, aux, slot, SLOT_WAIT_FIRST_MS};
+
+	return exec_wait(r, repl, cmd, 0, NULL, false, 0, slot_wait_tick, &w);
+}
+
 int
 pg_create_slot(Relay *r, PGconn *repl, bool export_snapshot, uint64_t *consistent_point,
 			   char *snapshot_name, size_t snaplen)
@@ -575,7 +661,7 @@ pg_create_slot(Relay *r, PGconn *repl, bool export_snapshot, uint64_t *consisten
 	else
 		snprintf(cmd, sizeof(cmd), "CREATE_REPLICATION_SLOT \"%s\" LOGICAL cdc_relay %s",
 				 r->cfg->slot, export_snapshot ? "EXPORT_SNAPSHOT" : "NOEXPORT_SNAPSHOT");
-	res = pg_exec(r, repl, cmd, 0, NULL);
+	res = pg_exec_create_slot(r, repl, r->guard, r->cfg->slot, cmd);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
 	{
 		if (!*r->stop)
@@ -607,7 +693,7 @@ pg_drop_slot(Relay *r, PGconn *repl)
 
 	snprintf(cmd, sizeof(cmd), "DROP_REPLICATION_SLOT \"%s\" WAIT", r->cfg->slot);
 	/* also while stopping: a slot this run created must not stay behind holding WAL */
-	res = exec_wait(r, repl, cmd, 0, NULL, true, 10000);
+	res = exec_wait(r, repl, cmd, 0, NULL, true, 10000, NULL, NULL);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK)
 	{
 		rlog(r->v, LOG_ERROR, "could not drop replication slot \"%s\": %s", r->cfg->slot,

@@ -148,6 +148,12 @@ bool		pg_database_gone(Relay *r);
 int			pg_check_prereqs(Relay *r, PGconn *conn, bool need_snapshot);
 int			pg_identify(Relay *r, PGconn *repl);
 int			pg_slot_lookup(Relay *r, PGconn *conn, bool *exists);
+/*
+ * Run CREATE_REPLICATION_SLOT cmd on repl like pg_exec; while it waits (after
+ * 5 s, then every 30 s) log on aux (a SQL connection, may be NULL) which
+ * transactions it waits for, with the fix.
+ */
+PGresult   *pg_exec_create_slot(Relay *r, PGconn *repl, PGconn *aux, const char *slot, const char *cmd);
 int			pg_create_slot(Relay *r, PGconn *repl, bool export_snapshot,
 						   uint64_t *consistent_point, char *snapshot_name, size_t snaplen);
 int			pg_drop_slot(Relay *r, PGconn *conn);

@@ -328,6 +328,7 @@ take_point(Verify *v, VTable **tables_out, int *ntables)
 	PGresult   *res = NULL;
 	char		cmd[400],
 				snapname[128],
+				slotname[64],
 				err[800];
 	char	   *opts = NULL,
 			   *lock = NULL;
@@ -346,7 +347,8 @@ take_point(Verify *v, VTable **tables_out, int *ntables)
 	else
 		snprintf(cmd, sizeof(cmd), "CREATE_REPLICATION_SLOT \"" VERIFY_SLOT_FMT "\" TEMPORARY LOGICAL cdc_relay"
 				 " EXPORT_SNAPSHOT", (int) getpid());
-	res = pg_exec(r, repl, cmd, 0, NULL);
+	snprintf(slotname, sizeof(slotname), VERIFY_SLOT_FMT, (int) getpid());
+	res = pg_exec_create_slot(r, repl, v->aux, slotname, cmd);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 || PQgetisnull(res, 0, 2) ||
 		!parse_lsn(PQgetvalue(res, 0, 1), &v->point))
 	{

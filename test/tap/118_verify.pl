@@ -16,7 +16,10 @@
 #   and in the text report; exit 1;
 #   - exit codes: 2 for bad usage, 3 when the relay's slot is missing or the relay does not
 #     confirm the comparison point within --timeout (it is stopped);
-#   - --tables limits the check, --examples limits the examples.
+#   - --tables limits the check, --examples limits the examples;
+#   - a session idle in a transaction that wrote holds slot creation (logical decoding waits
+#     for it): the relay's first start and verify's temporary slot both say so after 5 s,
+#     naming the session's server process and the fix, and go on once it ends.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -87,7 +90,26 @@ sub counts
 
 # ---- the relay under writers ------------------------------------------------------------------
 my $writers = shop_writers($node, 'postgres', %shop, pgbench => [ '-T', '600', '-R', '200' ]);
+
+# A session idle in a transaction that wrote: creating the slot waits for it to end, and says so.
+# Returns the background psql and its server process.
+sub open_writing_transaction
+{
+	my $s = $node->background_psql('postgres');
+	my $pid = $s->query_safe(q{BEGIN; INSERT INTO lines VALUES (999999, 1, 1, 'held'); SELECT pg_backend_pid();});
+	$pid =~ s/\s+//g;
+	return ($s, $pid);
+}
+my ($held, $held_pid) = open_writing_transaction();
 my $relay = start_relay($node, $k, '--topic-prefix', $prefix);
+ok($relay->wait_for_log(
+		qr/creating replication slot "cdc_relay": waiting \d+ s for transactions that were running when it began to end .*server process $held_pid \(database postgres, .*idle in transaction since .*fix: end them/, 30),
+	'relay: slot creation held by an open transaction names its server process and the fix')
+  or diag($relay->log_content);
+note($1) if $relay->log_content =~ /(WARNING creating replication slot[^\n]*)/;
+ok($relay->alive, 'relay: still waiting, not failed');
+$held->query_safe('ROLLBACK');
+$held->quit;
 ok($relay->wait_for_log(qr/streaming from slot "cdc_relay" into Kafka/), 'relay snapshots, then streams')
   or BAIL_OUT('relay does not stream');
 
@@ -96,6 +118,21 @@ ok($relay->wait_for_log(qr/streaming from slot "cdc_relay" into Kafka/), 'relay 
 	($rc, undef, $err) = verify('-S', 'no_such_slot', '--timeout', '5');
 	is($rc, 3, 'the relay\'s slot does not exist: exit 3');
 	like($err, qr/replication slot "no_such_slot" does not exist/, '... and says why');
+}
+
+# ---- verify's temporary slot held by an open transaction -------------------------------------
+{
+	my ($s, $pid) = open_writing_transaction();
+	my $v = start_relay($node, undef, { exact => 1, name => 'verify_held' },
+		'verify', '-d', $node->connstr('postgres'), '-b', $bootstrap, '--topic-prefix', $prefix,
+		'--tables', 'public.accounts');
+	ok($v->wait_for_log(
+			qr/creating replication slot "cdc_relay_verify_\d+": waiting \d+ s for transactions .*server process $pid \(database postgres, .*fix: end them/, 30),
+		'verify: its temporary slot held by an open transaction names its server process')
+	  or diag($v->log_content);
+	$s->query_safe('ROLLBACK');
+	$s->quit;
+	is($v->finish, 0, 'verify: goes on once the transaction ended, and finds no difference');
 }
 
 # ---- clean run under load -----------------------------------------------------------------------
