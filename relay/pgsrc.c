@@ -625,6 +625,11 @@ slot_wait_tick(void *arg, int64_t waited_ms)
 						   " WHERE p.prepared OPERATOR(pg_catalog.<) (pg_catalog.now()"
 						   "   OPERATOR(pg_catalog.-) pg_catalog.make_interval(secs => $1::pg_catalog.float8))"
 						   " ORDER BY 2 LIMIT 5", 2, params) : NULL;
+	if (*w->r->stop)
+	{
+		PQclear(res);			/* stopping: the wait ends now anyway */
+		return;
+	}
 	if (PQresultStatus(res) == PGRES_TUPLES_OK)
 		for (int i = 0; i < PQntuples(res) && len < sizeof(buf) - 1; i++)
 			len += snprintf(buf + len, sizeof(buf) - len, "%s%s", i ? "; " : "", PQgetvalue(res, i, 0));
