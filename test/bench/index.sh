@@ -59,41 +59,10 @@ for tool in kcat sqlite3 curl perl; do
     command -v "$tool" >/dev/null || die "$tool is missing"
 done
 [[ -x /usr/bin/time ]] || die "/usr/bin/time is missing (apt-get install time)"
-KAFKA_HARNESS=$REPO/test/kafka/cluster.sh
 PARTS=3
-
-export PG_BINDIR=$BINDIR
-# shellcheck source=test/lib/pg.sh
-source "$HERE/../lib/pg.sh"
-SCRATCH=$(pg_scratch_dir bench-index) || die "could not create a scratch directory"
-PORT=$(pg_free_port) || die "no free TCP port"
-KAFKA_DIR=
-RELAY_PID=
-INDEX_PID=
-
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    local pid
-    for pid in "$INDEX_PID" "$RELAY_PID"; do
-        [[ -n $pid ]] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-    done
-    if [[ -n $KAFKA_DIR ]]; then
-        bash "$KAFKA_HARNESS" stop "$KAFKA_DIR" >/dev/null 2>&1 || echo "$BENCH_NAME: cluster.sh stop failed" >&2
-    fi
-    pg_stop || true
-    exit "$rc"
-}
-
-log "initdb in $SCRATCH (port $PORT)"
-pg_start "$SCRATCH" "$PORT" "synchronous_commit = off" "shared_buffers = 512MB" "max_wal_size = 20GB" \
-    "checkpoint_timeout = 1h" "autovacuum = off" || die "server did not start"
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-export PGHOST=$SCRATCH PGPORT=$PORT PGUSER=$PG_SUPERUSER PGDATABASE=bench
-CONN="host=$SCRATCH port=$PORT user=$PG_SUPERUSER dbname=bench"
-"$BINDIR/createdb" -T template0 bench
+# shellcheck source=test/bench/scratch.sh
+source "$HERE/scratch.sh"
+scratch_pg bench-index
 
 # The vocabulary and the phrases are temporary tables: the relay never sees them.
 log "filling docs with $BENCH_INDEX_ROWS rows"
@@ -126,25 +95,17 @@ read -r NROWS AVG_BODY < <(sql bench "SELECT count(*), round(avg(octet_length(bo
 [[ $NROWS == "$BENCH_INDEX_ROWS" ]] || die "docs has $NROWS rows (expected $BENCH_INDEX_ROWS)"
 log "filled in $(elapsed "$t0" "$(now)") s (body: $AVG_BODY bytes on average)"
 
-if [[ -n ${CDC_RELAY_KAFKA_BROKERS:-} ]]; then
-    BS=$CDC_RELAY_KAFKA_BROKERS
-    log "Kafka: the existing cluster $BS"
-else
-    log "Kafka: starting a 1-node cluster"
-    out=$(CDC_RELAY_KAFKA_OWNER=$$ bash "$KAFKA_HARNESS" start 1 2>"$SCRATCH/kafka_start.log") ||
-        { tail -n 40 "$SCRATCH/kafka_start.log" >&2; die "could not start Kafka"; }
-    BS=$(sed -n 1p <<<"$out")
-    KAFKA_DIR=$(sed -n 2p <<<"$out")
-fi
+scratch_kafka
 PREFIX=bindex$$
 TOPIC=$PREFIX.public.docs
-bash "$KAFKA_HARNESS" admin "$BS" create-topic "$TOPIC" "$PARTS" 1 cleanup.policy=compact >/dev/null
-bash "$KAFKA_HARNESS" admin "$BS" create-topic "$PREFIX.__state" 1 1 cleanup.policy=compact >/dev/null
+scratch_topic "$TOPIC" "$PARTS"
+scratch_topic "$PREFIX.__state" 1
 
 log "relay: snapshot of docs into $TOPIC"
 t0=$(now)
 "$RELAY" run -d "$CONN" -b "$BS" --topic-prefix "$PREFIX" --snapshot-jobs 2 >"$SCRATCH/relay.log" 2>&1 &
 RELAY_PID=$!
+SCRATCH_PIDS+=("$RELAY_PID")
 deadline=$((SECONDS + BENCH_TIMEOUT))
 until grep -q 'streaming from slot' "$SCRATCH/relay.log"; do
     kill -0 "$RELAY_PID" 2>/dev/null || { tail -n 20 "$SCRATCH/relay.log" >&2; die "the relay exited"; }
@@ -203,6 +164,7 @@ t0=$(now)
 "$INDEX" run -b "$BS" --db "$DB" --topic-prefix "$PREFIX" --table public.docs:title,body \
     --serve 127.0.0.1:0 --metrics 127.0.0.1:0 >"$SCRATCH/index.log" 2>&1 &
 INDEX_PID=$!
+SCRATCH_PIDS+=("$INDEX_PID")
 deadline=$((SECONDS + BENCH_TIMEOUT))
 ADDR=
 until [[ -n $ADDR ]]; do

@@ -33,40 +33,9 @@ RELAY=${CDC_RELAY_BIN:-$REPO/relay/cdc-relay}
 [[ -x $RELAY ]] || die "$RELAY is not built (make)"
 [[ -f "$PKGLIBDIR/cdc_relay.so" ]] || die "$PKGLIBDIR/cdc_relay.so is not installed"
 [[ -x /usr/bin/time ]] || die "/usr/bin/time is missing (apt-get install time)"
-KAFKA_HARNESS=$REPO/test/kafka/cluster.sh
-
-export PG_BINDIR=$BINDIR
-# shellcheck source=test/lib/pg.sh
-source "$HERE/../lib/pg.sh"
-SCRATCH=$(pg_scratch_dir bench-verify) || die "could not create a scratch directory"
-PORT=$(pg_free_port) || die "no free TCP port"
-KAFKA_DIR=
-RELAY_PID=
-SAMPLER_PID=
-
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    [[ -n $SAMPLER_PID ]] && kill "$SAMPLER_PID" 2>/dev/null
-    if [[ -n $RELAY_PID ]]; then
-        kill -TERM "$RELAY_PID" 2>/dev/null && wait "$RELAY_PID" 2>/dev/null
-    fi
-    if [[ -n $KAFKA_DIR ]]; then
-        bash "$KAFKA_HARNESS" stop "$KAFKA_DIR" >/dev/null 2>&1 || echo "$BENCH_NAME: cluster.sh stop failed" >&2
-    fi
-    pg_stop || true
-    exit "$rc"
-}
-
-log "initdb in $SCRATCH (port $PORT)"
-pg_start "$SCRATCH" "$PORT" "synchronous_commit = off" "shared_buffers = 512MB" "max_wal_size = 20GB" \
-    "checkpoint_timeout = 1h" "autovacuum = off" || die "server did not start"
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-export PGHOST=$SCRATCH PGPORT=$PORT PGUSER=$PG_SUPERUSER PGDATABASE=bench
-CONN="host=$SCRATCH port=$PORT user=$PG_SUPERUSER dbname=bench"
-"$BINDIR/createdb" -T template0 bench
+# shellcheck source=test/bench/scratch.sh
+source "$HERE/scratch.sh"
+scratch_pg bench-verify
 
 log "filling big with $BENCH_VERIFY_ROWS rows"
 t0=$(now)
@@ -80,24 +49,16 @@ VACUUM (FREEZE, ANALYZE) big;
 SQL
 log "filled in $(elapsed "$t0" "$(now)") s"
 
-if [[ -n ${CDC_RELAY_KAFKA_BROKERS:-} ]]; then
-    BS=$CDC_RELAY_KAFKA_BROKERS
-    log "Kafka: the existing cluster $BS"
-else
-    log "Kafka: starting a 1-node cluster"
-    out=$(CDC_RELAY_KAFKA_OWNER=$$ bash "$KAFKA_HARNESS" start 1 2>"$SCRATCH/kafka_start.log") ||
-        { tail -n 40 "$SCRATCH/kafka_start.log" >&2; die "could not start Kafka"; }
-    BS=$(sed -n 1p <<<"$out")
-    KAFKA_DIR=$(sed -n 2p <<<"$out")
-fi
+scratch_kafka
 PREFIX=bverify$$
-bash "$KAFKA_HARNESS" admin "$BS" create-topic "$PREFIX.public.big" 3 1 cleanup.policy=compact >/dev/null
-bash "$KAFKA_HARNESS" admin "$BS" create-topic "$PREFIX.__state" 1 1 cleanup.policy=compact >/dev/null
+scratch_topic "$PREFIX.public.big" 3
+scratch_topic "$PREFIX.__state" 1
 
 log "relay: snapshot of big into $PREFIX.public.big"
 t0=$(now)
 "$RELAY" run -d "$CONN" -b "$BS" --topic-prefix "$PREFIX" --snapshot-jobs 2 >"$SCRATCH/relay.log" 2>&1 &
 RELAY_PID=$!
+SCRATCH_PIDS+=("$RELAY_PID")
 deadline=$((SECONDS + BENCH_TIMEOUT))
 until grep -q 'streaming from slot' "$SCRATCH/relay.log"; do
     kill -0 "$RELAY_PID" 2>/dev/null || { tail -n 20 "$SCRATCH/relay.log" >&2; die "the relay exited"; }
@@ -117,6 +78,7 @@ VTMP=$(mktemp -d "${TMPDIR:-/tmp}/bench-verify.XXXXXX")
     done
 ) &
 SAMPLER_PID=$!
+SCRATCH_PIDS+=("$SAMPLER_PID")
 
 log "verify (timed)"
 t0=$(now)
@@ -128,7 +90,6 @@ set -e
 VSECS=$(elapsed "$t0" "$(now)")
 kill "$SAMPLER_PID" 2>/dev/null
 wait "$SAMPLER_PID" 2>/dev/null || true
-SAMPLER_PID=
 rmdir "$VTMP" 2>/dev/null || log "verify left files in $VTMP"
 RSS_KB=$(sed -n 's/^[[:space:]]*Maximum resident set size (kbytes): //p' "$SCRATCH/time.txt")
 DB_KB=$(cat "$SCRATCH/db_kb" 2>/dev/null || echo 0)
