@@ -11,6 +11,9 @@
 #                           (test/kafka/cluster.sh; stopped by scratch_cleanup)
 #   scratch_topic NAME PARTITIONS
 #                           a compacted topic on BS
+#   scratch_relay TABLE     start `$RELAY run` (snapshot jobs 2, topics $PREFIX.*, log in
+#                           $SCRATCH/relay.log) and wait until it streams: RELAY_PID, SNAP_SECS
+#                           (the snapshot of TABLE, whose name is only for the log)
 #   SCRATCH_PIDS+=(PID)     processes scratch_cleanup stops (SIGTERM, then waits), last first
 #   scratch_cleanup         stops SCRATCH_PIDS, the cluster started here, the server; exits
 #                           with the status the script had
@@ -67,4 +70,21 @@ scratch_kafka() {
 
 scratch_topic() {
     bash "$KAFKA_HARNESS" admin "$BS" create-topic "$1" "$2" 1 cleanup.policy=compact >/dev/null
+}
+
+scratch_relay() {
+    local t0 deadline
+    log "relay: snapshot of $1 into $PREFIX.public.$1"
+    t0=$(now)
+    "$RELAY" run -d "$CONN" -b "$BS" --topic-prefix "$PREFIX" --snapshot-jobs 2 >"$SCRATCH/relay.log" 2>&1 &
+    RELAY_PID=$!
+    SCRATCH_PIDS+=("$RELAY_PID")
+    deadline=$((SECONDS + BENCH_TIMEOUT))
+    until grep -q 'streaming from slot' "$SCRATCH/relay.log"; do
+        kill -0 "$RELAY_PID" 2>/dev/null || { tail -n 20 "$SCRATCH/relay.log" >&2; die "the relay exited"; }
+        ((SECONDS < deadline)) || die "no snapshot within $BENCH_TIMEOUT s"
+        sleep 1
+    done
+    SNAP_SECS=$(elapsed "$t0" "$(now)")
+    log "snapshot done in $SNAP_SECS s: $(grep -o 'snapshot complete:.*' "$SCRATCH/relay.log" | head -n 1)"
 }

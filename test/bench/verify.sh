@@ -54,19 +54,7 @@ PREFIX=bverify$$
 scratch_topic "$PREFIX.public.big" 3
 scratch_topic "$PREFIX.__state" 1
 
-log "relay: snapshot of big into $PREFIX.public.big"
-t0=$(now)
-"$RELAY" run -d "$CONN" -b "$BS" --topic-prefix "$PREFIX" --snapshot-jobs 2 >"$SCRATCH/relay.log" 2>&1 &
-RELAY_PID=$!
-SCRATCH_PIDS+=("$RELAY_PID")
-deadline=$((SECONDS + BENCH_TIMEOUT))
-until grep -q 'streaming from slot' "$SCRATCH/relay.log"; do
-    kill -0 "$RELAY_PID" 2>/dev/null || { tail -n 20 "$SCRATCH/relay.log" >&2; die "the relay exited"; }
-    ((SECONDS < deadline)) || die "no snapshot within $BENCH_TIMEOUT s"
-    sleep 1
-done
-SNAP_SECS=$(elapsed "$t0" "$(now)")
-log "snapshot done in $SNAP_SECS s: $(grep -o 'snapshot complete:.*' "$SCRATCH/relay.log" | head -n 1)"
+scratch_relay big
 
 # the scratch database's size, sampled every second (verify deletes it at exit)
 VTMP=$(mktemp -d "${TMPDIR:-/tmp}/bench-verify.XXXXXX")
