@@ -424,16 +424,7 @@ cmd_search(int argc, char **argv)
 int
 main(int argc, char **argv)
 {
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
-
+	relay_catch_signals(on_signal);
 	if (argc < 2)
 	{
 		fprintf(stderr, "cdc-index: missing command (run or search)\n" TRY_HELP);

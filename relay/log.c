@@ -3,6 +3,7 @@
  */
 #include "log.h"
 
+#include <signal.h>
 #include <stdlib.h>
 
 #include <stdio.h>
@@ -50,6 +51,20 @@ relay_out_of_memory(void)
 {
 	rlog(LOG_ERROR, LOG_ERROR, "out of memory");
 	exit(1);
+}
+
+void
+relay_catch_signals(void (*handler) (int))
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = handler;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
 }
 
 char *

@@ -30,4 +30,10 @@ void		relay_out_of_memory(void) __attribute__((noreturn));
 /* strdup, or relay_out_of_memory(). */
 char	   *relay_strdup(const char *s);
 
+/*
+ * Route SIGTERM, SIGINT and SIGHUP to handler (which only sets flags) and
+ * ignore SIGPIPE: the signal set-up of every long-running command.
+ */
+void		relay_catch_signals(void (*handler) (int));
+
 #endif

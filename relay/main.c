@@ -28,20 +28,6 @@ on_signal(int sig)
 		stop_requested = 1;
 }
 
-static void
-install_signals(void)
-{
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
-}
-
 void
 relay_check_signals(Relay *r)
 {
@@ -202,7 +188,7 @@ run_relay(int argc, char **argv)
 		config_free(&cfg);
 		return rc == 1 ? 0 : 2;
 	}
-	install_signals();
+	relay_catch_signals(on_signal);
 	json_object_seed(0);
 
 	memset(&r, 0, sizeof(r));
@@ -341,7 +327,10 @@ main(int argc, char **argv)
 	if (strcmp(argv[1], "broker") == 0)
 		return relay_broker_main(argc - 1, argv + 1, "cdc-relay");
 	if (strcmp(argv[1], "verify") == 0)
-		return verify_main(argc - 1, argv + 1);
+	{
+		relay_catch_signals(on_signal);
+		return verify_main(argc - 1, argv + 1, &stop_requested, &hup_received);
+	}
 	if (strcmp(argv[1], "status") == 0)
 		return status_main(argc - 1, argv + 1);
 	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0)

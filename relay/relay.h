@@ -285,6 +285,15 @@ void		admin_close(Relay *r);
 
 /* snapshot.c */
 /*
+ * The query whose rows are table relid's rows as snapshot events (the
+ * snapshot COPYs it, verify reads it through a cursor, so both render rows
+ * alike): before (e.g. "COPY ("), then SELECT cdc_relay.snapshot_row(...)
+ * FROM ONLY regclass, then after.  opts_literal: the plugin options, an
+ * escaped SQL literal.  malloc'd.
+ */
+char	   *snapshot_row_query(const char *before, const char *relid, const char *regclass,
+							   const char *lsn, const char *opts_literal, const char *after);
+/*
  * snapshot_run() returns 0 when every row was delivered, -1 on failure, and
  * SNAPSHOT_RETAKE when concurrent DDL made the exported snapshot unusable for
  * a table (the caller takes a new one from a new slot, at most

@@ -186,6 +186,23 @@ copy_next(SnapShared *sh, PGconn *conn, char **buf)
 	}
 }
 
+char *
+snapshot_row_query(const char *before, const char *relid, const char *regclass,
+				   const char *lsn, const char *opts_literal, const char *after)
+{
+	size_t		len = strlen(before) + strlen(relid) + strlen(regclass) + strlen(lsn) +
+		strlen(opts_literal) + strlen(after) + 160;
+	char	   *sql = malloc(len);
+
+	if (sql == NULL)
+		relay_out_of_memory();
+	snprintf(sql, len,
+			 "%sSELECT cdc_relay.snapshot_row(%s::pg_catalog.regclass, t.*, '%s'::pg_catalog.pg_lsn,"
+			 " %s::pg_catalog.text[]) FROM ONLY %s t%s",
+			 before, relid, lsn, opts_literal, regclass, after);
+	return sql;
+}
+
 /* Start the COPY of table t on conn.  False on error (recorded). */
 static bool
 copy_start(SnapShared *sh, PGconn *conn, SnapTable *t)
@@ -193,22 +210,13 @@ copy_start(SnapShared *sh, PGconn *conn, SnapTable *t)
 	Relay	   *r = sh->r;
 	char	   *opts = PQescapeLiteral(conn, sh->options, strlen(sh->options));
 	char	   *sql;
-	size_t		sqllen;
 	PGresult   *res;
 	char		err[500];
 	bool		ok;
 
 	if (opts == NULL)
 		relay_out_of_memory();
-	sqllen = strlen(t->regclass) + strlen(opts) + 320;
-	sql = malloc(sqllen);
-	if (sql == NULL)
-		relay_out_of_memory();
-	snprintf(sql, sqllen,
-			 "COPY (SELECT cdc_relay.snapshot_row(%s::pg_catalog.regclass, t.*, '%s'::pg_catalog.pg_lsn,"
-			 " %s::pg_catalog.text[]) FROM ONLY %s t)"
-			 " TO STDOUT (FORMAT binary)",
-			 t->relid, sh->lsn, opts, t->regclass);
+	sql = snapshot_row_query("COPY (", t->relid, t->regclass, sh->lsn, opts, ") TO STDOUT (FORMAT binary)");
 	PQfreemem(opts);
 	res = pg_exec(r, conn, sql, 0, NULL);
 	free(sql);

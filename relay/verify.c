@@ -61,16 +61,6 @@
 #define HEARTBEAT_EVERY_MS 2000
 #define FETCH_ROWS "2000"
 
-static volatile sig_atomic_t verify_stop;
-static volatile sig_atomic_t verify_hup;
-
-static void
-verify_on_signal(int sig)
-{
-	if (sig != SIGHUP)
-		verify_stop = 1;
-}
-
 /* A record's place in the history: commit LSN, seq in its transaction, offset. */
 typedef struct Pos
 {
@@ -459,7 +449,7 @@ wait_confirmed(Verify *v)
 		lsn_str(confirmed, v->confirmed_str);
 		if (confirmed >= v->point)
 			return 0;
-		if (verify_stop)
+		if (*v->r.stop)
 			return cannot(v, "stopped at the operator's request");
 		if (now_ms() >= deadline)
 			return cannot(v, "the relay did not confirm the comparison point %s within %d s (slot \"%s\" "
@@ -975,7 +965,7 @@ read_topic(Verify *v, const VTable *t, VResult *res)
 		rd_kafka_message_t *m = rd_kafka_consume_queue(q, 500);
 		int32_t		p;
 
-		if (verify_stop)
+		if (*v->r.stop)
 		{
 			cannot(v, "stopped at the operator's request");
 			goto out;
@@ -1189,7 +1179,6 @@ read_table(Verify *v, const VTable *t, VResult *res)
 	Relay	   *r = &v->r;
 	char	   *opts = pg_plugin_options_array(r);
 	char	   *lit = PQescapeLiteral(v->snap, opts, strlen(opts));
-	size_t		len;
 	char	   *sql;
 	char		err[800];
 	bool		ok;
@@ -1197,15 +1186,8 @@ read_table(Verify *v, const VTable *t, VResult *res)
 
 	if (lit == NULL)
 		relay_out_of_memory();
-	len = strlen(lit) + 2 * strlen(t->regclass) + 400;
-	sql = malloc(len);
-	if (sql == NULL)
-		relay_out_of_memory();
-	snprintf(sql, len,
-			 "DECLARE cdc_relay_verify NO SCROLL CURSOR FOR"
-			 " SELECT cdc_relay.snapshot_row(%s::pg_catalog.regclass, t.*, '%s'::pg_catalog.pg_lsn,"
-			 " %s::pg_catalog.text[]) FROM ONLY %s t",
-			 t->relid, v->point_str, lit, t->regclass);
+	sql = snapshot_row_query("DECLARE cdc_relay_verify NO SCROLL CURSOR FOR ", t->relid, t->regclass,
+							 v->point_str, lit, "");
 	PQfreemem(lit);
 	free(opts);
 	ok = exec_expect(v, v->snap, sql, PGRES_COMMAND_OK, "read the table");
@@ -1219,7 +1201,7 @@ read_table(Verify *v, const VTable *t, VResult *res)
 
 		if (PQresultStatus(res_pg) != PGRES_TUPLES_OK)
 		{
-			cannot(v, "could not read table %s: %s", t->display, verify_stop ? "stopped at the operator's request"
+			cannot(v, "could not read table %s: %s", t->display, *v->r.stop ? "stopped at the operator's request"
 				   : pg_res_error(r, v->snap, res_pg, err, sizeof(err)));
 			PQclear(res_pg);
 			goto out;
@@ -1446,13 +1428,12 @@ out:
 }
 
 int
-verify_main(int argc, char **argv)
+verify_main(int argc, char **argv, volatile sig_atomic_t *stop, volatile sig_atomic_t *hup)
 {
 	Verify		v;
 	int			rc;
 	json_t	   *out;
 	bool		equal = false;
-	struct sigaction sa;
 
 	memset(&v, 0, sizeof(v));
 	rc = parse_options(&v, argc, argv);
@@ -1461,18 +1442,11 @@ verify_main(int argc, char **argv)
 		config_free(&v.cfg);
 		return rc == 1 ? VERIFY_OK : VERIFY_USAGE;
 	}
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = verify_on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
 	json_object_seed(0);
 	v.r.cfg = &v.cfg;
 	v.r.v = v.cfg.verbosity;
-	v.r.stop = &verify_stop;
-	v.r.hup = &verify_hup;
+	v.r.stop = stop;
+	v.r.hup = hup;
 	v.r.brokers = v.cfg.brokers;
 	v.progress = isatty(STDERR_FILENO);
 

@@ -5,6 +5,7 @@
 #ifndef RELAY_VERIFY_H
 #define RELAY_VERIFY_H
 
+#include <signal.h>
 #include <stdio.h>
 
 /* Exit codes of `cdc-relay verify`. */
@@ -18,7 +19,8 @@
  * slot, topic and Kafka options plus --json, --examples N and --timeout S.
  * Returns one of the VERIFY_* exit codes.
  */
-int			verify_main(int argc, char **argv);
+/* stop, hup: the flags the process's signal handler sets (main.c). */
+int			verify_main(int argc, char **argv, volatile sig_atomic_t *stop, volatile sig_atomic_t *hup);
 void		verify_usage(FILE *out);
 
 #endif
