@@ -15,11 +15,11 @@
 # verifies that cdc_relay.control and META.json agree with it.
 
 EXTENSION   = cdc_relay
-EXTVERSION  = 0.3.0
+EXTVERSION  = 0.4.0
 MODULE_big  = cdc_relay
 OBJS        = src/plugin.o src/options.o src/encode.o src/relcache.o src/filter.o src/functions.o src/health.o
 DATA        = sql/cdc_relay--0.1.0.sql sql/cdc_relay--0.1.0--0.2.0.sql sql/cdc_relay--0.2.0.sql \
-              sql/cdc_relay--0.2.0--0.3.0.sql \
+              sql/cdc_relay--0.2.0--0.3.0.sql sql/cdc_relay--0.3.0.sql sql/cdc_relay--0.3.0--0.4.0.sql \
               sql/cdc_relay--$(EXTVERSION).sql
 PGFILEDESC  = "cdc_relay - lossless JSON change events from logical decoding"
 
