@@ -17,7 +17,7 @@
 EXTENSION   = cdc_relay
 EXTVERSION  = 0.4.0
 MODULE_big  = cdc_relay
-OBJS        = src/plugin.o src/options.o src/encode.o src/relcache.o src/filter.o src/functions.o src/health.o
+OBJS        = src/plugin.o src/proto.o src/options.o src/encode.o src/relcache.o src/filter.o src/functions.o src/health.o
 DATA        = sql/cdc_relay--0.1.0.sql sql/cdc_relay--0.1.0--0.2.0.sql sql/cdc_relay--0.2.0.sql \
               sql/cdc_relay--0.2.0--0.3.0.sql sql/cdc_relay--0.3.0.sql sql/cdc_relay--0.3.0--0.4.0.sql \
               sql/cdc_relay--$(EXTVERSION).sql
@@ -74,7 +74,7 @@ pg_regress_installcheck = \
 endif
 
 # The objects depend on the shared headers, and on the Makefile for EXTVERSION.
-$(OBJS): src/cdc_relay.h src/compat.h Makefile
+$(OBJS): src/cdc_relay.h src/cdc_wire.h src/compat.h Makefile
 
 # The relay daemon (relay/, plain make): built, installed and cleaned with the extension.
 ifneq ($(PGXS),)

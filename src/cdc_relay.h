@@ -2,7 +2,8 @@
  * cdc_relay.h
  *		Types shared by the cdc_relay output plugin's source files:
  *		options (options.c), table filters (filter.c), the per-relation
- *		cache (relcache.c) and the JSON value encoder (encode.c).
+ *		cache (relcache.c), the JSON value encoder (encode.c) and the event
+ *		writers (proto.c; the wire contract is cdc_wire.h).
  */
 #ifndef CDC_RELAY_H
 #define CDC_RELAY_H
@@ -14,6 +15,7 @@
 #include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
 #include "utils/array.h"
+#include "utils/datetime.h"
 #include "utils/guc.h"
 #include "replication/logical.h"
 #include "utils/relcache.h"
@@ -197,13 +199,42 @@ extern void cdc_append_row(StringInfo out, const CdcRelEntry *entry,
 						   const Datum *values, const bool *nulls,
 						   const int *which, int n, bool numeric_as_number,
 						   CdcImage image, CdcRowNotes *notes);
-extern void cdc_append_row_notes(StringInfo out, const CdcRowNotes *notes);
-extern void cdc_append_event_head(StringInfo out, const char *op,
-								  const CdcRelEntry *entry, const Datum *keyvals,
-								  const bool *keynulls, const Datum *newkeyvals,
-								  const bool *newkeynulls, bool key_prefix,
-								  bool numeric_as_number, CdcRowNotes *notes);
 extern bool cdc_output_settings_in_effect(void);
 extern void cdc_output_settings_set(GucAction action, bool only_missing);
+
+/*
+ * proto.c: the event writers (the format is proto.c's and cdc_wire.h's).
+ * What every event of one transaction shares, formatted once.
+ */
+typedef struct CdcProtoTxn
+{
+	uint64		seq;			/* events written so far (cdc_wire.h) */
+	char		xid_json[32];	/* ,"xid":N  (or empty) */
+	char		commit_json[40];	/* ,"commit_lsn":"X/X"  (or empty) */
+	char		ts_json[MAXDATELEN + 16];	/* ,"ts":"..."  (or empty) */
+} CdcProtoTxn;
+
+extern void cdc_proto_txn_init(CdcProtoTxn *t, const CdcOptions *opts,
+							   TransactionId xid, XLogRecPtr final_lsn,
+							   TimestampTz commit_time);
+extern void cdc_proto_begin(StringInfo out, const CdcProtoTxn *t);
+extern void cdc_proto_commit(StringInfo out, const CdcOptions *opts,
+							 const CdcProtoTxn *t, XLogRecPtr end_lsn);
+extern void cdc_proto_next_seq(CdcProtoTxn *t);
+extern void cdc_proto_tail(StringInfo out, const CdcOptions *opts,
+						   const CdcProtoTxn *t, XLogRecPtr lsn);
+extern void cdc_proto_change(StringInfo out, const CdcOptions *opts, char op,
+							 const CdcRelEntry *entry, const Datum *oldvals,
+							 const bool *oldnulls, const Datum *newvals,
+							 const bool *newnulls);
+extern void cdc_proto_snapshot_row(StringInfo out, const CdcOptions *opts,
+								   const CdcRelEntry *entry, const Datum *values,
+								   const bool *nulls, XLogRecPtr lsn);
+extern void cdc_proto_truncate(StringInfo out, List *tables, bool cascade,
+							   bool restart_seqs);
+extern void cdc_proto_message(StringInfo out, const char *prefix,
+							  bool transactional, Size sz, const char *message);
+extern void cdc_proto_message_end(StringInfo out, const CdcOptions *opts,
+								  TransactionId xid, XLogRecPtr lsn);
 
 #endif							/* CDC_RELAY_H */
