@@ -45,6 +45,7 @@ typedef struct CdcOptions
 	bool		numeric_as_number;
 	bool		key_prefix;		/* <key JSON> TAB before insert/update/delete */
 	bool		batch_events;	/* several events per write, '\n'-separated */
+	bool		schema_events;	/* "s" events, and the DDL trigger's messages */
 	int			actions;		/* CDC_ACTION_* mask */
 	List	   *include_tables; /* of CdcTablePattern *; NIL = all */
 	List	   *exclude_tables; /* of CdcTablePattern * */
@@ -127,6 +128,8 @@ typedef struct CdcRelEntry
 	Oid			target_relid;	/* the relation the event names */
 	TupleConversionMap *map;	/* leaf -> root conversion, or NULL */
 	bool		needs_output_settings;	/* some column's type does */
+	char	   *shape;			/* schema event up to its tail (schema-events
+								 * only, else NULL): {"op":"s",... */
 } CdcRelEntry;
 
 /* Images of a change event, and the column lists noted while encoding them. */
@@ -186,6 +189,7 @@ extern Oid	cdc_event_relid(Oid relid, bool relispartition, const CdcOptions *opt
 extern void cdc_relentry_build(CdcRelEntry *entry, Relation relation,
 							   const CdcOptions *opts, MemoryContext parent);
 extern void cdc_inval_callbacks_register(void);
+extern bool cdc_relcache_shape_is_new(const CdcRelEntry *entry);
 extern uint64 cdc_inval_count;
 
 /* encode.c */
@@ -234,6 +238,8 @@ extern void cdc_proto_truncate(StringInfo out, List *tables, bool cascade,
 							   bool restart_seqs);
 extern void cdc_proto_message(StringInfo out, const char *prefix,
 							  bool transactional, Size sz, const char *message);
+extern char *cdc_proto_schema(const CdcRelEntry *entry, Relation target,
+							  Relation relation);
 extern void cdc_proto_message_end(StringInfo out, const CdcOptions *opts,
 								  TransactionId xid, XLogRecPtr lsn);
 

@@ -93,6 +93,25 @@
 #define CDC_WIRE_F_CONTENT_ENCODING ",\"content_encoding\":"
 #define CDC_WIRE_F_SNAPSHOT		",\"snapshot\":true"
 
+/*
+ * A schema event (op "s", plugin option schema-events), the shape of the
+ * relation the following events name, as of the change after it:
+ *
+ *	 {"op":"s","schema":S,"table":T,"relid":N,"columns":[{"name":..,
+ *	  "type":"<format_type with typmod>","type_oid":N,"not_null":B},..],
+ *	  "key":["col",..]|null,"replica_identity":"default|full|index|nothing",
+ *	  <tail>}
+ *
+ * written before the first change or truncate of a relation in a decoding
+ * session and before the first one after its shape changed (anything above
+ * but relid).  cdc_relay.table_schema() writes the same body closed by
+ * CDC_WIRE_F_SNAPSHOT "}" instead of the tail.  "relid" is the OID of the
+ * relation named (the root's with partition-root): a rename keeps it.
+ */
+#define CDC_WIRE_F_RELID		",\"relid\":"
+#define CDC_WIRE_F_COLUMNS		",\"columns\":"
+#define CDC_WIRE_F_REPLICA_IDENTITY ",\"replica_identity\":"
+
 /* length of a string literal, for memcmp against the literals above */
 #define CDC_WIRE_LEN(lit)		(sizeof(lit) - 1)
 
@@ -106,7 +125,10 @@
 #define CDC_PREFIX_REQUEST_ID	"cdc_relay.request_id"	/* set_request_id(): swallowed
 														 * by the plugin */
 #define CDC_PREFIX_EMIT			"cdc_relay.emit"	/* emit(): written as op "e" */
-#define CDC_PREFIX_DDL			"cdc_relay.ddl" /* the DDL event trigger's */
+#define CDC_PREFIX_DDL			"cdc_relay.ddl" /* the DDL event trigger's:
+														 * written as op "m"
+														 * with schema-events
+														 * only, else swallowed */
 
 /*
  * Whether an event with this one-letter op takes a seq number (see above),

@@ -19,6 +19,9 @@
  *	 message  {"op":"m","prefix":..,"transactional":..,"content":..,
  *			   "content_encoding":"text|base64", <tail>}
  *			  (outside a transaction: ,"xid":..,"lsn":..} instead of the tail)
+ *	 schema   {"op":"s","schema":..,"table":..,"relid":..,"columns":[{"name":..,
+ *			   "type":..,"type_oid":..,"not_null":..},..],"key":[..]|null,
+ *			   "replica_identity":"..", <tail>}   (schema-events; cdc_wire.h)
  *	 commit   {"op":"commit","xid":..,"commit_lsn":..,"end_lsn":..,
  *			   "events":n,"ts":..}
  *	 <tail>   ,"xid":..,"lsn":..,"commit_lsn":..,"seq":n,"ts":..}
@@ -29,10 +32,16 @@
  */
 #include "postgres.h"
 
+#include "catalog/pg_class.h"
+#include "catalog/pg_namespace.h"
+#include "catalog/pg_type.h"
 #include "common/base64.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
 
 #include "cdc_relay.h"
 #include "cdc_wire.h"
@@ -462,4 +471,111 @@ cdc_proto_message_end(StringInfo out, const CdcOptions *opts, TransactionId xid,
 		cdc_append_lsn(out, lsn);
 	}
 	appendStringInfoCharMacro(out, '}');
+}
+
+/* ---- schema events ----------------------------------------------------- */
+
+/*
+ * A column type as SQL spells it, with its modifier: built-in types
+ * (pg_catalog) as format_type() writes them ("integer", "character
+ * varying(20)", "text[]"), any other schema-qualified whatever the
+ * search_path ("public.mood"), so that the stream and the snapshot (run
+ * with different search_paths) spell a type alike.
+ */
+static char *
+column_type_name(Oid typid, int32 typmod)
+{
+	Oid			named = typid;
+	Oid			elem = get_element_type(typid);
+	HeapTuple	tup;
+	Oid			nsp;
+
+	/* an array's name is its element's (format_type writes elem[]) */
+	if (OidIsValid(elem))
+		named = elem;
+	tup = SearchSysCache1(TYPEOID, ObjectIdGetDatum(named));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for type %u", named);
+	nsp = ((Form_pg_type) GETSTRUCT(tup))->typnamespace;
+	ReleaseSysCache(tup);
+	if (nsp == PG_CATALOG_NAMESPACE)
+		return format_type_extended(typid, typmod, FORMAT_TYPE_TYPEMOD_GIVEN);
+	return format_type_extended(typid, typmod,
+								FORMAT_TYPE_TYPEMOD_GIVEN | FORMAT_TYPE_FORCE_QUALIFY);
+}
+
+/*
+ * The schema event of entry's relation up to its tail (the caller closes
+ * it with cdc_proto_tail, or CDC_WIRE_F_SNAPSHOT "}"), palloc'd:
+ *
+ *	 {"op":"s","schema":..,"table":..,"relid":N,"columns":[{"name":..,
+ *	  "type":..,"type_oid":N,"not_null":B},..],"key":["col",..]|null,
+ *	  "replica_identity":"default|full|index|nothing"
+ *
+ * target is the relation the events name (entry->target_relid: the root
+ * with partition-root), relation the one changes are on: its replica
+ * identity decides what the WAL holds, and entry's key columns (the ones
+ * the events' keys are made of) come from its index.  Columns in the
+ * target's order, as the events write rows; types are the declared ones
+ * (a domain by its name, not its base type).
+ */
+char *
+cdc_proto_schema(const CdcRelEntry *entry, Relation target, Relation relation)
+{
+	StringInfoData out;
+	TupleDesc	desc = RelationGetDescr(target);
+	const char *ident;
+
+	initStringInfo(&out);
+	appendStringInfoString(&out, CDC_WIRE_OP_OPEN "s\"");
+	appendStringInfoString(&out, entry->json_ident);
+	appendStringInfo(&out, CDC_WIRE_F_RELID "%u" CDC_WIRE_F_COLUMNS "[",
+					 RelationGetRelid(target));
+	for (int i = 0; i < entry->ncols; i++)
+	{
+		const CdcColumn *col = &entry->cols[i];
+		Form_pg_attribute att = TupleDescAttr(desc, col->attnum - 1);
+		char	   *type = column_type_name(att->atttypid, att->atttypmod);
+
+		if (i > 0)
+			appendStringInfoCharMacro(&out, ',');
+		appendStringInfoString(&out, "{\"name\":");
+		appendStringInfoString(&out, col->json_str);
+		appendStringInfoString(&out, ",\"type\":");
+		cdc_append_json_string(&out, type, strlen(type));
+		appendStringInfo(&out, ",\"type_oid\":%u,\"not_null\":%s}",
+						 att->atttypid, att->attnotnull ? "true" : "false");
+		pfree(type);
+	}
+	appendStringInfoString(&out, "]" CDC_WIRE_F_KEY);
+	if (entry->nkeys == 0)
+		appendStringInfoString(&out, "null");
+	else
+	{
+		appendStringInfoCharMacro(&out, '[');
+		for (int k = 0; k < entry->nkeys; k++)
+		{
+			if (k > 0)
+				appendStringInfoCharMacro(&out, ',');
+			appendStringInfoString(&out, entry->cols[entry->keycols[k]].json_str);
+		}
+		appendStringInfoCharMacro(&out, ']');
+	}
+	switch (relation->rd_rel->relreplident)
+	{
+		case REPLICA_IDENTITY_NOTHING:
+			ident = "nothing";
+			break;
+		case REPLICA_IDENTITY_FULL:
+			ident = "full";
+			break;
+		case REPLICA_IDENTITY_INDEX:
+			ident = "index";
+			break;
+		default:
+			ident = "default";
+			break;
+	}
+	appendStringInfo(&out, CDC_WIRE_F_REPLICA_IDENTITY "\"%s\"", ident);
+	return out.data;
 }
