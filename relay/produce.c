@@ -111,6 +111,10 @@ put_str(char *p, const char *s)
  *                                       point
  *   MSG_TXN_BEGIN    begin        -     txn's        yes -                                -
  *   MSG_TXN_END      commit       -     txn's        yes -                                -
+ *   MSG_SCHEMA       s            yes   txn's        yes <commit_lsn>/<seq>               false
+ *   MSG_SCHEMA_SNAPSHOT s         yes   consistent   -   <consistent>/s/<table oid>       true
+ *                                       point
+ *   MSG_DDL          m            -     txn's        yes <commit_lsn>/<seq>               false
  *
  * Safe from any thread.
  */
@@ -154,6 +158,16 @@ msg_headers(const MsgMeta *m)
 			op = "commit";
 			events = false;
 			break;
+		case MSG_SCHEMA:
+			op = "s";
+			break;
+		case MSG_SCHEMA_SNAPSHOT:
+			op = "s";
+			has_xid = false;
+			break;
+		case MSG_DDL:
+			op = "m";
+			break;
 		default:
 			return NULL;
 	}
@@ -175,11 +189,19 @@ msg_headers(const MsgMeta *m)
 			p = put_str(p, m->relid);
 			*p++ = '/';
 		}
-		p = put_u64(p, m->kind == MSG_MESSAGE_NT ? 0 : m->seq);
+		if (m->kind == MSG_SCHEMA_SNAPSHOT)
+		{
+			*p++ = 's';
+			*p++ = '/';
+			p = put_str(p, m->relid);
+		}
+		else
+			p = put_u64(p, m->kind == MSG_MESSAGE_NT ? 0 : m->seq);
 		if (m->kind == MSG_TOMBSTONE)
 			p = put_str(p, "/tombstone");
 		rd_kafka_header_add(h, "event_id", 8, id, p - id);
-		rd_kafka_header_add(h, "snapshot", 8, m->kind == MSG_SNAPSHOT_ROW ? "true" : "false", -1);
+		rd_kafka_header_add(h, "snapshot", 8, m->kind == MSG_SNAPSHOT_ROW ||
+							m->kind == MSG_SCHEMA_SNAPSHOT ? "true" : "false", -1);
 	}
 	return h;
 }

@@ -31,6 +31,12 @@
  *
  * <prefix>.transactions: a begin record before a transaction's first message
  * and an end record (with its event counts) after its last.
+ *
+ * Schema events (op "s", plugin option schema-events) go to <prefix>.schemas
+ * keyed {"schema":S,"table":T}, and transactional messages with prefix
+ * CDC_PREFIX_DDL (the extension's DDL trigger) to <prefix>.ddl keyed by the
+ * transaction's xid, both in the transaction's ring entry (and Kafka
+ * transaction) like its other events.
  */
 #include "relay.h"
 
@@ -1039,6 +1045,51 @@ handle_truncate(Stream *s, json_t *j, const char *data, size_t len)
 }
 
 /*
+ * A schema event: to <prefix>.schemas, keyed {"schema":S,"table":T}
+ * (compacted: the last shape of each table stays), the event as value; it
+ * takes a seq like every tailed event.
+ */
+static int
+handle_schema(Stream *s, json_t *j, const char *data, size_t len)
+{
+	Relay	   *r = s->r;
+	json_t	   *js = json_object_get(j, "schema"),
+			   *jt = json_object_get(j, "table");
+	json_t	   *k;
+	char	   *key;
+	char	   *disp;
+	MsgMeta		m;
+	int			st;
+	int			rc;
+
+	if (s->cur == 0 || !json_is_string(js) || !json_is_string(jt))
+	{
+		rlog(r->v, LOG_ERROR, "unexpected schema event from the plugin: " EVENT_FMT, EVENT_ARG(data, len));
+		return -1;
+	}
+	s->seq++;
+	if ((st = event_start(s)) != 0)
+		return st > 0 ? 0 : -1;
+	s->events++;
+	k = json_pack("{s:O,s:O}", "schema", js, "table", jt);
+	key = k ? json_dumps(k, JSON_COMPACT) : NULL;
+	disp = table_display_name(json_string_value(js), json_string_value(jt));
+	if (key == NULL || disp == NULL)
+		relay_out_of_memory();
+	json_decref(k);
+	m = meta(s, MSG_SCHEMA, disp);
+	rc = emit(s, s->cur, produce_topic(r, r->schemas_topic), key, strlen(key), data, len, &m);
+	if (rc == 0)
+	{
+		s->txn_events++;
+		atomic_fetch_add_explicit(&r->metrics->schema_events, 1, memory_order_relaxed);
+	}
+	free(key);
+	free(disp);
+	return rc != 0 ? -1 : event_end(s);
+}
+
+/*
  * A logical message: to <prefix>.messages, keyed by its prefix (prefix: the
  * decoded text); the relay's own heartbeats are not forwarded.  A message
  * outside any transaction gets a ring entry of its own, ending just after its
@@ -1071,6 +1122,15 @@ handle_message(Stream *s, const char *prefix, bool transactional, const ScanMess
 			return st > 0 ? 0 : -1;
 		s->events++;
 		count_event(s, NULL, 1);
+		if (strcmp(prefix, CDC_PREFIX_DDL) == 0)
+		{
+			/* the DDL trigger's: <prefix>.ddl, keyed by the xid (one partition: commit order) */
+			m = meta(s, MSG_DDL, NULL);
+			if (emit(s, s->cur, produce_topic(r, r->ddl_topic), s->xid, strlen(s->xid), data, len, &m) != 0)
+				return -1;
+			atomic_fetch_add_explicit(&r->metrics->ddl_events, 1, memory_order_relaxed);
+			return event_end(s);
+		}
 		m = meta(s, MSG_MESSAGE, NULL);
 		if (emit(s, s->cur, produce_topic(r, r->messages_topic), prefix, strlen(prefix), data, len, &m) != 0)
 			return -1;
@@ -1177,6 +1237,8 @@ handle_json(Stream *s, const char *data, size_t len)
 	}
 	else if (strcmp(op, "t") == 0)
 		rc = handle_truncate(s, j, data, len);
+	else if (op[0] == CDC_OP_SCHEMA && op[1] == '\0')
+		rc = handle_schema(s, j, data, len);
 	else if (strcmp(op, "m") == 0)
 	{
 		ScanMessage m = {0};
