@@ -111,7 +111,7 @@ put_str(char *p, const char *s)
  *                                       point
  *   MSG_TXN_BEGIN    begin        -     txn's        yes -                                -
  *   MSG_TXN_END      commit       -     txn's        yes -                                -
- *   MSG_SCHEMA       s            yes   txn's        yes <commit_lsn>/<seq>               false
+ *   MSG_SCHEMA       s            yes   txn's        yes <commit_lsn>/<seq>/schema        false
  *   MSG_SCHEMA_SNAPSHOT s         yes   consistent   -   <consistent>/s/<table oid>       true
  *                                       point
  *   MSG_DDL          m            -     txn's        yes <commit_lsn>/<seq>               false
@@ -199,6 +199,8 @@ msg_headers(const MsgMeta *m)
 			p = put_u64(p, m->kind == MSG_MESSAGE_NT ? 0 : m->seq);
 		if (m->kind == MSG_TOMBSTONE)
 			p = put_str(p, "/tombstone");
+		if (m->kind == MSG_SCHEMA)
+			p = put_str(p, "/schema");
 		rd_kafka_header_add(h, "event_id", 8, id, p - id);
 		rd_kafka_header_add(h, "snapshot", 8, m->kind == MSG_SNAPSHOT_ROW ||
 							m->kind == MSG_SCHEMA_SNAPSHOT ? "true" : "false", -1);

@@ -1046,8 +1046,9 @@ handle_truncate(Stream *s, json_t *j, const char *data, size_t len)
 
 /*
  * A schema event: to <prefix>.schemas, keyed {"schema":S,"table":T}
- * (compacted: the last shape of each table stays), the event as value; it
- * takes a seq like every tailed event.
+ * (compacted: the last shape of each table stays), the event as value.  It
+ * carries the seq of the event after it and takes none (cdc_wire.h): it is
+ * produced when that event is, and its event id is <commit_lsn>/<seq>/schema.
  */
 static int
 handle_schema(Stream *s, json_t *j, const char *data, size_t len)
@@ -1067,8 +1068,11 @@ handle_schema(Stream *s, json_t *j, const char *data, size_t len)
 		rlog(r->v, LOG_ERROR, "unexpected schema event from the plugin: " EVENT_FMT, EVENT_ARG(data, len));
 		return -1;
 	}
-	s->seq++;
-	if ((st = event_start(s)) != 0)
+	s->seq++;					/* the next event's, for event_start and meta */
+	st = event_start(s);
+	m = meta(s, MSG_SCHEMA, NULL);
+	s->seq--;
+	if (st != 0)
 		return st > 0 ? 0 : -1;
 	s->events++;
 	k = json_pack("{s:O,s:O}", "schema", js, "table", jt);
@@ -1077,11 +1081,10 @@ handle_schema(Stream *s, json_t *j, const char *data, size_t len)
 	if (key == NULL || disp == NULL)
 		relay_out_of_memory();
 	json_decref(k);
-	m = meta(s, MSG_SCHEMA, disp);
+	m.table = disp;
 	rc = emit(s, s->cur, produce_topic(r, r->schemas_topic), key, strlen(key), data, len, &m);
 	if (rc == 0)
 	{
-		s->txn_events++;
 		atomic_fetch_add_explicit(&r->metrics->schema_events, 1, memory_order_relaxed);
 	}
 	free(key);

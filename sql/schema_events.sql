@@ -2,8 +2,8 @@
 -- declared types and typmods, not-null, key columns, replica identity) comes
 -- before the first change or truncate of a relation in a decoding session,
 -- and again before the first one after its shape changed, wherever in the
--- transaction the DDL ran; once per shape; it counts in seq.  Without the
--- option nothing changes.  A rename of the table gives a schema event under
+-- transaction the DDL ran; once per shape; it carries the seq of the event
+-- after it and takes none.  Without the option nothing changes.  A rename of the table gives a schema event under
 -- the new name (same relid).  With partition-root the shape is the root's.
 -- cdc_relay.table_schema() writes the same body for a snapshot.
 -- (the DDL capture's messages are ddl_capture's test)
@@ -78,7 +78,8 @@ ALTER TABLE se_a RENAME TO se_b;
 TRUNCATE se_b;
 SELECT * FROM se_events('schema-events', '1');
 
--- 3. seq counts schema events: seq 1..events in every transaction
+-- 3. a schema event carries the seq of the event after it and takes none
+-- (it depends on the decoding session; the other events keep their seq)
 ALTER TABLE se_b ADD COLUMN z int;
 INSERT INTO se_b VALUES (7, 7, 'g', 1);
 SELECT count(*) FILTER (WHERE d->>'op' = 's') AS schema_events,
@@ -86,6 +87,10 @@ SELECT count(*) FILTER (WHERE d->>'op' = 's') AS schema_events,
        max((d->>'events')::int) AS events
   FROM (SELECT row_number() OVER () AS n, data::jsonb AS d
           FROM se_peek('schema-events', '1') data) e;
+-- the other events are the same with and without schema events
+SELECT (SELECT array_agg(data) FROM se_peek('schema-events', '1') data
+         WHERE data NOT LIKE '{"op":"s"%')
+       = (SELECT array_agg(data) FROM se_peek() data) AS same_other_events;
 -- batch-events and key-prefix: the schema event is an event like the others
 SELECT * FROM se_peek('schema-events', '1', 'batch-events', '1', 'key-prefix', '1');
 SELECT count(*) > 0 AS consumed FROM se_events();

@@ -227,6 +227,8 @@ extern void cdc_proto_commit(StringInfo out, const CdcOptions *opts,
 extern void cdc_proto_next_seq(CdcProtoTxn *t);
 extern void cdc_proto_tail(StringInfo out, const CdcOptions *opts,
 						   const CdcProtoTxn *t, XLogRecPtr lsn);
+extern void cdc_proto_tail_next(StringInfo out, const CdcOptions *opts,
+								const CdcProtoTxn *t, XLogRecPtr lsn);
 extern void cdc_proto_change(StringInfo out, const CdcOptions *opts, char op,
 							 const CdcRelEntry *entry, const Datum *oldvals,
 							 const bool *oldnulls, const Datum *newvals,

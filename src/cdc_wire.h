@@ -31,14 +31,22 @@
  *	 ,"xid":N,"lsn":"X/X","commit_lsn":"X/X","seq":N[,"request_id":S],"ts":S}
  *
  * seq: the events of a transaction that carry this tail (row changes,
- * truncates, transactional messages, domain events "e" and schema events "s"),
- * numbered from 1 in the order written.  A message outside any transaction
+ * truncates, transactional messages, domain events "e"; not schema events
+ * "s", see below), numbered from 1 in the order written.  A message outside any transaction
  * has no tail and no seq (only "xid" and "lsn").  begin and
  * commit do not count; an event the plugin does not write (filtered out by an
  * option, or swallowed, as the request id message) does not count; the
  * commit's "events" is the last seq.  A reader counting events to resume
  * inside a transaction (the relay's exactly-once checkpoints) must count
  * exactly these: cdc_wire_counts_in_seq() says which ops do.
+ *
+ * A schema event "s" carries the seq of the event it comes before (the next
+ * one that counts) and does not count itself: whether it is written depends
+ * on the decoding session (the first change of a relation in the session,
+ * or after its shape changed), so a transaction decoded again after a
+ * reconnect may have schema events it did not have the first time; the
+ * other events keep their seq (the relay's resume points and the event ids
+ * of its Kafka headers stay valid).
  */
 #ifndef CDC_WIRE_H
 #define CDC_WIRE_H
@@ -104,7 +112,7 @@
  *
  * written before the first change or truncate of a relation in a decoding
  * session and before the first one after its shape changed (anything above
- * but relid).  cdc_relay.table_schema() writes the same body closed by
+ * but relid), with that event's seq (see seq above).  cdc_relay.table_schema() writes the same body closed by
  * CDC_WIRE_F_SNAPSHOT "}" instead of the tail.  "relid" is the OID of the
  * relation named (the root's with partition-root): a rename keeps it.
  */
@@ -139,8 +147,7 @@ static inline int
 cdc_wire_counts_in_seq(char op)
 {
 	return op == CDC_OP_INSERT || op == CDC_OP_UPDATE || op == CDC_OP_DELETE ||
-		op == CDC_OP_TRUNCATE || op == CDC_OP_MESSAGE || op == CDC_OP_EMIT ||
-		op == CDC_OP_SCHEMA;
+		op == CDC_OP_TRUNCATE || op == CDC_OP_MESSAGE || op == CDC_OP_EMIT;
 }
 
 #endif							/* CDC_WIRE_H */

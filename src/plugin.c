@@ -269,7 +269,8 @@ start_txn_event(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, CdcTxn *t)
 /*
  * schema-events: write entry's shape as a schema event of the transaction
  * if it is not the one last written for the relation in this session (see
- * cdc_relcache_shape_is_new), before the change or truncate at lsn.
+ * cdc_relcache_shape_is_new), before the change or truncate at lsn.  It
+ * carries that event's seq and takes none itself (cdc_wire.h).
  */
 static void
 maybe_send_schema(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
@@ -280,9 +281,11 @@ maybe_send_schema(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 
 	if (!data->opts.schema_events || !cdc_relcache_shape_is_new(entry))
 		return;
-	out = start_txn_event(ctx, txn, t);
+	if (!t->begin_sent)
+		send_begin(ctx, txn, t);
+	out = event_start(ctx, data);
 	appendStringInfoString(out, entry->shape);
-	cdc_proto_tail(out, &data->opts, &t->proto, lsn);
+	cdc_proto_tail_next(out, &data->opts, &t->proto, lsn);
 	event_end(ctx, data, false);
 }
 

@@ -138,6 +138,20 @@ cdc_proto_tail(StringInfo out, const CdcOptions *opts, const CdcProtoTxn *t,
 	appendStringInfoCharMacro(out, '}');
 }
 
+/*
+ * The tail of an event that does not count in seq (a schema event,
+ * cdc_wire.h): it carries the seq of the next event that does.
+ */
+void
+cdc_proto_tail_next(StringInfo out, const CdcOptions *opts, const CdcProtoTxn *t,
+					XLogRecPtr lsn)
+{
+	CdcProtoTxn next = *t;
+
+	next.seq++;
+	cdc_proto_tail(out, opts, &next, lsn);
+}
+
 /* ---- row events -------------------------------------------------------- */
 
 /* ,"name":["col",...] for a list of CdcColumn * */
