@@ -44,6 +44,13 @@ ALTER TABLE dc_t DROP COLUMN silent;
 SET cdc_relay.capture_ddl = strict;
 CREATE VIEW dc_v AS SELECT id FROM dc_t;
 RESET cdc_relay.capture_ddl;
+-- an ordinary role's DDL is captured too (the trigger needs no privilege of
+-- it); role is the current role, session_role the one that logged in
+CREATE ROLE regress_dc_user;
+GRANT CREATE ON SCHEMA public TO regress_dc_user;
+SET ROLE regress_dc_user;
+CREATE TABLE dc_owned (x int);
+RESET ROLE;
 RESET search_path;
 -- without schema-events: no DDL messages (and the slot keeps them)
 SELECT data FROM pg_logical_slot_peek_changes('ddl_capture_slot', NULL, NULL,
@@ -52,4 +59,6 @@ SELECT data FROM pg_logical_slot_peek_changes('ddl_capture_slot', NULL, NULL,
 SELECT * FROM ddl_events('schema-events', '1', 'message-prefixes', 'cdc_relay.ddl');
 SELECT 'drop' FROM pg_drop_replication_slot('ddl_capture_slot');
 DROP VIEW dc_v;
-DROP TABLE dc_t;
+DROP TABLE dc_t, dc_owned;
+REVOKE CREATE ON SCHEMA public FROM regress_dc_user;
+DROP ROLE regress_dc_user;
