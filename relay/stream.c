@@ -1074,7 +1074,7 @@ handle_schema(Stream *s, json_t *j, const char *data, size_t len)
 	s->seq--;
 	if (st != 0)
 		return st > 0 ? 0 : -1;
-	s->events++;
+	/* not in s->events: those are the events that take a seq */
 	k = json_pack("{s:O,s:O}", "schema", js, "table", jt);
 	key = k ? json_dumps(k, JSON_COMPACT) : NULL;
 	disp = table_display_name(json_string_value(js), json_string_value(jt));

@@ -3,8 +3,9 @@
 -- statement text, role, search_path, the commands' object types and
 -- identities), decoded as an "m" event with schema-events only, at its place
 -- in the transaction, never for a rolled-back DDL.  cdc_relay.capture_ddl:
--- off writes nothing; the commands of an extension script are not captured
--- (the CREATE/ALTER EXTENSION statement is).
+-- off writes nothing, strict captures as on (and fails the DDL if the
+-- capture fails); only a superuser may change it.  The commands an
+-- extension's script runs are not captured, the CREATE EXTENSION is.
 SELECT evtname, evtevent, evtenabled, evtfoid::regprocedure
   FROM pg_event_trigger WHERE evtname LIKE 'cdc_relay%';
 CREATE FUNCTION ddl_events(VARIADIC opts text[] DEFAULT '{}') RETURNS SETOF text
@@ -38,18 +39,22 @@ DROP INDEX dc_t_v;
 SET cdc_relay.capture_ddl = off;
 ALTER TABLE dc_t ADD COLUMN silent int;
 RESET cdc_relay.capture_ddl;
--- an invalid setting: a warning, and captured as with on
+-- an invalid setting is refused (on stays)
 SET cdc_relay.capture_ddl = bogus;
 ALTER TABLE dc_t DROP COLUMN silent;
 SET cdc_relay.capture_ddl = strict;
 CREATE VIEW dc_v AS SELECT id FROM dc_t;
 RESET cdc_relay.capture_ddl;
+CREATE EXTENSION fuzzystrmatch;
+DROP EXTENSION fuzzystrmatch;
 -- an ordinary role's DDL is captured too (the trigger needs no privilege of
 -- it); role is the current role, session_role the one that logged in
 CREATE ROLE regress_dc_user;
 GRANT CREATE ON SCHEMA public TO regress_dc_user;
 SET ROLE regress_dc_user;
 CREATE TABLE dc_owned (x int);
+-- ... and it cannot turn capture off for itself (superuser-settable)
+SET cdc_relay.capture_ddl = off;
 RESET ROLE;
 RESET search_path;
 -- without schema-events: no DDL messages (and the slot keeps them)

@@ -206,6 +206,9 @@ extern void cdc_append_row(StringInfo out, const CdcRelEntry *entry,
 extern bool cdc_output_settings_in_effect(void);
 extern void cdc_output_settings_set(GucAction action, bool only_missing);
 
+/* schema.c */
+extern void cdc_schema_define_gucs(void);
+
 /*
  * proto.c: the event writers (the format is proto.c's and cdc_wire.h's).
  * What every event of one transaction shares, formatted once.

@@ -98,7 +98,8 @@ cdc_relay_table_schema(PG_FUNCTION_ARGS)
  *	 strict  capture; if capturing fails, the DDL fails with it (no DDL
  *			 without its message)
  *	 off     capture nothing
- * A placeholder GUC (the library need not be preloaded): read as a string.
+ * Superuser-settable (PGC_SUSET): a session may not opt out of capture on
+ * its own.
  */
 typedef enum CdcCaptureDdl
 {
@@ -107,23 +108,35 @@ typedef enum CdcCaptureDdl
 	CDC_CAPTURE_STRICT
 } CdcCaptureDdl;
 
-static CdcCaptureDdl
-capture_ddl_setting(void)
-{
-	const char *v = GetConfigOption("cdc_relay.capture_ddl", true, false);
+static const struct config_enum_entry capture_ddl_options[] = {
+	{"on", CDC_CAPTURE_ON, false},
+	{"off", CDC_CAPTURE_OFF, false},
+	{"strict", CDC_CAPTURE_STRICT, false},
+	{"true", CDC_CAPTURE_ON, true},
+	{"false", CDC_CAPTURE_OFF, true},
+	{"yes", CDC_CAPTURE_ON, true},
+	{"no", CDC_CAPTURE_OFF, true},
+	{"1", CDC_CAPTURE_ON, true},
+	{"0", CDC_CAPTURE_OFF, true},
+	{NULL, 0, false}
+};
 
-	if (v == NULL || v[0] == '\0' || pg_strcasecmp(v, "on") == 0 ||
-		pg_strcasecmp(v, "true") == 0)
-		return CDC_CAPTURE_ON;
-	if (pg_strcasecmp(v, "off") == 0 || pg_strcasecmp(v, "false") == 0)
-		return CDC_CAPTURE_OFF;
-	if (pg_strcasecmp(v, "strict") == 0)
-		return CDC_CAPTURE_STRICT;
-	ereport(WARNING,
-			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("invalid value \"%s\" for \"cdc_relay.capture_ddl\"", v),
-			 errhint("Valid values are \"on\", \"off\" and \"strict\"; \"on\" is used.")));
-	return CDC_CAPTURE_ON;
+static int	capture_ddl = CDC_CAPTURE_ON;
+
+/* Define cdc_relay.capture_ddl; called by _PG_init (health.c). */
+void
+cdc_schema_define_gucs(void)
+{
+	DefineCustomEnumVariable("cdc_relay.capture_ddl",
+							 "Whether the cdc_relay event trigger writes each DDL command as a "
+							 "cdc_relay.ddl logical message: on, strict (a DDL whose capture fails "
+							 "fails too) or off.",
+							 NULL,
+							 &capture_ddl,
+							 CDC_CAPTURE_ON,
+							 capture_ddl_options,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
 }
 
 /* ,"name":"value" or ,"name":null */
@@ -221,7 +234,7 @@ cdc_relay_capture_ddl(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("cdc_relay_capture_ddl() must be called as an event trigger")));
 	trig = (EventTriggerData *) fcinfo->context;
-	mode = capture_ddl_setting();
+	mode = (CdcCaptureDdl) capture_ddl;
 	if (mode == CDC_CAPTURE_OFF || !XLogLogicalInfoActive() || creating_extension)
 		PG_RETURN_NULL();
 
