@@ -26,7 +26,9 @@
 struct RelayBroker;
 typedef struct RelayAdmin RelayAdmin;
 
-#define HEARTBEAT_PREFIX "cdc_relay.heartbeat"
+#include "cdc_wire.h"
+
+#define HEARTBEAT_PREFIX CDC_PREFIX_HEARTBEAT
 
 /* The opaque of the state topic's checkpoint records (ring ids are small). */
 #define CHECKPOINT_OPAQUE ((void *) UINTPTR_MAX)

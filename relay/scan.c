@@ -192,15 +192,17 @@ closed(Cur *c)
 ScanKind
 scan_kind(const char *ev, size_t len)
 {
-	if (memchr(ev, '\t', len) != NULL)
+	const char *op = ev + CDC_WIRE_OP_OFFSET;
+
+	if (memchr(ev, CDC_WIRE_KEY_SEP, len) != NULL)
 		return SCAN_ROW;
-	if (len < 10 || memcmp(ev, "{\"op\":\"", 7) != 0)
+	if (len < CDC_WIRE_OP_OFFSET + 3 || memcmp(ev, CDC_WIRE_OP_OPEN, CDC_WIRE_LEN(CDC_WIRE_OP_OPEN)) != 0)
 		return SCAN_OTHER;
-	if (ev[8] == '"')
-		return ev[7] == 'm' ? SCAN_MESSAGE : ev[7] == 't' ? SCAN_TRUNCATE : SCAN_OTHER;
-	if (len >= 14 && memcmp(ev + 7, "begin\"", 6) == 0)
+	if (op[1] == '"')
+		return op[0] == CDC_OP_MESSAGE ? SCAN_MESSAGE : op[0] == CDC_OP_TRUNCATE ? SCAN_TRUNCATE : SCAN_OTHER;
+	if (len >= CDC_WIRE_OP_OFFSET + 7 && memcmp(op, CDC_OP_BEGIN "\"", 6) == 0)
 		return SCAN_BEGIN;
-	if (len >= 15 && memcmp(ev + 7, "commit\"", 7) == 0)
+	if (len >= CDC_WIRE_OP_OFFSET + 8 && memcmp(op, CDC_OP_COMMIT "\"", 7) == 0)
 		return SCAN_COMMIT;
 	return SCAN_OTHER;
 }
@@ -211,13 +213,13 @@ scan_begin(const char *ev, size_t len, ScanBegin *out)
 	Cur			c = {ev, ev + len};
 
 	memset(out, 0, sizeof(*out));
-	if (!LIT(&c, "{\"op\":\"begin\""))
+	if (!LIT(&c, CDC_WIRE_OP_OPEN CDC_OP_BEGIN "\""))
 		return false;
-	if (LIT(&c, ",\"xid\":") && !xid(&c, &out->xid, &out->xid_value))
+	if (LIT(&c, CDC_WIRE_F_XID) && !xid(&c, &out->xid, &out->xid_value))
 		return false;
-	if (LIT(&c, ",\"commit_lsn\":") && !lsn(&c, &out->commit_lsn, &out->commit_lsn_value))
+	if (LIT(&c, CDC_WIRE_F_COMMIT_LSN) && !lsn(&c, &out->commit_lsn, &out->commit_lsn_value))
 		return false;
-	if (LIT(&c, ",\"ts\":") && !plain_string(&c, &out->ts))
+	if (LIT(&c, CDC_WIRE_F_TS) && !plain_string(&c, &out->ts))
 		return false;
 	return closed(&c);
 }
@@ -228,18 +230,18 @@ scan_commit(const char *ev, size_t len, ScanCommit *out)
 	Cur			c = {ev, ev + len};
 
 	memset(out, 0, sizeof(*out));
-	if (!LIT(&c, "{\"op\":\"commit\""))
+	if (!LIT(&c, CDC_WIRE_OP_OPEN CDC_OP_COMMIT "\""))
 		return false;
-	if (LIT(&c, ",\"xid\":") && !xid(&c, &out->xid, &out->xid_value))
+	if (LIT(&c, CDC_WIRE_F_XID) && !xid(&c, &out->xid, &out->xid_value))
 		return false;
 	/* include-lsn: both LSNs, or neither */
-	if (LIT(&c, ",\"commit_lsn\":") &&
+	if (LIT(&c, CDC_WIRE_F_COMMIT_LSN) &&
 		!(lsn(&c, &out->commit_lsn, &out->commit_lsn_value) &&
-		  LIT(&c, ",\"end_lsn\":") && lsn(&c, &out->end_lsn, &out->end_lsn_value)))
+		  LIT(&c, CDC_WIRE_F_END_LSN) && lsn(&c, &out->end_lsn, &out->end_lsn_value)))
 		return false;
-	if (!LIT(&c, ",\"events\":") || !number(&c, UINT64_MAX, NULL, &out->events))
+	if (!LIT(&c, CDC_WIRE_F_EVENTS) || !number(&c, UINT64_MAX, NULL, &out->events))
 		return false;
-	if (LIT(&c, ",\"ts\":") && !plain_string(&c, &out->ts))
+	if (LIT(&c, CDC_WIRE_F_TS) && !plain_string(&c, &out->ts))
 		return false;
 	return closed(&c);
 }
@@ -251,37 +253,37 @@ scan_message(const char *ev, size_t len, ScanMessage *out)
 	bool		escaped;
 
 	memset(out, 0, sizeof(*out));
-	if (!LIT(&c, "{\"op\":\"m\",\"prefix\":") || !plain_string(&c, &out->prefix) ||
-		!LIT(&c, ",\"transactional\":"))
+	if (!LIT(&c, CDC_WIRE_OP_OPEN "m\"" CDC_WIRE_F_PREFIX) || !plain_string(&c, &out->prefix) ||
+		!LIT(&c, CDC_WIRE_F_TRANSACTIONAL))
 		return false;
 	if (LIT(&c, "true"))
 		out->transactional = true;
 	else if (!LIT(&c, "false"))
 		return false;
-	if (!LIT(&c, ",\"content\":") || !string(&c, &out->content, &escaped) ||
-		!LIT(&c, ",\"content_encoding\":"))
+	if (!LIT(&c, CDC_WIRE_F_CONTENT) || !string(&c, &out->content, &escaped) ||
+		!LIT(&c, CDC_WIRE_F_CONTENT_ENCODING))
 		return false;
 	if (LIT(&c, "\"base64\""))
 		out->base64 = true;
 	else if (!LIT(&c, "\"text\""))
 		return false;
-	if (LIT(&c, ",\"xid\":") && !xid(&c, &out->xid, &out->xid_value))
+	if (LIT(&c, CDC_WIRE_F_XID) && !xid(&c, &out->xid, &out->xid_value))
 		return false;
 	if (!out->transactional)
 	{
-		if (LIT(&c, ",\"lsn\":") && !lsn(&c, &out->lsn, &out->lsn_value))
+		if (LIT(&c, CDC_WIRE_F_LSN) && !lsn(&c, &out->lsn, &out->lsn_value))
 			return false;
 		return closed(&c);
 	}
 	/* a transactional message ends as every event of a transaction does */
-	if (LIT(&c, ",\"lsn\":") &&
+	if (LIT(&c, CDC_WIRE_F_LSN) &&
 		!(lsn(&c, &out->lsn, &out->lsn_value) &&
-		  LIT(&c, ",\"commit_lsn\":") && lsn(&c, &out->commit_lsn, &out->commit_lsn_value)))
+		  LIT(&c, CDC_WIRE_F_COMMIT_LSN) && lsn(&c, &out->commit_lsn, &out->commit_lsn_value)))
 		return false;
-	if (!LIT(&c, ",\"seq\":") || !number(&c, UINT64_MAX, NULL, &out->seq))
+	if (!LIT(&c, CDC_WIRE_F_SEQ) || !number(&c, UINT64_MAX, NULL, &out->seq))
 		return false;
 	out->has_seq = true;
-	if (LIT(&c, ",\"ts\":") && !plain_string(&c, &out->ts))
+	if (LIT(&c, CDC_WIRE_F_TS) && !plain_string(&c, &out->ts))
 		return false;
 	return closed(&c);
 }

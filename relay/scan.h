@@ -8,7 +8,7 @@
  *
  * scan_begin, scan_commit and scan_message read the fixed fields of begin,
  * commit and logical message events written exactly as the plugin writes
- * them (format version 1: its field order, optional fields present or absent
+ * them (format version 1, src/cdc_wire.h: its field order, optional fields present or absent
  * as include-xids / include-lsn / include-timestamp leave them, numbers and
  * LSNs in its notation, every byte accounted for up to the closing brace).
  * Anything else is refused (false): the caller then parses the event with a
@@ -25,6 +25,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+
+#include "cdc_wire.h"
 
 /* Bytes inside the event (not NUL-terminated); p == NULL: the field is absent. */
 typedef struct ScanText
@@ -103,7 +105,7 @@ static inline size_t
 scan_next_event(const char *buf, size_t len, size_t *off)
 {
 	const char *start = buf + *off;
-	const char *nl = memchr(start, '\n', len - *off);
+	const char *nl = memchr(start, CDC_WIRE_EVENT_SEP, len - *off);
 	size_t		n = nl != NULL ? (size_t) (nl - start) : len - *off;
 
 	*off += n + (nl != NULL);

@@ -3,7 +3,8 @@
  *
  * START_REPLICATION with the plugin option key-prefix, so that every row
  * event arrives as <key JSON> TAB <event JSON> and the hot path parses no
- * JSON: the op is at a fixed offset, the relation's identity is the bytes
+ * JSON (the offsets and separators are the wire contract, src/cdc_wire.h;
+ * s->seq counts what it says seq counts): the op is at a fixed offset, the relation's identity is the bytes
  * up to ,"key": (looked up in a cache of topic handles), and the Kafka key is
  * the plugin's own key bytes (null for a table without a key; the marker
  * "unknown" when the WAL does not carry the key, "truncate" for truncate
@@ -51,6 +52,8 @@
  */
 #define KEY_TRUNCATE "\"truncate\""
 #define KEY_UNKNOWN "\"unknown\""
+/* a key the WAL does not carry: ,"key":null,"key_unknown":"<why>" (cdc_wire.h) */
+#define KEY_UNKNOWN_FIELD CDC_WIRE_F_KEY "null" CDC_WIRE_F_KEY_UNKNOWN
 
 typedef struct TopicEntry
 {
@@ -673,7 +676,7 @@ static int
 handle_row(Stream *s, const char *data, size_t len)
 {
 	Relay	   *r = s->r;
-	const char *tab = memchr(data, '\t', len);
+	const char *tab = memchr(data, CDC_WIRE_KEY_SEP, len);
 	const char *ev,
 			   *keyfield,
 			   *vt;
@@ -691,12 +694,16 @@ handle_row(Stream *s, const char *data, size_t len)
 	ev = tab + 1;
 	evlen = len - keylen - 1;
 	/* {"op":"c","schema":... */
-	if (evlen < 16 || memcmp(ev, "{\"op\":\"", 7) != 0 || ev[8] != '"' || ev[9] != ',')
+	if (evlen < CDC_WIRE_IDENT_OFFSET + 6 ||
+		memcmp(ev, CDC_WIRE_OP_OPEN, CDC_WIRE_LEN(CDC_WIRE_OP_OPEN)) != 0 ||
+		ev[CDC_WIRE_OP_OFFSET + 1] != '"' || ev[CDC_WIRE_OP_OFFSET + 2] != ',')
 		goto bad;
+	/* every row event takes a seq number (cdc_wire.h) */
 	s->seq++;
 	if ((st = event_start(s)) != 0)
 		return st > 0 ? 0 : -1;
-	keyfield = memmem(ev + 10, evlen - 10, ",\"key\":", 7);
+	keyfield = memmem(ev + CDC_WIRE_IDENT_OFFSET, evlen - CDC_WIRE_IDENT_OFFSET,
+					  CDC_WIRE_F_KEY, CDC_WIRE_LEN(CDC_WIRE_F_KEY));
 	if (keyfield == NULL)
 		goto bad;
 
@@ -705,14 +712,15 @@ handle_row(Stream *s, const char *data, size_t len)
 	 * change whose key the WAL does not carry (the table has one): that one
 	 * gets the marker key, never a null key (refused by a compacted topic).
 	 */
-	unknown = (size_t) (ev + evlen - keyfield) > 7 + 19 &&
-		memcmp(keyfield + 7, "null,\"key_unknown\":", 19) == 0;
+	unknown = (size_t) (ev + evlen - keyfield) > CDC_WIRE_LEN(KEY_UNKNOWN_FIELD) &&
+		memcmp(keyfield, KEY_UNKNOWN_FIELD, CDC_WIRE_LEN(KEY_UNKNOWN_FIELD)) == 0;
 	nokey = !unknown && keylen == 4 && memcmp(data, "null", 4) == 0;
-	t = topic_lookup(r, ev + 10, (size_t) (keyfield - (ev + 10)), nokey ? 0 : 1);
+	t = topic_lookup(r, ev + CDC_WIRE_IDENT_OFFSET,
+					 (size_t) (keyfield - (ev + CDC_WIRE_IDENT_OFFSET)), nokey ? 0 : 1);
 	if (t == NULL)
 		return -1;
 	m = meta(s, MSG_ROW, t->header_table);
-	m.op = ev[7];
+	m.op = ev[CDC_WIRE_OP_OFFSET];
 	s->events++;
 	count_event(s, t->header_table, 1);
 
@@ -721,7 +729,7 @@ handle_row(Stream *s, const char *data, size_t len)
 	 * longer exists under the old key: tombstone it; the event goes under the
 	 * new key (its "key" field and "before" still show the old one).
 	 */
-	vt = memchr(data, '\v', keylen);
+	vt = memchr(data, CDC_WIRE_NEWKEY_SEP, keylen);
 	if (vt != NULL)
 	{
 		if (r->cfg->tombstones && produce_tombstone(s, t, data, (size_t) (vt - data)) != 0)
@@ -736,10 +744,10 @@ handle_row(Stream *s, const char *data, size_t len)
 	}
 	if (emit(s, s->cur, t->rkt, nokey ? NULL : data, keylen, ev, evlen, &m) != 0)
 		return -1;
-	note_produced(s, t, m.op == 'c' ? 0 : m.op == 'u' ? 1 : m.op == 'd' ? 2 : -1,
+	note_produced(s, t, m.op == CDC_OP_INSERT ? 0 : m.op == CDC_OP_UPDATE ? 1 : m.op == CDC_OP_DELETE ? 2 : -1,
 				  (nokey ? 0 : keylen) + evlen);
 	/* a marker key is no row's: never tombstoned */
-	if (m.op == 'd' && !nokey && !unknown && r->cfg->tombstones &&
+	if (m.op == CDC_OP_DELETE && !nokey && !unknown && r->cfg->tombstones &&
 		produce_tombstone(s, t, data, keylen) != 0)
 		return -1;
 	return event_end(s);
