@@ -774,6 +774,38 @@ test_config(void)
 	config_free(&cfg);
 	free(se);
 
+	/* --origin and --emit-refused: command line and config file alike */
+	rc = parse_args(&cfg, err, sizeof(err), &se, "-d", "dbname=x", "-b", "h:1", "--topic-prefix", "p", NULL);
+	CHECK(rc == 0 && !cfg.origin_none && !cfg.emit_refused_skip, "defaults: --origin any, --emit-refused stop");
+	config_free(&cfg);
+	free(se);
+	rc = parse_args(&cfg, err, sizeof(err), &se, "-d", "dbname=x", "-b", "h:1", "--topic-prefix", "p",
+					"--origin", "none", "--emit-refused=skip", NULL);
+	CHECK(rc == 0 && cfg.origin_none && cfg.emit_refused_skip, "--origin none --emit-refused=skip (%s)", err);
+	config_free(&cfg);
+	free(se);
+	rc = parse_args(&cfg, err, sizeof(err), &se, "-d", "dbname=x", "-b", "h:1", "--topic-prefix", "p",
+					"--origin", "local", NULL);
+	CHECK(rc == 2 && strcmp(err, "--origin \"local\": valid values are any, none") == 0, "bad --origin (%s)", err);
+	config_free(&cfg);
+	free(se);
+	rc = parse_args(&cfg, err, sizeof(err), &se, "-d", "dbname=x", "-b", "h:1", "--topic-prefix", "p",
+					"--emit-refused", "ignore", NULL);
+	CHECK(rc == 2 && strcmp(err, "--emit-refused \"ignore\": valid values are stop, skip") == 0,
+		  "bad --emit-refused (%s)", err);
+	config_free(&cfg);
+	free(se);
+	{
+		char	   *path = write_tmp("origin.conf", "dbname = dbname=x\nbrokers = h:1\ntopic-prefix = p\n"
+									 "origin = none\nemit-refused = skip\n", 0600);
+
+		rc = parse_args(&cfg, err, sizeof(err), &se, "-c", path, NULL);
+		CHECK(rc == 0 && cfg.origin_none && cfg.emit_refused_skip, "config file keys origin, emit-refused (%s)", err);
+		config_free(&cfg);
+		free(se);
+		free(path);
+	}
+
 	/* a malformed connection string: refused up front, without the password */
 	rc = parse_args(&cfg, err, sizeof(err), &se, "-d", "postgresql://u:secret@[::1", "-b", "h:1",
 					"--topic-prefix", "p", NULL);
