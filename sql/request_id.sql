@@ -36,6 +36,16 @@ INSERT INTO reqid_t VALUES (9, 'never');
 ROLLBACK;
 -- emit without a request id
 SELECT cdc_relay.emit('orders.events', '', '[]');
+-- a domain event of a subtransaction rolled back is gone; the others stay
+BEGIN;
+SELECT cdc_relay.set_request_id('with-savepoint');
+SAVEPOINT s1;
+SELECT cdc_relay.emit('orders.events', 'sub-rolled-back', '1');
+ROLLBACK TO SAVEPOINT s1;
+SAVEPOINT s2;
+SELECT cdc_relay.emit('orders.events', 'sub-released', '2');
+RELEASE SAVEPOINT s2;
+COMMIT;
 
 SELECT data FROM pg_logical_slot_peek_changes('reqid_slot', NULL, NULL,
        'include-xids', '0', 'include-lsn', '0', 'include-timestamp', '0');
