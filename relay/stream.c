@@ -982,6 +982,20 @@ handle_commit(Stream *s, const ScanCommit *c, const char *data, size_t len)
 		rlog(r->v, LOG_ERROR, "unexpected commit from the plugin: " EVENT_FMT, EVENT_ARG(data, len));
 		return -1;
 	}
+
+	/*
+	 * The plugin's count and ours must agree (cdc_wire.h says what seq
+	 * counts): exactly-once resumes inside a transaction by seq, so a
+	 * disagreement would skip or repeat events.
+	 */
+	if (c->events != s->seq)
+	{
+		rlog(r->v, LOG_ERROR, "transaction %s: the plugin wrote %llu events, the relay counted %llu: "
+			 "the plugin and the relay disagree on the event format (src/cdc_wire.h); "
+			 "fix: install the same cdc_relay version of both (cdc-relay --version, SELECT cdc_relay.version())",
+			 s->xid, (unsigned long long) c->events, (unsigned long long) s->seq);
+		return -1;
+	}
 	if (r->cfg->txn_records && s->begin_written && !s->skip_all)
 	{
 		size_t		vlen;
@@ -1331,8 +1345,10 @@ handle_json(Stream *s, const char *data, size_t len)
 	{
 		ScanCommit	c = {.xid = jint(j, "xid", xidbuf, sizeof(xidbuf)), .ts = jtext(j, "ts")};
 
+		c.events = (uint64_t) json_integer_value(json_object_get(j, "events"));
 		if (jlsn(j, "commit_lsn", &c.commit_lsn, &c.commit_lsn_value) &&
-			jlsn(j, "end_lsn", &c.end_lsn, &c.end_lsn_value))
+			jlsn(j, "end_lsn", &c.end_lsn, &c.end_lsn_value) &&
+			json_is_integer(json_object_get(j, "events")))
 			rc = handle_commit(s, &c, data, len);
 		else
 			rlog(s->r->v, LOG_ERROR, "unexpected commit from the plugin: " EVENT_FMT, EVENT_ARG(data, len));
