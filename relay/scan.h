@@ -6,8 +6,9 @@
  * newline: JSON escapes it inside strings, and the plugin writes json values'
  * line breaks as spaces); scan_next_event splits it.
  *
- * scan_begin, scan_commit and scan_message read the fixed fields of begin,
- * commit and logical message events written exactly as the plugin writes
+ * scan_begin, scan_commit, scan_message and scan_emit read the fixed fields
+ * of begin, commit, logical message and domain ("e") events written exactly
+ * as the plugin writes
  * them (format version 1, src/cdc_wire.h: its field order, optional fields present or absent
  * as include-xids / include-lsn / include-timestamp leave them, numbers and
  * LSNs in its notation, every byte accounted for up to the closing brace).

@@ -31,6 +31,13 @@
  *
  * <prefix>.transactions: a begin record before a transaction's first message
  * and an end record (with its event counts) after its last.
+ *
+ * Request ids (cdc_relay.set_request_id): the begin carries the id; every
+ * message of the transaction gets a request_id header, its end record a
+ * request_id field (its begin record is the begin event, which has it).
+ * Domain events (cdc_relay.emit, op "e", scan_emit) go to the topic they
+ * name, in their place among the transaction's messages (handle_emit); one
+ * to a topic of the relay's own stops the relay (emit_refusal).
  */
 #include "relay.h"
 
