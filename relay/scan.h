@@ -8,13 +8,13 @@
  *
  * scan_begin, scan_commit, scan_message and scan_emit read the fixed fields
  * of begin, commit, logical message and domain ("e") events written exactly
- * as the plugin writes
- * them (format version 1, src/cdc_wire.h: its field order, optional fields present or absent
+ * as the plugin writes them (format version 1, src/cdc_wire.h: its field order, optional fields present or absent
  * as include-xids / include-lsn / include-timestamp leave them, numbers and
  * LSNs in its notation, every byte accounted for up to the closing brace).
  * Anything else is refused (false): the caller then parses the event with a
  * JSON parser (jansson), which decides whether it is malformed.  So a scanner
  * never accepts what the plugin does not write, and never decides an error.
+ * (A domain event scan_emit refuses is an error of its own: no fallback.)
  *
  * Pure: no I/O, no allocation, no state; unit tested in
  * test/unit/relay_units.c.
