@@ -51,6 +51,8 @@ typedef struct CdcOptions
 	List	   *exclude_tables; /* of CdcTablePattern * */
 	List	   *publications;	/* of char *; NIL = no publication filter */
 	List	   *message_prefixes;	/* of char *; NIL = all messages */
+	bool		origin_none;	/* origin=none: skip transactions with a
+								 * replication origin */
 } CdcOptions;
 
 /* How a value of a given (base) type is written as JSON. */
@@ -219,6 +221,8 @@ typedef struct CdcProtoTxn
 	char		xid_json[32];	/* ,"xid":N  (or empty) */
 	char		commit_json[40];	/* ,"commit_lsn":"X/X"  (or empty) */
 	char		ts_json[MAXDATELEN + 16];	/* ,"ts":"..."  (or empty) */
+	char		request_id_json[2 * 256 + 24];	/* ,"request_id":"..."  (or
+												 * empty): set_request_id */
 } CdcProtoTxn;
 
 extern void cdc_proto_txn_init(CdcProtoTxn *t, const CdcOptions *opts,
@@ -245,6 +249,12 @@ extern void cdc_proto_message(StringInfo out, const char *prefix,
 							  bool transactional, Size sz, const char *message);
 extern char *cdc_proto_schema(const CdcRelEntry *entry, Relation target,
 							  Relation relation);
+extern bool cdc_proto_txn_set_request_id(CdcProtoTxn *t, const char *id,
+										 Size len);
+extern bool cdc_request_id_valid(const char *id, Size len, const char **why);
+extern char *cdc_emit_content_build(const char *topic, const char *key,
+									const char *payload, Size *len);
+extern bool cdc_proto_emit(StringInfo out, const char *content, Size sz);
 extern void cdc_proto_message_end(StringInfo out, const CdcOptions *opts,
 								  TransactionId xid, XLogRecPtr lsn);
 

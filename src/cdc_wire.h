@@ -51,6 +51,8 @@
 #ifndef CDC_WIRE_H
 #define CDC_WIRE_H
 
+#include <stddef.h>
+
 #define CDC_WIRE_FORMAT_VERSION 1
 
 /* separators */
@@ -137,6 +139,63 @@
 														 * written as op "m"
 														 * with schema-events
 														 * only, else swallowed */
+
+/*
+ * Request ids (cdc_relay.set_request_id): the content of a transactional
+ * CDC_PREFIX_REQUEST_ID message is the id's bytes: 1 to
+ * CDC_REQUEST_ID_MAX_BYTES of valid text without control characters.  The
+ * plugin writes no event for it (no seq); the transaction's begin (written
+ * after it: skip-empty-xacts, the default) and commit carry
+ * CDC_WIRE_F_REQUEST_ID right after "xid" (after the op when include-xids
+ * is off), every tailed event right after "seq".  Without skip-empty-xacts
+ * the begin is written before the id is known and has none.
+ */
+#define CDC_REQUEST_ID_MAX_BYTES	256
+
+/*
+ * Domain events (cdc_relay.emit): the content of a transactional
+ * CDC_PREFIX_EMIT message is three fields separated by CDC_EMIT_SEP (a byte
+ * that no text or jsonb value holds):
+ *
+ *	 <topic> NUL <'k' key bytes | 'n'> NUL <payload: jsonb text output>
+ *
+ * ('n': the key is NULL).  The plugin writes it as op "e":
+ *
+ *	 {"op":"e","topic":T,"key":K|null,"payload":<JSON>, <tail>}
+ *
+ * the payload embedded as JSON, on one line (jsonb output has no raw line
+ * break or tab).  A topic is 1 to CDC_EMIT_TOPIC_MAX_LEN characters of
+ * CDC_EMIT_TOPIC_CHARS, not "." or "..".  Content the plugin cannot split,
+ * or with a topic or payload that breaks these rules (only a hand-written
+ * message can), is written as an ordinary message (op "m") instead.
+ */
+#define CDC_EMIT_SEP			'\0'
+#define CDC_EMIT_KEY			'k'
+#define CDC_EMIT_NO_KEY			'n'
+#define CDC_EMIT_TOPIC_MAX_LEN	249
+#define CDC_EMIT_TOPIC_CHARS \
+	"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
+#define CDC_WIRE_F_TOPIC		",\"topic\":"
+#define CDC_WIRE_F_PAYLOAD		",\"payload\":"
+
+/* Whether topic[0..len) is a topic name emit() accepts. */
+static inline int
+cdc_emit_topic_valid(const char *topic, size_t len)
+{
+	if (len == 0 || len > CDC_EMIT_TOPIC_MAX_LEN ||
+		(len == 1 && topic[0] == '.') ||
+		(len == 2 && topic[0] == '.' && topic[1] == '.'))
+		return 0;
+	for (size_t i = 0; i < len; i++)
+	{
+		char		c = topic[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			  (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
+			return 0;
+	}
+	return 1;
+}
 
 /*
  * Whether an event with this one-letter op takes a seq number (see above),

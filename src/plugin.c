@@ -15,6 +15,7 @@
 #include "access/detoast.h"
 #include "access/htup_details.h"
 #include "replication/logical.h"
+#include "replication/origin.h"
 #include "replication/output_plugin.h"
 #include "access/xact.h"
 #include "utils/builtins.h"
@@ -74,6 +75,8 @@ static void cdc_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 static void cdc_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 						XLogRecPtr lsn, bool transactional, const char *prefix,
 						Size sz, const char *message);
+static bool cdc_filter_by_origin(LogicalDecodingContext *ctx,
+								 RepOriginId origin_id);
 
 void
 _PG_output_plugin_init(OutputPluginCallbacks *cb)
@@ -89,6 +92,7 @@ _PG_output_plugin_init(OutputPluginCallbacks *cb)
 	cb->truncate_cb = cdc_truncate;
 	cb->commit_cb = cdc_commit;
 	cb->message_cb = cdc_message;
+	cb->filter_by_origin_cb = cdc_filter_by_origin;
 	cb->shutdown_cb = cdc_shutdown;
 }
 
@@ -438,6 +442,53 @@ cdc_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	MemoryContextReset(data->change_cxt);
 }
 
+/*
+ * A cdc_relay.emit() message of txn: its "e" event (cdc_proto_emit).
+ * false, with nothing written, when the content is not an emit's.
+ */
+static bool
+send_emit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogRecPtr lsn,
+		  Size sz, const char *content)
+{
+	CdcData    *data = ctx->output_plugin_private;
+	CdcTxn	   *t = txn->output_plugin_private;
+	StringInfoData ev;
+	StringInfo	out;
+	MemoryContext old;
+
+	old = MemoryContextSwitchTo(data->change_cxt);
+	initStringInfo(&ev);
+	if (!cdc_proto_emit(&ev, content, sz))
+	{
+		ereport(WARNING,
+				(errmsg("cdc_relay: a \"%s\" message at %X/%X is not as cdc_relay.emit() writes it: written as an ordinary message",
+						CDC_PREFIX_EMIT, LSN_FORMAT_ARGS(lsn))));
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(data->change_cxt);
+		return false;
+	}
+	out = start_txn_event(ctx, txn, t);
+	appendBinaryStringInfo(out, ev.data, ev.len);
+	cdc_proto_tail(out, &data->opts, &t->proto, lsn);
+	event_end(ctx, data, false);
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(data->change_cxt);
+	return true;
+}
+
+/*
+ * origin=none: leave out every transaction (and non-transactional message)
+ * that carries a replication origin, i.e. was replayed by logical
+ * replication (as pgoutput's origin=none, test_decoding's only-local).
+ */
+static bool
+cdc_filter_by_origin(LogicalDecodingContext *ctx, RepOriginId origin_id)
+{
+	CdcData    *data = ctx->output_plugin_private;
+
+	return data->opts.origin_none && origin_id != InvalidRepOriginId;
+}
+
 /* Logical messages (pg_logical_emit_message); see cdc_proto_message. */
 static void
 cdc_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
@@ -448,6 +499,21 @@ cdc_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	CdcTxn	   *t = NULL;
 	MemoryContext old;
 	StringInfo	out;
+
+	/*
+	 * cdc_relay's own transactional messages, whatever message-prefixes
+	 * says: a request id is swallowed (kept for the transaction's events), a
+	 * domain event becomes an "e" event.  Content that is not as the SQL
+	 * functions write it (a hand-written message) goes on as an ordinary
+	 * message below.
+	 */
+	if (transactional && strcmp(prefix, CDC_PREFIX_REQUEST_ID) == 0 &&
+		cdc_proto_txn_set_request_id(&((CdcTxn *) txn->output_plugin_private)->proto,
+									 message, sz))
+		return;
+	if (transactional && strcmp(prefix, CDC_PREFIX_EMIT) == 0 &&
+		send_emit(ctx, txn, lsn, sz, message))
+		return;
 
 	if (!cdc_message_prefix_wanted(&data->opts, prefix))
 		return;

@@ -7,7 +7,7 @@
  *		separators, offsets, ops, reserved message prefixes and what "seq"
  *		counts are the wire contract in cdc_wire.h, shared with the relay.
  *
- *	 begin    {"op":"begin","xid":..,"commit_lsn":..,"ts":..}
+ *	 begin    {"op":"begin","xid":..[,"request_id":..],"commit_lsn":..,"ts":..}
  *	 change   [<key> TAB]{"op":"c|u|d","schema":..,"table":..,"key":{..}|null
  *			   [,"key_unknown":".."],"before":{..}|null,"after":{..}|null
  *			   [,"unchanged_toast":[..]][,"json_null":{..}], <tail>}
@@ -22,9 +22,13 @@
  *	 schema   {"op":"s","schema":..,"table":..,"relid":..,"columns":[{"name":..,
  *			   "type":..,"type_oid":..,"not_null":..},..],"key":[..]|null,
  *			   "replica_identity":"..", <tail>}   (schema-events; cdc_wire.h)
- *	 commit   {"op":"commit","xid":..,"commit_lsn":..,"end_lsn":..,
- *			   "events":n,"ts":..}
- *	 <tail>   ,"xid":..,"lsn":..,"commit_lsn":..,"seq":n,"ts":..}
+ *	 emit     {"op":"e","topic":..,"key":..|null,"payload":<JSON>, <tail>}
+ *			  (cdc_relay.emit(); the content encoding is in cdc_wire.h)
+ *	 commit   {"op":"commit","xid":..[,"request_id":..],"commit_lsn":..,
+ *			   "end_lsn":..,"events":n,"ts":..}
+ *	 <tail>   ,"xid":..,"lsn":..,"commit_lsn":..,"seq":n[,"request_id":..],
+ *			   "ts":..}
+ *			  (request_id: set by cdc_relay.set_request_id())
  *
  * Values and rows are encoded by encode.c.  No function here writes a raw
  * CDC_WIRE_EVENT_SEP, CDC_WIRE_KEY_SEP or CDC_WIRE_NEWKEY_SEP but where the
@@ -36,6 +40,7 @@
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
 #include "common/base64.h"
+#include "common/jsonapi.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
@@ -85,6 +90,7 @@ cdc_proto_begin(StringInfo out, const CdcProtoTxn *t)
 {
 	appendStringInfoString(out, CDC_WIRE_OP_OPEN CDC_OP_BEGIN "\"");
 	appendStringInfoString(out, t->xid_json);
+	appendStringInfoString(out, t->request_id_json);
 	appendStringInfoString(out, t->commit_json);
 	appendStringInfoString(out, t->ts_json);
 	appendStringInfoCharMacro(out, '}');
@@ -97,6 +103,7 @@ cdc_proto_commit(StringInfo out, const CdcOptions *opts, const CdcProtoTxn *t,
 {
 	appendStringInfoString(out, CDC_WIRE_OP_OPEN CDC_OP_COMMIT "\"");
 	appendStringInfoString(out, t->xid_json);
+	appendStringInfoString(out, t->request_id_json);
 	if (opts->include_lsn)
 	{
 		appendStringInfoString(out, t->commit_json);
@@ -118,7 +125,10 @@ cdc_proto_next_seq(CdcProtoTxn *t)
 	t->seq++;
 }
 
-/* ,"xid":..,"lsn":..,"commit_lsn":..,"seq":n,"ts":..} closing an event. */
+/*
+ * ,"xid":..,"lsn":..,"commit_lsn":..,"seq":n[,"request_id":..],"ts":..}
+ * closing an event.
+ */
 void
 cdc_proto_tail(StringInfo out, const CdcOptions *opts, const CdcProtoTxn *t,
 			   XLogRecPtr lsn)
@@ -134,6 +144,8 @@ cdc_proto_tail(StringInfo out, const CdcOptions *opts, const CdcProtoTxn *t,
 	}
 	cdc_append_literal(out, CDC_WIRE_F_SEQ);
 	appendBinaryStringInfo(out, num, pg_ulltoa_n(t->seq, num));
+	if (t->request_id_json[0] != '\0')
+		appendStringInfoString(out, t->request_id_json);
 	appendStringInfoString(out, t->ts_json);
 	appendStringInfoCharMacro(out, '}');
 }
@@ -485,6 +497,165 @@ cdc_proto_message_end(StringInfo out, const CdcOptions *opts, TransactionId xid,
 		cdc_append_lsn(out, lsn);
 	}
 	appendStringInfoCharMacro(out, '}');
+}
+
+/* ---- request ids and domain events ---------------------------------------- */
+
+/*
+ * Whether id[0..len) is a request id (cdc_wire.h): 1 to
+ * CDC_REQUEST_ID_MAX_BYTES bytes of valid text in the database encoding
+ * without control characters.  When not, *why says what is wrong (a
+ * sentence fragment for an error message).
+ */
+bool
+cdc_request_id_valid(const char *id, Size len, const char **why)
+{
+	if (len == 0)
+	{
+		*why = "it is empty";
+		return false;
+	}
+	if (len > CDC_REQUEST_ID_MAX_BYTES)
+	{
+		*why = "it is longer than 256 bytes";
+		return false;
+	}
+	for (Size i = 0; i < len; i++)
+	{
+		unsigned char c = (unsigned char) id[i];
+
+		if (c < 0x20 || c == 0x7f)
+		{
+			*why = "it contains a control character";
+			return false;
+		}
+	}
+	if (!pg_verifymbstr(id, len, true))
+	{
+		*why = "it is not valid text in the database encoding";
+		return false;
+	}
+	return true;
+}
+
+/*
+ * The transaction's request id is id[0..len) (the content of a
+ * CDC_PREFIX_REQUEST_ID message): begin (when written after this), every
+ * tailed event written after this and the commit carry it.  false, with
+ * nothing set, when it is not a valid request id (only a hand-written
+ * message can be invalid: cdc_relay.set_request_id() validates).
+ */
+bool
+cdc_proto_txn_set_request_id(CdcProtoTxn *t, const char *id, Size len)
+{
+	StringInfoData buf;
+	const char *why;
+
+	if (!cdc_request_id_valid(id, len, &why))
+		return false;
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, CDC_WIRE_F_REQUEST_ID);
+	cdc_append_json_string(&buf, id, len);
+	/* at most 2 bytes per byte ('"' and '\\' are escaped): it fits */
+	Assert(buf.len < sizeof(t->request_id_json));
+	strlcpy(t->request_id_json, buf.data, sizeof(t->request_id_json));
+	pfree(buf.data);
+	return true;
+}
+
+/*
+ * The content of a CDC_PREFIX_EMIT message (cdc_wire.h): topic NUL
+ * ('k' key | 'n') NUL payload.  key NULL: no key.  palloc'd; *len its
+ * length.  The caller validated the topic; text holds no NUL.
+ */
+char *
+cdc_emit_content_build(const char *topic, const char *key, const char *payload,
+					   Size *len)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, topic);
+	appendStringInfoChar(&buf, CDC_EMIT_SEP);
+	if (key != NULL)
+	{
+		appendStringInfoChar(&buf, CDC_EMIT_KEY);
+		appendStringInfoString(&buf, key);
+	}
+	else
+		appendStringInfoChar(&buf, CDC_EMIT_NO_KEY);
+	appendStringInfoChar(&buf, CDC_EMIT_SEP);
+	appendStringInfoString(&buf, payload);
+	*len = buf.len;
+	return buf.data;
+}
+
+/* Whether p[0..len) is one JSON value on one line (no raw newline or tab). */
+static bool
+payload_valid(const char *p, Size len)
+{
+	JsonLexContext *lex;
+	char	   *copy;
+	bool		ok;
+
+	if (len == 0 || memchr(p, '\n', len) || memchr(p, '\r', len) ||
+		memchr(p, '\t', len) || memchr(p, '\v', len) || memchr(p, '\0', len))
+		return false;
+	copy = pnstrdup(p, len);
+	lex = makeJsonLexContextCstringLen(copy, len, GetDatabaseEncoding(), true);
+	ok = pg_parse_json(lex, &nullSemAction) == JSON_SUCCESS;
+	pfree(copy);
+	return ok;
+}
+
+/*
+ * A domain event from the content sz bytes of a CDC_PREFIX_EMIT message,
+ * up to its tail:
+ *
+ *	 {"op":"e","topic":T,"key":K|null,"payload":<JSON>
+ *
+ * Returns false, writing nothing, when the content is not as
+ * cdc_emit_content_build writes it (a valid topic, a key that is valid
+ * text, a payload that is one JSON value on one line): the caller then
+ * writes it as an ordinary message.
+ */
+bool
+cdc_proto_emit(StringInfo out, const char *content, Size sz)
+{
+	const char *sep1 = memchr(content, CDC_EMIT_SEP, sz);
+	const char *sep2;
+	const char *key;
+	const char *payload;
+	Size		topiclen,
+				keylen,
+				paylen;
+
+	if (sep1 == NULL)
+		return false;
+	topiclen = sep1 - content;
+	key = sep1 + 1;
+	sep2 = memchr(key, CDC_EMIT_SEP, content + sz - key);
+	if (sep2 == NULL || sep2 == key)
+		return false;
+	keylen = sep2 - key;
+	payload = sep2 + 1;
+	paylen = content + sz - payload;
+	if (!cdc_emit_topic_valid(content, topiclen) ||
+		!((key[0] == CDC_EMIT_KEY && pg_verifymbstr(key + 1, keylen - 1, true)) ||
+		  (key[0] == CDC_EMIT_NO_KEY && keylen == 1)) ||
+		!payload_valid(payload, paylen))
+		return false;
+
+	appendStringInfoString(out, CDC_WIRE_OP_OPEN "e\"" CDC_WIRE_F_TOPIC);
+	cdc_append_json_string(out, content, topiclen);
+	appendStringInfoString(out, CDC_WIRE_F_KEY);
+	if (key[0] == CDC_EMIT_KEY)
+		cdc_append_json_string(out, key + 1, keylen - 1);
+	else
+		appendStringInfoString(out, "null");
+	appendStringInfoString(out, CDC_WIRE_F_PAYLOAD);
+	appendBinaryStringInfo(out, payload, paylen);
+	return true;
 }
 
 /* ---- schema events ----------------------------------------------------- */
