@@ -3,9 +3,11 @@
 -- before the first change or truncate of a relation in a decoding session,
 -- and again before the first one after its shape changed, wherever in the
 -- transaction the DDL ran; once per shape; it carries the seq of the event
--- after it and takes none.  Without the option nothing changes.  A rename of the table gives a schema event under
--- the new name (same relid).  With partition-root the shape is the root's.
--- cdc_relay.table_schema() writes the same body for a snapshot.
+-- after it and takes none.  Without the option nothing changes.  A rename of
+-- the table gives a schema event under the new name (same relid).  With
+-- partition-root the shape is the root's.  cdc_relay.table_schema() writes
+-- the same body for a snapshot.  A value added to an enum changes no shape;
+-- a rename of a column's type does.
 -- (the DDL capture's messages are ddl_capture's test)
 SET cdc_relay.capture_ddl = off;
 CREATE TYPE se_mood AS ENUM ('ok', 'sad');
@@ -119,4 +121,14 @@ SELECT (SELECT data::jsonb - 'seq' - 'ts' - 'lsn' - 'xid' - 'commit_lsn'
        = cdc_relay.table_schema('se_b')::jsonb - 'snapshot' AS same_body;
 CREATE SEQUENCE se_b_seq;
 SELECT cdc_relay.table_schema('se_b_seq'::regclass);
+
+-- 6. types: a value added to an enum changes no shape, a rename of the type does
+CREATE TABLE se_t (id int PRIMARY KEY, m se_mood);
+SELECT count(*) > 0 AS consumed FROM se_events();
+INSERT INTO se_t VALUES (1, 'ok');
+ALTER TYPE se_mood ADD VALUE 'meh';
+INSERT INTO se_t VALUES (2, 'meh');
+ALTER TYPE se_mood RENAME TO se_feeling;
+INSERT INTO se_t VALUES (3, 'sad');
+SELECT * FROM se_events('schema-events', '1');
 SELECT 'drop' FROM pg_drop_replication_slot('se_slot');
