@@ -164,6 +164,15 @@ cdc_append_bytes(StringInfo out, const char *s, int n)
 extern void cdc_parse_options(List *defels, CdcOptions *opts);
 extern List *cdc_options_from_array(ArrayType *arr);
 
+/*
+ * Online snapshots (online.c, relay/online.c): the reserved logical message
+ * prefixes.  TODO(cdc_wire.h): move to the shared wire header.
+ */
+#define CDC_ONLINE_REQUEST_PREFIX "cdc_relay.snapshot_request"
+#define CDC_ONLINE_WATERMARK_PREFIX "cdc_relay.watermark"
+/* The extension's own schema: its tables (snapshot_jobs) are never captured. */
+#define CDC_EXTENSION_SCHEMA "cdc_relay"
+
 /* filter.c */
 extern bool cdc_table_matches(const CdcOptions *opts, const char *schema,
 							  const char *table);
