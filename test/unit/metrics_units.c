@@ -208,7 +208,7 @@ test_render(void)
 			help++;
 		for (const char *p = text; (p = strstr(p, "# TYPE ")) != NULL; p++)
 			type++;
-		CHECK(help == 15 && type == 15, "HELP and TYPE for each of the 15 metrics (%d, %d)", help, type);
+		CHECK(help == 19 && type == 19, "HELP and TYPE for each of the 19 metrics (%d, %d)", help, type);
 	}
 	free(text);
 	atomic_store(&m->oldest_pending_us, 0);
