@@ -854,18 +854,19 @@ fail:
 	return NULL;
 }
 
-/* Stop the reader thread (if any) and wait for it; drop a buffered chunk. */
+/* Stop the reader thread (if any) and wait for it; drop a buffered chunk; no reader (READER_IDLE). */
 static void
 reader_stop(Online *o)
 {
-	if (!o->thread_running)
-		return;
-	pthread_mutex_lock(&o->lock);
-	o->stop = true;
-	pthread_cond_broadcast(&o->cond);
-	pthread_mutex_unlock(&o->lock);
-	pthread_join(o->thread, NULL);
-	o->thread_running = false;
+	if (o->thread_running)
+	{
+		pthread_mutex_lock(&o->lock);
+		o->stop = true;
+		pthread_cond_broadcast(&o->cond);
+		pthread_mutex_unlock(&o->lock);
+		pthread_join(o->thread, NULL);
+		o->thread_running = false;
+	}
 	o->stop = false;
 	o->phase = READER_IDLE;
 	chunk_free(o->chunk);

@@ -94,6 +94,9 @@ online_snapshot_main(int argc, char **argv)
 	{
 		params[0] = table;
 		params[1] = where;
+		/* TABLE is resolved as the user would in psql: with the role's own search_path */
+		res = pg_exec(&r, conn, "RESET search_path", 0, NULL);
+		PQclear(res);
 		res = pg_exec(&r, conn, "SELECT cdc_relay.request_snapshot($1::pg_catalog.regclass, $2::pg_catalog.text)",
 					  2, params);
 		if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
