@@ -55,7 +55,9 @@ enum
 	OPT_TXN_INTERVAL,
 	OPT_TXN_MAX_MESSAGES,
 	OPT_NO_TRANSACTION_RECORDS,
-	OPT_METRICS
+	OPT_METRICS,
+	OPT_ORIGIN,
+	OPT_EMIT_REFUSED
 };
 
 static const struct option long_options[] = {
@@ -86,6 +88,8 @@ static const struct option long_options[] = {
 	{"txn-max-messages", required_argument, NULL, OPT_TXN_MAX_MESSAGES},
 	{"no-transaction-records", no_argument, NULL, OPT_NO_TRANSACTION_RECORDS},
 	{"metrics", required_argument, NULL, OPT_METRICS},
+	{"origin", required_argument, NULL, OPT_ORIGIN},
+	{"emit-refused", required_argument, NULL, OPT_EMIT_REFUSED},
 	{"verbose", no_argument, NULL, 'v'},
 	{"quiet", no_argument, NULL, 'q'},
 	{"help", no_argument, NULL, 'h'},
@@ -115,6 +119,10 @@ config_usage(FILE *out)
 		  "      --exclude-tables=PATTERNS  do not capture these tables\n"
 		  "      --publication=NAMES    capture only the tables of these publications\n"
 		  "      --partition-root       name a partition's rows after its partitioned table\n"
+		  "      --origin=MODE          any (default) or none: leave out transactions replayed\n"
+		  "                             with a replication origin (logical replication)\n"
+		  "      --emit-refused=MODE    a domain event (cdc_relay.emit) to a topic of the\n"
+		  "                             relay's own: stop (default) or skip (drop, logged)\n"
 		  "      --snapshot=MODE        initial (default: when the slot is new or the last\n"
 		  "                             snapshot did not finish), never, always, initial-only\n"
 		  "      --snapshot-jobs=N      parallel connections reading the snapshot (default: 2)\n"
@@ -475,6 +483,22 @@ apply(RelayConfig *cfg, int code, const char *name, const char *value,
 			else
 				return fail(err, errlen, "--delivery \"%s\": valid values are exactly-once, at-least-once",
 							value);
+			break;
+		case OPT_ORIGIN:
+			if (strcmp(value, "any") == 0)
+				cfg->origin_none = false;
+			else if (strcmp(value, "none") == 0)
+				cfg->origin_none = true;
+			else
+				return fail(err, errlen, "--origin \"%s\": valid values are any, none", value);
+			break;
+		case OPT_EMIT_REFUSED:
+			if (strcmp(value, "stop") == 0)
+				cfg->emit_refused_skip = false;
+			else if (strcmp(value, "skip") == 0)
+				cfg->emit_refused_skip = true;
+			else
+				return fail(err, errlen, "--emit-refused \"%s\": valid values are stop, skip", value);
 			break;
 		case OPT_TRANSACTIONAL_ID:
 			if (value[0] == '\0' || strlen(value) > 200)

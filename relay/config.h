@@ -54,6 +54,8 @@ typedef struct RelayConfig
 	int			txn_max_messages;
 	bool		txn_records;	/* write <prefix>.transactions */
 	bool		partition_root;
+	bool		origin_none;	/* --origin none: plugin option origin=none */
+	bool		emit_refused_skip;	/* --emit-refused skip (else stop) */
 	KafkaProp  *kafka;			/* -X and kafka.* settings, in order */
 	int			nkafka;
 	uint64_t	endpos;			/* 0: none */

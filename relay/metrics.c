@@ -246,6 +246,12 @@ metrics_render(RelayMetrics *m, int64_t now_us, size_t *len)
 	single(f, "cdc_relay_transactions_total", "counter",
 		   "PostgreSQL transactions produced to Kafka (those with at least one message).",
 		   (unsigned long long) atomic_load_explicit(&m->transactions, RELAXED));
+	header(f, "cdc_relay_emitted_events_total", "counter",
+		   "Domain events (cdc_relay.emit): produced to their topics, or dropped (to a topic of the relay's own, --emit-refused=skip).");
+	fprintf(f, "cdc_relay_emitted_events_total{result=\"produced\"} %llu\n",
+			(unsigned long long) atomic_load_explicit(&m->emitted, RELAXED));
+	fprintf(f, "cdc_relay_emitted_events_total{result=\"dropped\"} %llu\n",
+			(unsigned long long) atomic_load_explicit(&m->emit_refused, RELAXED));
 	single(f, "cdc_relay_lag_bytes", "gauge",
 		   "The server's WAL end (from its last keepalive or data message) minus the position confirmed to PostgreSQL.",
 		   (unsigned long long) (walend > confirmed && confirmed > 0 ? walend - confirmed : 0));

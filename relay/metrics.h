@@ -47,6 +47,8 @@ typedef struct RelayMetrics
 {
 	/* counters (only grow) */
 	atomic_uint_fast64_t transactions;	/* PostgreSQL transactions produced */
+	atomic_uint_fast64_t emitted;	/* domain events (cdc_relay.emit) produced */
+	atomic_uint_fast64_t emit_refused;	/* ... dropped: --emit-refused=skip */
 	atomic_uint_fast64_t delivery_errors;	/* failed delivery reports */
 	atomic_uint_fast64_t kafka_commits; /* Kafka transactions committed */
 	atomic_uint_fast64_t kafka_aborts;	/* ... and aborted */

@@ -720,7 +720,7 @@ reader_watermark(Online *o, Job *j, PGconn *conn, Chunk *c, uint64_t rows, char 
 		else
 			PQclear(res);
 	}
-	ok = ok && reader_exec(r, conn, "SELECT pg_catalog.pg_logical_emit_message(true, '" ONLINE_WATERMARK_PREFIX
+	ok = ok && reader_exec(r, conn, "SELECT pg_catalog.pg_logical_emit_message(true, '" CDC_PREFIX_WATERMARK
 						   "'::pg_catalog.text, $1::pg_catalog.text)", 1, mp, err, errlen) &&
 		reader_exec(r, conn, "COMMIT", 0, NULL, err, errlen);
 	if (!ok)
@@ -899,8 +899,8 @@ reader_start(Online *o)
 bool
 online_prefix(const char *prefix)
 {
-	return prefix != NULL && (strcmp(prefix, ONLINE_REQUEST_PREFIX) == 0 ||
-							  strcmp(prefix, ONLINE_WATERMARK_PREFIX) == 0);
+	return prefix != NULL && (strcmp(prefix, CDC_PREFIX_SNAPSHOT_REQUEST) == 0 ||
+							  strcmp(prefix, CDC_PREFIX_WATERMARK) == 0);
 }
 
 /* Set the job row's status (done, failed) on the guard connection; best effort. */
@@ -1236,7 +1236,7 @@ online_message(Online *o, const char *prefix, const char *event, size_t len, boo
 	content = text ? json_loads(text, 0, NULL) : NULL;
 	if (content == NULL)
 		rlog(o->r->v, LOG_WARNING, "ignoring a malformed %s message", prefix);
-	else if (strcmp(prefix, ONLINE_REQUEST_PREFIX) == 0)
+	else if (strcmp(prefix, CDC_PREFIX_SNAPSHOT_REQUEST) == 0)
 		on_request(o, content);
 	else
 		rc = on_watermark(o, content, emit, arg);

@@ -23,14 +23,6 @@
 struct Relay;
 typedef struct Online Online;
 
-/*
- * The reserved logical message prefixes (written by
- * cdc_relay.request_snapshot() and by the relay's reader).
- * TODO(cdc_wire.h): take them from the shared wire header.
- */
-#define ONLINE_REQUEST_PREFIX "cdc_relay.snapshot_request"
-#define ONLINE_WATERMARK_PREFIX "cdc_relay.watermark"
-
 /* Default of --snapshot-chunk-rows. */
 #define ONLINE_CHUNK_ROWS_DEFAULT 8192
 

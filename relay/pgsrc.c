@@ -775,6 +775,12 @@ plugin_options(Relay *r, const char *names[8], const char *values[8])
 		names[n] = "partition-root";
 		values[n++] = "true";
 	}
+	/* only when asked: a plugin older than the option keeps working */
+	if (r->cfg->origin_none)
+	{
+		names[n] = "origin";
+		values[n++] = "none";
+	}
 	return n;
 }
 

@@ -107,10 +107,14 @@ put_str(char *p, const char *s)
  *   MSG_TRUNCATE     t            yes   txn's        yes <commit_lsn>/<seq>               false
  *   MSG_MESSAGE      m            -     txn's        yes <commit_lsn>/<seq>               false
  *   MSG_MESSAGE_NT   m            -     its own LSN  -   <lsn>/0                          false
+ *   MSG_EMIT         e            -     txn's        yes <commit_lsn>/<seq>               false
  *   MSG_SNAPSHOT_ROW r            yes   consistent   -   <consistent>/r/<table oid>/<n>   true
  *                                       point
  *   MSG_TXN_BEGIN    begin        -     txn's        yes -                                -
  *   MSG_TXN_END      commit       -     txn's        yes -                                -
+ *
+ * and request_id, the transaction's request id (cdc_relay.set_request_id),
+ * on every message of a transaction that has one.
  *
  * Safe from any thread.
  */
@@ -138,6 +142,9 @@ msg_headers(const MsgMeta *m)
 		case MSG_MESSAGE:
 			op = "m";
 			break;
+		case MSG_EMIT:
+			op = "e";
+			break;
 		case MSG_MESSAGE_NT:
 			op = "m";
 			has_xid = false;
@@ -164,6 +171,8 @@ msg_headers(const MsgMeta *m)
 	rd_kafka_header_add(h, "commit_lsn", 10, m->commit_lsn, -1);
 	if (has_xid && m->xid && m->xid[0])
 		rd_kafka_header_add(h, "xid", 3, m->xid, -1);
+	if (m->request_id != NULL)
+		rd_kafka_header_add(h, "request_id", 10, m->request_id, -1);
 	if (events)
 	{
 		p = put_str(p, m->commit_lsn);

@@ -27,7 +27,9 @@ struct RelayBroker;
 struct Online;
 typedef struct RelayAdmin RelayAdmin;
 
-#define HEARTBEAT_PREFIX "cdc_relay.heartbeat"
+#include "cdc_wire.h"
+
+#define HEARTBEAT_PREFIX CDC_PREFIX_HEARTBEAT
 
 /* The opaque of the state topic's checkpoint records (ring ids are small). */
 #define CHECKPOINT_OPAQUE ((void *) UINTPTR_MAX)
@@ -199,6 +201,7 @@ typedef enum MsgKind
 	MSG_TRUNCATE,
 	MSG_MESSAGE,				/* a transactional logical message */
 	MSG_MESSAGE_NT,				/* a non-transactional one */
+	MSG_EMIT,					/* a domain event (cdc_relay.emit) */
 	MSG_SNAPSHOT_ROW,
 	MSG_TXN_BEGIN,				/* <prefix>.transactions */
 	MSG_TXN_END,
@@ -215,6 +218,7 @@ typedef struct MsgMeta
 	const char *xid;			/* decimal, or "" / NULL */
 	uint64_t	seq;			/* position in the transaction; snapshot: row number */
 	const char *relid;			/* MSG_SNAPSHOT_ROW: the table's oid */
+	const char *request_id;		/* the transaction's request id, or NULL */
 } MsgMeta;
 
 /* Called while librdkafka's queue is full: 0 to try again, else give up. */

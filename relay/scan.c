@@ -1,6 +1,7 @@
 /*
- * scan.c: the fixed fields of the plugin's begin, commit and logical message
- * events, read without a JSON parser (the contract is in scan.h).
+ * scan.c: the fixed fields of the plugin's begin, commit, logical message and
+ * domain ("e") events, read without a JSON parser (the contract is in
+ * scan.h).
  *
  * Each scanner walks the event once, left to right, in the plugin's field
  * order (src/plugin.c: send_begin, cdc_commit, cdc_message and
@@ -192,15 +193,18 @@ closed(Cur *c)
 ScanKind
 scan_kind(const char *ev, size_t len)
 {
-	if (memchr(ev, '\t', len) != NULL)
+	const char *op = ev + CDC_WIRE_OP_OFFSET;
+
+	if (memchr(ev, CDC_WIRE_KEY_SEP, len) != NULL)
 		return SCAN_ROW;
-	if (len < 10 || memcmp(ev, "{\"op\":\"", 7) != 0)
+	if (len < CDC_WIRE_OP_OFFSET + 3 || memcmp(ev, CDC_WIRE_OP_OPEN, CDC_WIRE_LEN(CDC_WIRE_OP_OPEN)) != 0)
 		return SCAN_OTHER;
-	if (ev[8] == '"')
-		return ev[7] == 'm' ? SCAN_MESSAGE : ev[7] == 't' ? SCAN_TRUNCATE : SCAN_OTHER;
-	if (len >= 14 && memcmp(ev + 7, "begin\"", 6) == 0)
+	if (op[1] == '"')
+		return op[0] == CDC_OP_MESSAGE ? SCAN_MESSAGE : op[0] == CDC_OP_TRUNCATE ? SCAN_TRUNCATE :
+			op[0] == CDC_OP_EMIT ? SCAN_EMIT : SCAN_OTHER;
+	if (len >= CDC_WIRE_OP_OFFSET + 7 && memcmp(op, CDC_OP_BEGIN "\"", 6) == 0)
 		return SCAN_BEGIN;
-	if (len >= 15 && memcmp(ev + 7, "commit\"", 7) == 0)
+	if (len >= CDC_WIRE_OP_OFFSET + 8 && memcmp(op, CDC_OP_COMMIT "\"", 7) == 0)
 		return SCAN_COMMIT;
 	return SCAN_OTHER;
 }
@@ -209,15 +213,18 @@ bool
 scan_begin(const char *ev, size_t len, ScanBegin *out)
 {
 	Cur			c = {ev, ev + len};
+	bool		escaped;
 
 	memset(out, 0, sizeof(*out));
-	if (!LIT(&c, "{\"op\":\"begin\""))
+	if (!LIT(&c, CDC_WIRE_OP_OPEN CDC_OP_BEGIN "\""))
 		return false;
-	if (LIT(&c, ",\"xid\":") && !xid(&c, &out->xid, &out->xid_value))
+	if (LIT(&c, CDC_WIRE_F_XID) && !xid(&c, &out->xid, &out->xid_value))
 		return false;
-	if (LIT(&c, ",\"commit_lsn\":") && !lsn(&c, &out->commit_lsn, &out->commit_lsn_value))
+	if (LIT(&c, CDC_WIRE_F_REQUEST_ID) && !string(&c, &out->request_id, &escaped))
 		return false;
-	if (LIT(&c, ",\"ts\":") && !plain_string(&c, &out->ts))
+	if (LIT(&c, CDC_WIRE_F_COMMIT_LSN) && !lsn(&c, &out->commit_lsn, &out->commit_lsn_value))
+		return false;
+	if (LIT(&c, CDC_WIRE_F_TS) && !plain_string(&c, &out->ts))
 		return false;
 	return closed(&c);
 }
@@ -226,20 +233,23 @@ bool
 scan_commit(const char *ev, size_t len, ScanCommit *out)
 {
 	Cur			c = {ev, ev + len};
+	bool		escaped;
 
 	memset(out, 0, sizeof(*out));
-	if (!LIT(&c, "{\"op\":\"commit\""))
+	if (!LIT(&c, CDC_WIRE_OP_OPEN CDC_OP_COMMIT "\""))
 		return false;
-	if (LIT(&c, ",\"xid\":") && !xid(&c, &out->xid, &out->xid_value))
+	if (LIT(&c, CDC_WIRE_F_XID) && !xid(&c, &out->xid, &out->xid_value))
+		return false;
+	if (LIT(&c, CDC_WIRE_F_REQUEST_ID) && !string(&c, &out->request_id, &escaped))
 		return false;
 	/* include-lsn: both LSNs, or neither */
-	if (LIT(&c, ",\"commit_lsn\":") &&
+	if (LIT(&c, CDC_WIRE_F_COMMIT_LSN) &&
 		!(lsn(&c, &out->commit_lsn, &out->commit_lsn_value) &&
-		  LIT(&c, ",\"end_lsn\":") && lsn(&c, &out->end_lsn, &out->end_lsn_value)))
+		  LIT(&c, CDC_WIRE_F_END_LSN) && lsn(&c, &out->end_lsn, &out->end_lsn_value)))
 		return false;
-	if (!LIT(&c, ",\"events\":") || !number(&c, UINT64_MAX, NULL, &out->events))
+	if (!LIT(&c, CDC_WIRE_F_EVENTS) || !number(&c, UINT64_MAX, NULL, &out->events))
 		return false;
-	if (LIT(&c, ",\"ts\":") && !plain_string(&c, &out->ts))
+	if (LIT(&c, CDC_WIRE_F_TS) && !plain_string(&c, &out->ts))
 		return false;
 	return closed(&c);
 }
@@ -251,39 +261,309 @@ scan_message(const char *ev, size_t len, ScanMessage *out)
 	bool		escaped;
 
 	memset(out, 0, sizeof(*out));
-	if (!LIT(&c, "{\"op\":\"m\",\"prefix\":") || !plain_string(&c, &out->prefix) ||
-		!LIT(&c, ",\"transactional\":"))
+	if (!LIT(&c, CDC_WIRE_OP_OPEN "m\"" CDC_WIRE_F_PREFIX) || !plain_string(&c, &out->prefix) ||
+		!LIT(&c, CDC_WIRE_F_TRANSACTIONAL))
 		return false;
 	if (LIT(&c, "true"))
 		out->transactional = true;
 	else if (!LIT(&c, "false"))
 		return false;
-	if (!LIT(&c, ",\"content\":") || !string(&c, &out->content, &escaped) ||
-		!LIT(&c, ",\"content_encoding\":"))
+	if (!LIT(&c, CDC_WIRE_F_CONTENT) || !string(&c, &out->content, &escaped) ||
+		!LIT(&c, CDC_WIRE_F_CONTENT_ENCODING))
 		return false;
 	if (LIT(&c, "\"base64\""))
 		out->base64 = true;
 	else if (!LIT(&c, "\"text\""))
 		return false;
-	if (LIT(&c, ",\"xid\":") && !xid(&c, &out->xid, &out->xid_value))
+	if (LIT(&c, CDC_WIRE_F_XID) && !xid(&c, &out->xid, &out->xid_value))
 		return false;
 	if (!out->transactional)
 	{
-		if (LIT(&c, ",\"lsn\":") && !lsn(&c, &out->lsn, &out->lsn_value))
+		if (LIT(&c, CDC_WIRE_F_LSN) && !lsn(&c, &out->lsn, &out->lsn_value))
 			return false;
 		return closed(&c);
 	}
 	/* a transactional message ends as every event of a transaction does */
-	if (LIT(&c, ",\"lsn\":") &&
+	if (LIT(&c, CDC_WIRE_F_LSN) &&
 		!(lsn(&c, &out->lsn, &out->lsn_value) &&
-		  LIT(&c, ",\"commit_lsn\":") && lsn(&c, &out->commit_lsn, &out->commit_lsn_value)))
+		  LIT(&c, CDC_WIRE_F_COMMIT_LSN) && lsn(&c, &out->commit_lsn, &out->commit_lsn_value)))
 		return false;
-	if (!LIT(&c, ",\"seq\":") || !number(&c, UINT64_MAX, NULL, &out->seq))
+	if (!LIT(&c, CDC_WIRE_F_SEQ) || !number(&c, UINT64_MAX, NULL, &out->seq))
 		return false;
 	out->has_seq = true;
-	if (LIT(&c, ",\"ts\":") && !plain_string(&c, &out->ts))
+	if (LIT(&c, CDC_WIRE_F_REQUEST_ID) && !string(&c, &out->request_id, &escaped))
+		return false;
+	if (LIT(&c, CDC_WIRE_F_TS) && !plain_string(&c, &out->ts))
 		return false;
 	return closed(&c);
+}
+
+static bool
+digits(Cur *c)
+{
+	const char *start = c->p;
+
+	while (c->p < c->end && *c->p >= '0' && *c->p <= '9')
+		c->p++;
+	return c->p > start;
+}
+
+/* A JSON number: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
+static bool
+json_number(Cur *c)
+{
+	LIT(c, "-");
+	if (c->p >= c->end || *c->p < '0' || *c->p > '9')
+		return false;
+	if (!LIT(c, "0"))
+		digits(c);
+	if (LIT(c, ".") && !digits(c))
+		return false;
+	if (LIT(c, "e") || LIT(c, "E"))
+	{
+		if (!LIT(c, "+"))
+			LIT(c, "-");
+		if (!digits(c))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * A JSON value as the plugin embeds a domain event's payload (jsonb's text
+ * output): its bytes into *t.  Strings are checked as string() does,
+ * numbers by JSON's grammar, literals are true, false and null; brackets
+ * must nest and match, members be "name": value; the spaces jsonb writes
+ * after ',' and ':' are allowed (and, more loosely, before any value).
+ */
+static bool
+value(Cur *c, ScanText *t)
+{
+	char		stack[64];
+	int			depth = 0;
+	ScanText	st;
+	bool		escaped;
+
+	t->p = c->p;
+	do
+	{
+		/* a value: string, scalar, or an opening bracket */
+		while (c->p < c->end && *c->p == ' ')
+			c->p++;
+		if (c->p >= c->end)
+			return false;
+		if (*c->p == '"')
+		{
+			if (!string(c, &st, &escaped))
+				return false;
+		}
+		else if (*c->p == '{' || *c->p == '[')
+		{
+			if (depth == (int) sizeof(stack))
+				return false;
+			stack[depth++] = *c->p == '{' ? '}' : ']';
+			c->p++;
+			while (c->p < c->end && *c->p == ' ')
+				c->p++;
+			if (c->p < c->end && *c->p == stack[depth - 1])
+			{
+				c->p++;
+				depth--;
+			}
+			else
+			{
+				/* an object's first member: "name": */
+				if (stack[depth - 1] == '}' &&
+					!(string(c, &st, &escaped) && LIT(c, ":")))
+					return false;
+				continue;
+			}
+		}
+		else if (!LIT(c, "true") && !LIT(c, "false") && !LIT(c, "null") && !json_number(c))
+			return false;
+		/* after a value: a comma, or closing brackets */
+		for (;;)
+		{
+			while (c->p < c->end && *c->p == ' ' && depth > 0)
+				c->p++;
+			if (depth == 0)
+				break;
+			if (c->p >= c->end)
+				return false;
+			if (*c->p == ',')
+			{
+				c->p++;
+				if (stack[depth - 1] == '}')
+				{
+					while (c->p < c->end && *c->p == ' ')
+						c->p++;
+					if (!(string(c, &st, &escaped) && LIT(c, ":")))
+						return false;
+				}
+				break;
+			}
+			if (*c->p != stack[depth - 1])
+				return false;
+			c->p++;
+			depth--;
+		}
+	} while (depth > 0);
+	t->len = (size_t) (c->p - t->p);
+	return true;
+}
+
+bool
+scan_emit(const char *ev, size_t len, ScanEmit *out)
+{
+	Cur			c = {ev, ev + len};
+	bool		escaped;
+
+	memset(out, 0, sizeof(*out));
+	if (!LIT(&c, CDC_WIRE_OP_OPEN "e\"" CDC_WIRE_F_TOPIC) || !plain_string(&c, &out->topic) ||
+		!LIT(&c, CDC_WIRE_F_KEY))
+		return false;
+	if (!LIT(&c, "null") && !string(&c, &out->key, &escaped))
+		return false;
+	if (!LIT(&c, CDC_WIRE_F_PAYLOAD) || !value(&c, &out->payload))
+		return false;
+	if (LIT(&c, CDC_WIRE_F_XID) && !xid(&c, &out->xid, &out->xid_value))
+		return false;
+	if (LIT(&c, CDC_WIRE_F_LSN) &&
+		!(lsn(&c, &out->lsn, &out->lsn_value) &&
+		  LIT(&c, CDC_WIRE_F_COMMIT_LSN) && lsn(&c, &out->commit_lsn, &out->commit_lsn_value)))
+		return false;
+	if (!LIT(&c, CDC_WIRE_F_SEQ) || !number(&c, UINT64_MAX, NULL, &out->seq))
+		return false;
+	if (LIT(&c, CDC_WIRE_F_REQUEST_ID) && !string(&c, &out->request_id, &escaped))
+		return false;
+	if (LIT(&c, CDC_WIRE_F_TS) && !plain_string(&c, &out->ts))
+		return false;
+	return closed(&c);
+}
+
+/* The value of hex digits p[0..4) */
+static unsigned
+hex4(const char *p)
+{
+	unsigned	v = 0;
+
+	for (int i = 0; i < 4; i++)
+	{
+		char		ch = p[i];
+
+		v = v * 16 + (unsigned) (ch <= '9' ? ch - '0' : (ch | 0x20) - 'a' + 10);
+	}
+	return v;
+}
+
+bool
+scan_unescape(ScanText t, char *dst, size_t size, size_t *outlen)
+{
+	const char *p = t.p,
+			   *end = t.p + t.len;
+	size_t		n = 0;
+
+	*outlen = 0;
+	if (size == 0)
+		return false;
+	dst[0] = '\0';
+	while (p < end)
+	{
+		char		b[4];
+		size_t		bl = 1;
+
+		if (*p != '\\')
+			b[0] = *p++;
+		else
+		{
+			if (end - p < 2)
+				return false;
+			switch (p[1])
+			{
+				case '"':
+				case '\\':
+				case '/':
+					b[0] = p[1];
+					break;
+				case 'b':
+					b[0] = '\b';
+					break;
+				case 'f':
+					b[0] = '\f';
+					break;
+				case 'n':
+					b[0] = '\n';
+					break;
+				case 'r':
+					b[0] = '\r';
+					break;
+				case 't':
+					b[0] = '\t';
+					break;
+				case 'u':
+					{
+						unsigned	cp;
+
+						if (end - p < 6 || !is_hex(p[2]) || !is_hex(p[3]) || !is_hex(p[4]) || !is_hex(p[5]))
+							return false;
+						cp = hex4(p + 2);
+						if (cp >= 0xD800 && cp <= 0xDBFF)
+						{
+							unsigned	lo;
+
+							if (end - p < 12 || p[6] != '\\' || p[7] != 'u' || !is_hex(p[8]) ||
+								!is_hex(p[9]) || !is_hex(p[10]) || !is_hex(p[11]))
+								return false;
+							lo = hex4(p + 8);
+							if (lo < 0xDC00 || lo > 0xDFFF)
+								return false;
+							cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+							p += 6;
+						}
+						else if (cp >= 0xDC00 && cp <= 0xDFFF)
+							return false;
+						if (cp < 0x80)
+							b[0] = (char) cp;
+						else if (cp < 0x800)
+						{
+							b[0] = (char) (0xC0 | cp >> 6);
+							b[1] = (char) (0x80 | (cp & 0x3F));
+							bl = 2;
+						}
+						else if (cp < 0x10000)
+						{
+							b[0] = (char) (0xE0 | cp >> 12);
+							b[1] = (char) (0x80 | ((cp >> 6) & 0x3F));
+							b[2] = (char) (0x80 | (cp & 0x3F));
+							bl = 3;
+						}
+						else
+						{
+							b[0] = (char) (0xF0 | cp >> 18);
+							b[1] = (char) (0x80 | ((cp >> 12) & 0x3F));
+							b[2] = (char) (0x80 | ((cp >> 6) & 0x3F));
+							b[3] = (char) (0x80 | (cp & 0x3F));
+							bl = 4;
+						}
+						p += 4;
+						break;
+					}
+				default:
+					return false;
+			}
+			p += 2;
+		}
+		if (n + bl >= size)
+		{
+			dst[0] = '\0';
+			return false;
+		}
+		memcpy(dst + n, b, bl);
+		n += bl;
+	}
+	dst[n] = '\0';
+	*outlen = n;
+	return true;
 }
 
 bool

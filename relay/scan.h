@@ -6,14 +6,15 @@
  * newline: JSON escapes it inside strings, and the plugin writes json values'
  * line breaks as spaces); scan_next_event splits it.
  *
- * scan_begin, scan_commit and scan_message read the fixed fields of begin,
- * commit and logical message events written exactly as the plugin writes
- * them (format version 1: its field order, optional fields present or absent
+ * scan_begin, scan_commit, scan_message and scan_emit read the fixed fields
+ * of begin, commit, logical message and domain ("e") events written exactly
+ * as the plugin writes them (format version 1, src/cdc_wire.h: its field order, optional fields present or absent
  * as include-xids / include-lsn / include-timestamp leave them, numbers and
  * LSNs in its notation, every byte accounted for up to the closing brace).
  * Anything else is refused (false): the caller then parses the event with a
  * JSON parser (jansson), which decides whether it is malformed.  So a scanner
  * never accepts what the plugin does not write, and never decides an error.
+ * (A domain event scan_emit refuses is an error of its own: no fallback.)
  *
  * Pure: no I/O, no allocation, no state; unit tested in
  * test/unit/relay_units.c.
@@ -25,6 +26,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+
+#include "cdc_wire.h"
 
 /* Bytes inside the event (not NUL-terminated); p == NULL: the field is absent. */
 typedef struct ScanText
@@ -41,6 +44,7 @@ typedef enum ScanKind
 	SCAN_COMMIT,
 	SCAN_MESSAGE,
 	SCAN_TRUNCATE,
+	SCAN_EMIT,					/* a domain event (cdc_relay.emit) */
 	SCAN_OTHER					/* anything else: a JSON parser decides */
 } ScanKind;
 
@@ -49,6 +53,7 @@ typedef struct ScanBegin
 {
 	ScanText	xid;			/* decimal digits */
 	uint32_t	xid_value;
+	ScanText	request_id;		/* raw JSON string contents (scan_unescape) */
 	ScanText	commit_lsn;		/* X/X, without the quotes */
 	uint64_t	commit_lsn_value;
 	ScanText	ts;				/* without the quotes */
@@ -62,6 +67,7 @@ typedef struct ScanCommit
 {
 	ScanText	xid;
 	uint32_t	xid_value;
+	ScanText	request_id;		/* raw JSON string contents (scan_unescape) */
 	ScanText	commit_lsn;
 	uint64_t	commit_lsn_value;
 	ScanText	end_lsn;
@@ -89,8 +95,30 @@ typedef struct ScanMessage
 	uint64_t	commit_lsn_value;
 	bool		has_seq;		/* transactional only, always present then */
 	uint64_t	seq;
+	ScanText	request_id;		/* transactional only; raw (scan_unescape) */
 	ScanText	ts;				/* transactional only */
 } ScanMessage;
+
+/*
+ * {"op":"e","topic":S,"key":S|null,"payload":<JSON value>,
+ * then the transaction tail: [,"xid":N][,"lsn":"X/X","commit_lsn":"X/X"],
+ * "seq":N[,"request_id":S][,"ts":"..."]}
+ */
+typedef struct ScanEmit
+{
+	ScanText	topic;			/* the name (a topic with an escape is refused) */
+	ScanText	key;			/* raw JSON string contents; p NULL: null */
+	ScanText	payload;		/* the JSON value's bytes, as written */
+	ScanText	xid;
+	uint32_t	xid_value;
+	ScanText	lsn;
+	uint64_t	lsn_value;
+	ScanText	commit_lsn;
+	uint64_t	commit_lsn_value;
+	uint64_t	seq;
+	ScanText	request_id;		/* raw (scan_unescape) */
+	ScanText	ts;
+} ScanEmit;
 
 /*
  * The next event of a CopyData payload buf[0..len): the event starts at
@@ -103,7 +131,7 @@ static inline size_t
 scan_next_event(const char *buf, size_t len, size_t *off)
 {
 	const char *start = buf + *off;
-	const char *nl = memchr(start, '\n', len - *off);
+	const char *nl = memchr(start, CDC_WIRE_EVENT_SEP, len - *off);
 	size_t		n = nl != NULL ? (size_t) (nl - start) : len - *off;
 
 	*off += n + (nl != NULL);
@@ -121,6 +149,15 @@ ScanKind	scan_kind(const char *ev, size_t len);
 bool		scan_begin(const char *ev, size_t len, ScanBegin *out);
 bool		scan_commit(const char *ev, size_t len, ScanCommit *out);
 bool		scan_message(const char *ev, size_t len, ScanMessage *out);
+bool		scan_emit(const char *ev, size_t len, ScanEmit *out);
+
+/*
+ * The raw contents t of a JSON string that scan.c accepted (escapes as the
+ * plugin writes them, \uXXXX included, surrogate pairs as UTF-8), decoded
+ * into dst[0..size) as a C string; *outlen its length (it may hold NUL
+ * bytes).  false, with dst empty, if it does not fit or an escape is bad.
+ */
+bool		scan_unescape(ScanText t, char *dst, size_t size, size_t *outlen);
 
 /*
  * Copy t into dst[0..size) as a C string (absent: ""); false, with dst

@@ -274,7 +274,7 @@ copy_parse_row(char *buf, int len, char **key, size_t *keylen, char **value, siz
 		memcpy(&nl, msg + 2, 4);
 		flen = (int32_t) ntohl(nl);
 	}
-	tab = flen > 0 && flen == len - 6 ? memchr(msg + 6, '\t', (size_t) flen) : NULL;
+	tab = flen > 0 && flen == len - 6 ? memchr(msg + 6, CDC_WIRE_KEY_SEP, (size_t) flen) : NULL;
 	if (tab == NULL)
 		return -1;
 	*key = msg + 6;

@@ -3,7 +3,8 @@
  *
  * START_REPLICATION with the plugin option key-prefix, so that every row
  * event arrives as <key JSON> TAB <event JSON> and the hot path parses no
- * JSON: the op is at a fixed offset, the relation's identity is the bytes
+ * JSON (the offsets and separators are the wire contract, src/cdc_wire.h;
+ * s->seq counts what it says seq counts): the op is at a fixed offset, the relation's identity is the bytes
  * up to ,"key": (looked up in a cache of topic handles), and the Kafka key is
  * the plugin's own key bytes (null for a table without a key; the marker
  * "unknown" when the WAL does not carry the key, "truncate" for truncate
@@ -30,6 +31,13 @@
  *
  * <prefix>.transactions: a begin record before a transaction's first message
  * and an end record (with its event counts) after its last.
+ *
+ * Request ids (cdc_relay.set_request_id): the begin carries the id; every
+ * message of the transaction gets a request_id header, its end record a
+ * request_id field (its begin record is the begin event, which has it).
+ * Domain events (cdc_relay.emit, op "e", scan_emit) go to the topic they
+ * name, in their place among the transaction's messages (handle_emit); one
+ * to a topic of the relay's own stops the relay (emit_refusal).
  */
 #include "relay.h"
 
@@ -52,6 +60,8 @@
  */
 #define KEY_TRUNCATE "\"truncate\""
 #define KEY_UNKNOWN "\"unknown\""
+/* a key the WAL does not carry: ,"key":null,"key_unknown":"<why>" (cdc_wire.h) */
+#define KEY_UNKNOWN_FIELD CDC_WIRE_F_KEY "null" CDC_WIRE_F_KEY_UNKNOWN
 
 typedef struct TopicEntry
 {
@@ -112,6 +122,10 @@ typedef struct Stream
 	int			maxcounts;
 	uint64_t	txn_events;		/* its events, in all */
 	uint64_t	txn_messages;	/* its logical messages */
+	uint64_t	txn_emitted;	/* its domain events (cdc_relay.emit) */
+	char		request_id[CDC_REQUEST_ID_MAX_BYTES + 1];	/* its request id
+															 * (decoded), "":
+															 * none */
 	int64_t		commit_us;		/* its commit time (the begin's ts), Unix µs; 0: unknown */
 
 	uint64_t	received;		/* everything up to here was received */
@@ -464,7 +478,8 @@ emit(Stream *s, txn_id id, rd_kafka_topic_t *rkt, const char *key, size_t keylen
 static MsgMeta
 meta(Stream *s, MsgKind kind, const char *table)
 {
-	MsgMeta		m = {.kind = kind, .table = table, .commit_lsn = s->commit_lsn, .xid = s->xid, .seq = s->seq};
+	MsgMeta		m = {.kind = kind, .table = table, .commit_lsn = s->commit_lsn, .xid = s->xid, .seq = s->seq,
+	.request_id = s->request_id[0] ? s->request_id : NULL};
 
 	return m;
 }
@@ -507,7 +522,7 @@ txn_state_reset(Stream *s)
 	for (int i = 0; i < s->ncounts; i++)
 		free(s->counts[i].table);
 	s->ncounts = 0;
-	s->txn_events = s->txn_messages = 0;
+	s->txn_events = s->txn_messages = s->txn_emitted = 0;
 	s->begin_written = false;
 	s->skip_all = false;
 	s->skip_seq = 0;
@@ -524,6 +539,8 @@ counts_to_json(Stream *s, json_t *o)
 	json_object_set_new(o, "events", json_integer((json_int_t) s->txn_events));
 	json_object_set_new(o, "tables", t);
 	json_object_set_new(o, "messages", json_integer((json_int_t) s->txn_messages));
+	if (s->txn_emitted)
+		json_object_set_new(o, "emitted", json_integer((json_int_t) s->txn_emitted));
 }
 
 /*
@@ -675,7 +692,7 @@ static int
 handle_row(Stream *s, const char *data, size_t len)
 {
 	Relay	   *r = s->r;
-	const char *tab = memchr(data, '\t', len);
+	const char *tab = memchr(data, CDC_WIRE_KEY_SEP, len);
 	const char *ev,
 			   *keyfield,
 			   *vt;
@@ -693,9 +710,12 @@ handle_row(Stream *s, const char *data, size_t len)
 	ev = tab + 1;
 	evlen = len - keylen - 1;
 	/* {"op":"c","schema":... */
-	if (evlen < 16 || memcmp(ev, "{\"op\":\"", 7) != 0 || ev[8] != '"' || ev[9] != ',')
+	if (evlen < CDC_WIRE_IDENT_OFFSET + 6 ||
+		memcmp(ev, CDC_WIRE_OP_OPEN, CDC_WIRE_LEN(CDC_WIRE_OP_OPEN)) != 0 ||
+		ev[CDC_WIRE_OP_OFFSET + 1] != '"' || ev[CDC_WIRE_OP_OFFSET + 2] != ',')
 		goto bad;
-	keyfield = memmem(ev + 10, evlen - 10, ",\"key\":", 7);
+	keyfield = memmem(ev + CDC_WIRE_IDENT_OFFSET, evlen - CDC_WIRE_IDENT_OFFSET,
+					  CDC_WIRE_F_KEY, CDC_WIRE_LEN(CDC_WIRE_F_KEY));
 	if (keyfield == NULL)
 		goto bad;
 
@@ -704,19 +724,22 @@ handle_row(Stream *s, const char *data, size_t len)
 	 * change whose key the WAL does not carry (the table has one): that one
 	 * gets the marker key, never a null key (refused by a compacted topic).
 	 */
-	unknown = (size_t) (ev + evlen - keyfield) > 7 + 19 &&
-		memcmp(keyfield + 7, "null,\"key_unknown\":", 19) == 0;
+	unknown = (size_t) (ev + evlen - keyfield) > CDC_WIRE_LEN(KEY_UNKNOWN_FIELD) &&
+		memcmp(keyfield, KEY_UNKNOWN_FIELD, CDC_WIRE_LEN(KEY_UNKNOWN_FIELD)) == 0;
 	/* an online snapshot tracks the keys its table's transactions touch, sent or skipped */
-	online_row(r->online, ev + 10, (size_t) (keyfield - (ev + 10)), data, keylen, s->xid_num, unknown);
+	online_row(r->online, ev + CDC_WIRE_IDENT_OFFSET, (size_t) (keyfield - (ev + CDC_WIRE_IDENT_OFFSET)),
+			   data, keylen, s->xid_num, unknown);
+	/* every row event takes a seq number (cdc_wire.h) */
 	s->seq++;
 	if ((st = event_start(s)) != 0)
 		return st > 0 ? 0 : -1;
 	nokey = !unknown && keylen == 4 && memcmp(data, "null", 4) == 0;
-	t = topic_lookup(r, ev + 10, (size_t) (keyfield - (ev + 10)), nokey ? 0 : 1);
+	t = topic_lookup(r, ev + CDC_WIRE_IDENT_OFFSET,
+					 (size_t) (keyfield - (ev + CDC_WIRE_IDENT_OFFSET)), nokey ? 0 : 1);
 	if (t == NULL)
 		return -1;
 	m = meta(s, MSG_ROW, t->header_table);
-	m.op = ev[7];
+	m.op = ev[CDC_WIRE_OP_OFFSET];
 	s->events++;
 	count_event(s, t->header_table, 1);
 
@@ -725,7 +748,7 @@ handle_row(Stream *s, const char *data, size_t len)
 	 * longer exists under the old key: tombstone it; the event goes under the
 	 * new key (its "key" field and "before" still show the old one).
 	 */
-	vt = memchr(data, '\v', keylen);
+	vt = memchr(data, CDC_WIRE_NEWKEY_SEP, keylen);
 	if (vt != NULL)
 	{
 		if (r->cfg->tombstones && produce_tombstone(s, t, data, (size_t) (vt - data)) != 0)
@@ -740,10 +763,10 @@ handle_row(Stream *s, const char *data, size_t len)
 	}
 	if (emit(s, s->cur, t->rkt, nokey ? NULL : data, keylen, ev, evlen, &m) != 0)
 		return -1;
-	note_produced(s, t, m.op == 'c' ? 0 : m.op == 'u' ? 1 : m.op == 'd' ? 2 : -1,
+	note_produced(s, t, m.op == CDC_OP_INSERT ? 0 : m.op == CDC_OP_UPDATE ? 1 : m.op == CDC_OP_DELETE ? 2 : -1,
 				  (nokey ? 0 : keylen) + evlen);
 	/* a marker key is no row's: never tombstoned */
-	if (m.op == 'd' && !nokey && !unknown && r->cfg->tombstones &&
+	if (m.op == CDC_OP_DELETE && !nokey && !unknown && r->cfg->tombstones &&
 		produce_tombstone(s, t, data, keylen) != 0)
 		return -1;
 	return event_end(s);
@@ -786,6 +809,20 @@ handle_begin(Stream *s, const ScanBegin *b, const char *data, size_t len)
 		relay_out_of_memory();
 	s->seq = 0;
 	txn_state_reset(s);
+	{
+		size_t		idlen;
+
+		/* its request id: the header of each of its messages */
+		if (b->request_id.p != NULL &&
+			!scan_unescape(b->request_id, s->request_id, sizeof(s->request_id), &idlen))
+		{
+			rlog(r->v, LOG_ERROR, "unexpected request id in a begin from the plugin: " EVENT_FMT,
+				 EVENT_ARG(data, len));
+			return -1;
+		}
+		if (b->request_id.p == NULL)
+			s->request_id[0] = '\0';
+	}
 	if (s->commit_lsn_num < r->ckpt_durable)
 	{
 		s->skip_all = true;
@@ -804,6 +841,8 @@ handle_begin(Stream *s, const ScanBegin *b, const char *data, size_t len)
 		json_object_foreach(t, name, n)
 			count_event(s, name, (uint64_t) json_integer_value(n));
 		count_event(s, NULL, (uint64_t) json_integer_value(json_object_get(p, "messages")));
+		s->txn_emitted = (uint64_t) json_integer_value(json_object_get(p, "emitted"));
+		s->txn_events += s->txn_emitted;
 		json_decref(p);
 		rlog(r->v, LOG_INFO, "transaction %s: resuming after its first %llu events, which are in Kafka",
 			 s->xid, (unsigned long long) s->skip_seq);
@@ -895,6 +934,11 @@ end_record(Stream *s, const ScanCommit *c, size_t *vlen)
 		PUT(",\"xid\":");
 		PUTTEXT(c->xid);
 	}
+	if (s->request_id[0])
+	{
+		PUT(",\"request_id\":");
+		buf_json_string(&buf, &len, &cap, s->request_id);
+	}
 	PUT(",\"commit_lsn\":\"");
 	PUT(s->commit_lsn);
 	PUT("\",\"end_lsn\":\"");
@@ -922,6 +966,12 @@ end_record(Stream *s, const ScanCommit *c, size_t *vlen)
 	snprintf(num, sizeof(num), "%llu", (unsigned long long) s->txn_messages);
 	PUT("},\"messages\":");
 	PUT(num);
+	if (s->txn_emitted)
+	{
+		snprintf(num, sizeof(num), "%llu", (unsigned long long) s->txn_emitted);
+		PUT(",\"emitted\":");
+		PUT(num);
+	}
 	PUT("}");
 #undef PUT
 #undef PUTTEXT
@@ -943,6 +993,20 @@ handle_commit(Stream *s, const ScanCommit *c, const char *data, size_t len)
 	if (s->cur == 0 || c->end_lsn.p == NULL)
 	{
 		rlog(r->v, LOG_ERROR, "unexpected commit from the plugin: " EVENT_FMT, EVENT_ARG(data, len));
+		return -1;
+	}
+
+	/*
+	 * The plugin's count and ours must agree (cdc_wire.h says what seq
+	 * counts): exactly-once resumes inside a transaction by seq, so a
+	 * disagreement would skip or repeat events.
+	 */
+	if (c->events != s->seq)
+	{
+		rlog(r->v, LOG_ERROR, "transaction %s: the plugin wrote %llu events, the relay counted %llu: "
+			 "the plugin and the relay disagree on the event format (src/cdc_wire.h); "
+			 "fix: install the same cdc_relay version of both (cdc-relay --version, SELECT cdc_relay.version())",
+			 s->xid, (unsigned long long) c->events, (unsigned long long) s->seq);
 		return -1;
 	}
 	if (r->cfg->txn_records && s->begin_written && !s->skip_all)
@@ -969,6 +1033,7 @@ handle_commit(Stream *s, const ScanCommit *c, const char *data, size_t len)
 	s->cur = 0;
 	s->txns++;
 	txn_state_reset(s);
+	s->request_id[0] = '\0';
 	if (end > s->received)
 		s->received = end;
 	if (r->cfg->endpos && end >= r->cfg->endpos)
@@ -1140,6 +1205,127 @@ handle_message(Stream *s, const char *prefix, bool transactional, const ScanMess
 	return 0;
 }
 
+/*
+ * Why the relay refuses a domain event to topic (a NUL-terminated name
+ * cdc_relay.emit() validated): one of the relay's own topics, or a name
+ * under --topic-prefix followed by '.', where the relay writes its table
+ * topics (P.<schema>.<table>, also of tables first seen later), its
+ * messages, transactions, DDL and schema topics.  NULL: accepted.
+ */
+static const char *
+emit_refusal(Relay *r, const char *topic, char *buf, size_t size)
+{
+	size_t		plen = strlen(r->cfg->topic_prefix);
+
+	if (strcmp(topic, r->cfg->state_topic) == 0)
+		snprintf(buf, size, "the relay's state topic");
+	else if (strcmp(topic, r->txn_topic) == 0)
+		snprintf(buf, size, "the relay's transactions topic");
+	else if (strcmp(topic, r->messages_topic) == 0)
+		snprintf(buf, size, "the relay's messages topic");
+	else if (strncmp(topic, r->cfg->topic_prefix, plen) == 0 && topic[plen] == '.')
+	{
+		for (size_t i = 0; i < r->nknown; i++)
+			if (strcmp(r->known_topics[i], topic) == 0)
+			{
+				snprintf(buf, size, "the topic of %.300s", r->known_tables[i]);
+				return buf;
+			}
+		snprintf(buf, size, "under the relay's topic prefix \"%.250s.\", where its table, messages, "
+				 "transactions, DDL and schema topics are", r->cfg->topic_prefix);
+	}
+	else
+		return NULL;
+	return buf;
+}
+
+/*
+ * A domain event (cdc_relay.emit): to its topic (created when missing, as a
+ * table without a key's: cleanup.policy=delete), Kafka key the event's key
+ * text (null: none), value the payload JSON, the transaction's headers; in
+ * its place among the transaction's messages (the same Kafka transaction
+ * under exactly-once).  A topic of the relay's own is refused: the relay
+ * stops (fatal) before producing it, so that its transaction is never
+ * confirmed; with --emit-refused=skip the event is dropped with a warning.
+ */
+static int
+handle_emit(Stream *s, const ScanEmit *e, const char *data, size_t len)
+{
+	Relay	   *r = s->r;
+	char		topic[TOPIC_MAX_LEN + 1];
+	char		key[4096];
+	char	   *bigkey = NULL;
+	const char *k = NULL;
+	size_t		klen = 0;
+	char		why[400];
+	MsgMeta		m;
+	int			st,
+				rc;
+
+	if (s->cur == 0 || !scan_text_copy(e->topic, topic, sizeof(topic)))
+	{
+		rlog(r->v, LOG_ERROR, "unexpected domain event from the plugin (%s): " EVENT_FMT,
+			 s->cur == 0 ? "outside a transaction" : "topic name", EVENT_ARG(data, len));
+		return -1;
+	}
+	s->seq++;
+	if ((st = event_start(s)) != 0)
+		return st > 0 ? 0 : -1;
+	if (emit_refusal(r, topic, why, sizeof(why)) != NULL)
+	{
+		if (r->cfg->emit_refused_skip)
+		{
+			rlog(r->v, LOG_WARNING, "transaction %s (commit LSN %s): a domain event to topic \"%s\" "
+				 "(seq %llu) dropped (--emit-refused=skip): the topic is %s",
+				 s->xid, s->commit_lsn, topic, (unsigned long long) s->seq, why);
+			atomic_fetch_add_explicit(&r->metrics->emit_refused, 1, memory_order_relaxed);
+			return event_end(s);
+		}
+		snprintf(r->fatal, sizeof(r->fatal),
+				 "transaction %.20s (commit LSN %.20s): a domain event to topic \"%.249s\", which is %.200s: "
+				 "refused; nothing is confirmed from this transaction on. Fix: emit to another topic "
+				 "(cdc_relay.emit(topic => ...)); to go past the events already written, run once with "
+				 "--emit-refused=skip (drops them, each logged)",
+				 s->xid, s->commit_lsn, topic, why);
+		rlog(r->v, LOG_ERROR, "%s", r->fatal);
+		r->fatal_set = true;
+		return -1;
+	}
+	if (topic_register(r, topic, "(domain events)") != 0 ||
+		admin_ensure_table(r, topic, NULL, NULL, topic, 0) != 0)
+		return -1;
+	if (e->key.p != NULL)
+	{
+		char	   *dst = key;
+		size_t		size = sizeof(key);
+
+		if (e->key.len >= sizeof(key))
+		{
+			size = e->key.len + 1;
+			dst = bigkey = malloc(size);
+			if (bigkey == NULL)
+				relay_out_of_memory();
+		}
+		if (!scan_unescape(e->key, dst, size, &klen))
+		{
+			free(bigkey);
+			rlog(r->v, LOG_ERROR, "unexpected domain event key from the plugin: " EVENT_FMT, EVENT_ARG(data, len));
+			return -1;
+		}
+		k = dst;
+	}
+	s->events++;
+	s->txn_events++;
+	s->txn_emitted++;
+	m = meta(s, MSG_EMIT, NULL);
+	rc = emit(s, s->cur, produce_topic(r, topic), k, klen, e->payload.p, e->payload.len, &m);
+	free(bigkey);
+	if (rc != 0)
+		return -1;
+	atomic_fetch_add_explicit(&r->metrics->emitted, 1, memory_order_relaxed);
+	return event_end(s);
+}
+
 /* The ScanText of a JSON string member (absent: p NULL); valid while o lives. */
 static ScanText
 jtext(json_t *o, const char *key)
@@ -1200,7 +1386,13 @@ handle_json(Stream *s, const char *data, size_t len)
 		ScanBegin	b = {.xid = jint(j, "xid", xidbuf, sizeof(xidbuf)), .ts = jtext(j, "ts")};
 
 		if (jlsn(j, "commit_lsn", &b.commit_lsn, &b.commit_lsn_value))
+		{
 			rc = handle_begin(s, &b, data, len);
+			/* decoded by jansson already */
+			if (rc == 0 && json_is_string(json_object_get(j, "request_id")))
+				snprintf(s->request_id, sizeof(s->request_id), "%s",
+						 json_string_value(json_object_get(j, "request_id")));
+		}
 		else
 			rlog(s->r->v, LOG_ERROR, "unexpected begin from the plugin: " EVENT_FMT, EVENT_ARG(data, len));
 	}
@@ -1208,8 +1400,10 @@ handle_json(Stream *s, const char *data, size_t len)
 	{
 		ScanCommit	c = {.xid = jint(j, "xid", xidbuf, sizeof(xidbuf)), .ts = jtext(j, "ts")};
 
+		c.events = (uint64_t) json_integer_value(json_object_get(j, "events"));
 		if (jlsn(j, "commit_lsn", &c.commit_lsn, &c.commit_lsn_value) &&
-			jlsn(j, "end_lsn", &c.end_lsn, &c.end_lsn_value))
+			jlsn(j, "end_lsn", &c.end_lsn, &c.end_lsn_value) &&
+			json_is_integer(json_object_get(j, "events")))
 			rc = handle_commit(s, &c, data, len);
 		else
 			rlog(s->r->v, LOG_ERROR, "unexpected commit from the plugin: " EVENT_FMT, EVENT_ARG(data, len));
@@ -1269,6 +1463,16 @@ handle_event(Stream *s, const char *ev, size_t len)
 				if (scan_message(ev, len, &m) && scan_text_copy(m.prefix, prefix, sizeof(prefix)))
 					return handle_message(s, prefix, m.transactional, &m, ev, len);
 				break;
+			}
+		case SCAN_EMIT:
+			{
+				ScanEmit	e;
+
+				if (scan_emit(ev, len, &e))
+					return handle_emit(s, &e, ev, len);
+				rlog(s->r->v, LOG_ERROR, "unexpected domain event from the plugin: " EVENT_FMT,
+					 EVENT_ARG(ev, len));
+				return -1;
 			}
 		default:
 			break;

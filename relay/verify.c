@@ -1096,7 +1096,7 @@ add_example(Verify *v, VResult *res, int kind, const char *key, size_t keylen, j
 static int
 compare_row(Verify *v, VResult *res, const char *line)
 {
-	const char *tab = strchr(line, '\t');
+	const char *tab = strchr(line, CDC_WIRE_KEY_SEP);
 	size_t		keylen;
 	json_t	   *event,
 			   *after;

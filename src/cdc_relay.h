@@ -2,7 +2,8 @@
  * cdc_relay.h
  *		Types shared by the cdc_relay output plugin's source files:
  *		options (options.c), table filters (filter.c), the per-relation
- *		cache (relcache.c) and the JSON value encoder (encode.c).
+ *		cache (relcache.c), the JSON value encoder (encode.c) and the event
+ *		writers (proto.c; the wire contract is cdc_wire.h).
  */
 #ifndef CDC_RELAY_H
 #define CDC_RELAY_H
@@ -14,6 +15,7 @@
 #include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
 #include "utils/array.h"
+#include "utils/datetime.h"
 #include "utils/guc.h"
 #include "replication/logical.h"
 #include "utils/relcache.h"
@@ -48,6 +50,8 @@ typedef struct CdcOptions
 	List	   *exclude_tables; /* of CdcTablePattern * */
 	List	   *publications;	/* of char *; NIL = no publication filter */
 	List	   *message_prefixes;	/* of char *; NIL = all messages */
+	bool		origin_none;	/* origin=none: skip transactions with a
+								 * replication origin */
 } CdcOptions;
 
 /* How a value of a given (base) type is written as JSON. */
@@ -164,12 +168,6 @@ cdc_append_bytes(StringInfo out, const char *s, int n)
 extern void cdc_parse_options(List *defels, CdcOptions *opts);
 extern List *cdc_options_from_array(ArrayType *arr);
 
-/*
- * Online snapshots (online.c, relay/online.c): the reserved logical message
- * prefixes.  TODO(cdc_wire.h): move to the shared wire header.
- */
-#define CDC_ONLINE_REQUEST_PREFIX "cdc_relay.snapshot_request"
-#define CDC_ONLINE_WATERMARK_PREFIX "cdc_relay.watermark"
 /* The extension's own schema: its tables (snapshot_jobs) are never captured. */
 #define CDC_EXTENSION_SCHEMA "cdc_relay"
 
@@ -206,13 +204,50 @@ extern void cdc_append_row(StringInfo out, const CdcRelEntry *entry,
 						   const Datum *values, const bool *nulls,
 						   const int *which, int n, bool numeric_as_number,
 						   CdcImage image, CdcRowNotes *notes);
-extern void cdc_append_row_notes(StringInfo out, const CdcRowNotes *notes);
-extern void cdc_append_event_head(StringInfo out, const char *op,
-								  const CdcRelEntry *entry, const Datum *keyvals,
-								  const bool *keynulls, const Datum *newkeyvals,
-								  const bool *newkeynulls, bool key_prefix,
-								  bool numeric_as_number, CdcRowNotes *notes);
 extern bool cdc_output_settings_in_effect(void);
 extern void cdc_output_settings_set(GucAction action, bool only_missing);
+
+/*
+ * proto.c: the event writers (the format is proto.c's and cdc_wire.h's).
+ * What every event of one transaction shares, formatted once.
+ */
+typedef struct CdcProtoTxn
+{
+	uint64		seq;			/* events written so far (cdc_wire.h) */
+	char		xid_json[32];	/* ,"xid":N  (or empty) */
+	char		commit_json[40];	/* ,"commit_lsn":"X/X"  (or empty) */
+	char		ts_json[MAXDATELEN + 16];	/* ,"ts":"..."  (or empty) */
+	char		request_id_json[2 * 256 + 24];	/* ,"request_id":"..."  (or
+												 * empty): set_request_id */
+} CdcProtoTxn;
+
+extern void cdc_proto_txn_init(CdcProtoTxn *t, const CdcOptions *opts,
+							   TransactionId xid, XLogRecPtr final_lsn,
+							   TimestampTz commit_time);
+extern void cdc_proto_begin(StringInfo out, const CdcProtoTxn *t);
+extern void cdc_proto_commit(StringInfo out, const CdcOptions *opts,
+							 const CdcProtoTxn *t, XLogRecPtr end_lsn);
+extern void cdc_proto_next_seq(CdcProtoTxn *t);
+extern void cdc_proto_tail(StringInfo out, const CdcOptions *opts,
+						   const CdcProtoTxn *t, XLogRecPtr lsn);
+extern void cdc_proto_change(StringInfo out, const CdcOptions *opts, char op,
+							 const CdcRelEntry *entry, const Datum *oldvals,
+							 const bool *oldnulls, const Datum *newvals,
+							 const bool *newnulls);
+extern void cdc_proto_snapshot_row(StringInfo out, const CdcOptions *opts,
+								   const CdcRelEntry *entry, const Datum *values,
+								   const bool *nulls, XLogRecPtr lsn);
+extern void cdc_proto_truncate(StringInfo out, List *tables, bool cascade,
+							   bool restart_seqs);
+extern void cdc_proto_message(StringInfo out, const char *prefix,
+							  bool transactional, Size sz, const char *message);
+extern bool cdc_proto_txn_set_request_id(CdcProtoTxn *t, const char *id,
+										 Size len);
+extern bool cdc_request_id_valid(const char *id, Size len, const char **why);
+extern char *cdc_emit_content_build(const char *topic, const char *key,
+									const char *payload, Size *len);
+extern bool cdc_proto_emit(StringInfo out, const char *content, Size sz);
+extern void cdc_proto_message_end(StringInfo out, const CdcOptions *opts,
+								  TransactionId xid, XLogRecPtr lsn);
 
 #endif							/* CDC_RELAY_H */

@@ -20,6 +20,7 @@
 #include "utils/rel.h"
 
 #include "cdc_relay.h"
+#include "cdc_wire.h"
 #include "compat.h"
 
 /* Publications named by the "publication" option, loaded lazily. */
@@ -341,8 +342,8 @@ cdc_message_prefix_wanted(const CdcOptions *opts, const char *prefix)
 
 	/* the relay's online snapshot messages pass whatever message-prefixes says */
 	if (opts->message_prefixes == NIL ||
-		strcmp(prefix, CDC_ONLINE_REQUEST_PREFIX) == 0 ||
-		strcmp(prefix, CDC_ONLINE_WATERMARK_PREFIX) == 0)
+		strcmp(prefix, CDC_PREFIX_SNAPSHOT_REQUEST) == 0 ||
+		strcmp(prefix, CDC_PREFIX_WATERMARK) == 0)
 		return true;
 	foreach(lc, opts->message_prefixes)
 	{

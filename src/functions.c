@@ -334,8 +334,6 @@ cdc_relay_snapshot_row(PG_FUNCTION_ARGS)
 	HeapTupleData tuple;
 	const Datum *values;
 	const bool *nulls;
-	CdcRowNotes notes = {0};
-	bool		num;
 	int			gucnest = 0;
 	StringInfoData out;
 	MemoryContext callcxt = CurrentMemoryContext;
@@ -419,19 +417,7 @@ cdc_relay_snapshot_row(PG_FUNCTION_ARGS)
 	out.maxlen = cache->outsize;
 	out.len = VARHDRSZ;
 	out.cursor = 0;
-	num = cache->opts.numeric_as_number;
-	cdc_append_event_head(&out, "{\"op\":\"r\"", entry, values, nulls, NULL, NULL, true,
-						  num, &notes);
-	cdc_append_literal(&out, ",\"before\":null,\"after\":");
-	cdc_append_row(&out, entry, values, nulls, NULL, entry->ncols, num,
-				   CDC_IMAGE_AFTER, &notes);
-	cdc_append_row_notes(&out, &notes);
-	if (cache->opts.include_lsn)
-	{
-		cdc_append_literal(&out, ",\"lsn\":");
-		cdc_append_lsn(&out, lsn);
-	}
-	cdc_append_literal(&out, ",\"snapshot\":true}");
+	cdc_proto_snapshot_row(&out, &cache->opts, entry, values, nulls, lsn);
 
 	if (gucnest > 0)
 		AtEOXact_GUC(true, gucnest);

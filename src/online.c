@@ -5,7 +5,7 @@
  *		snapshots"; the relay side is relay/online.c).
  *
  * The request is a row in cdc_relay.snapshot_jobs and a transactional
- * logical message (prefix CDC_ONLINE_REQUEST_PREFIX) written in the caller's
+ * logical message (prefix CDC_PREFIX_SNAPSHOT_REQUEST) written in the caller's
  * transaction: it takes effect at its commit's place in the WAL, or never if
  * the transaction rolls back.  Before anything is written the function
  * checks what the relay cannot check later: the caller may read the table,
@@ -40,6 +40,7 @@
 #include "utils/syscache.h"
 
 #include "cdc_relay.h"
+#include "cdc_wire.h"
 
 PG_FUNCTION_INFO_V1(cdc_relay_request_snapshot);
 
@@ -287,7 +288,7 @@ cdc_relay_request_snapshot(PG_FUNCTION_ARGS)
 		appendStringInfoString(&msg, "null");
 	appendStringInfoChar(&msg, '}');
 
-	LogLogicalMessage(CDC_ONLINE_REQUEST_PREFIX, msg.data, msg.len, true);
+	LogLogicalMessage(CDC_PREFIX_SNAPSHOT_REQUEST, msg.data, msg.len, true);
 	relation_close(rel, AccessShareLock);
 	PG_RETURN_INT64(id);
 }

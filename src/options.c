@@ -19,7 +19,8 @@
 #define VALID_OPTIONS \
 	"format-version, include-xids, include-lsn, include-timestamp, " \
 	"include-tables, exclude-tables, publication, actions, skip-empty-xacts, " \
-	"message-prefixes, numeric-as, partition-root, key-prefix, batch-events"
+	"message-prefixes, numeric-as, partition-root, key-prefix, batch-events, " \
+	"origin"
 
 static const char *
 option_value(DefElem *elem)
@@ -202,6 +203,22 @@ cdc_parse_options(List *defels, CdcOptions *opts)
 				opts->numeric_as_number = false;
 			else if (strcmp(v, "number") == 0)
 				opts->numeric_as_number = true;
+			else
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("could not parse value \"%s\" for parameter \"%s\"",
+								v, name),
+						 errhint("%s", hint)));
+		}
+		else if (strcmp(name, "origin") == 0)
+		{
+			const char *hint = "Valid values are \"any\" (every transaction) and \"none\" (only transactions without a replication origin).";
+			const char *v = required_value(elem, hint);
+
+			if (strcmp(v, "any") == 0)
+				opts->origin_none = false;
+			else if (strcmp(v, "none") == 0)
+				opts->origin_none = true;
 			else
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

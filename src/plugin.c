@@ -5,20 +5,8 @@
  *		or with the batch-events option several per message, separated by
  *		'\n' (see event_start).
  *
- *	 begin    {"op":"begin","xid":..,"commit_lsn":..,"ts":..}
- *	 change   [<key> TAB]{"op":"c|u|d","schema":..,"table":..,"key":{..}|null
- *			   [,"key_unknown":".."],"before":{..}|null,"after":{..}|null
- *			   [,"unchanged_toast":[..]][,"json_null":{..}],
- *			   "xid":..,"lsn":..,"commit_lsn":..,"seq":n,"ts":..}
- *			  (the key prefix with the key-prefix option; a key the WAL does
- *			  not carry is null, with key_unknown saying why)
- *	 truncate {"op":"t","tables":[{"schema":..,"table":..}],"cascade":..,
- *			   "restart_identity":.., <tail>}
- *	 message  {"op":"m","prefix":..,"transactional":..,"content":..,
- *			   "content_encoding":"text|base64", <tail>}
- *	 commit   {"op":"commit","xid":..,"commit_lsn":..,"end_lsn":..,
- *			   "events":n,"ts":..}
- *
+ * What each event looks like is proto.c's (the writers) and cdc_wire.h's
+ * (the contract with the relay: separators, offsets, what seq counts).
  * How values are encoded lives in encode.c, per-relation data in
  * relcache.c, filters in filter.c, options in options.c.
  */
@@ -26,9 +14,8 @@
 
 #include "access/detoast.h"
 #include "access/htup_details.h"
-#include "common/base64.h"
-#include "mb/pg_wchar.h"
 #include "replication/logical.h"
+#include "replication/origin.h"
 #include "replication/output_plugin.h"
 #include "access/xact.h"
 #include "utils/builtins.h"
@@ -37,6 +24,7 @@
 #include "utils/rel.h"
 
 #include "cdc_relay.h"
+#include "cdc_wire.h"
 #include "compat.h"
 
 PG_MODULE_MAGIC;
@@ -69,10 +57,7 @@ typedef struct CdcData
 typedef struct CdcTxn
 {
 	bool		begin_sent;
-	uint64		seq;			/* events emitted so far */
-	char		xid_json[32];	/* ,"xid":N  (or empty) */
-	char		commit_json[40];	/* ,"commit_lsn":"X/X"  (or empty) */
-	char		ts_json[MAXDATELEN + 16];	/* ,"ts":"..."  (or empty) */
+	CdcProtoTxn proto;			/* seq, and the parts every event shares */
 } CdcTxn;
 
 static void cdc_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt,
@@ -90,6 +75,8 @@ static void cdc_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 static void cdc_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 						XLogRecPtr lsn, bool transactional, const char *prefix,
 						Size sz, const char *message);
+static bool cdc_filter_by_origin(LogicalDecodingContext *ctx,
+								 RepOriginId origin_id);
 
 void
 _PG_output_plugin_init(OutputPluginCallbacks *cb)
@@ -105,6 +92,7 @@ _PG_output_plugin_init(OutputPluginCallbacks *cb)
 	cb->truncate_cb = cdc_truncate;
 	cb->commit_cb = cdc_commit;
 	cb->message_cb = cdc_message;
+	cb->filter_by_origin_cb = cdc_filter_by_origin;
 	cb->shutdown_cb = cdc_shutdown;
 }
 
@@ -205,7 +193,7 @@ event_start(LogicalDecodingContext *ctx, CdcData *data)
 		return ctx->out;
 	}
 	if (data->batch.len > 0)
-		appendStringInfoCharMacro(&data->batch, '\n');
+		appendStringInfoCharMacro(&data->batch, CDC_WIRE_EVENT_SEP);
 	return &data->batch;
 }
 
@@ -230,11 +218,7 @@ send_begin(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, CdcTxn *t)
 	StringInfo	out;
 
 	out = event_start(ctx, data);
-	appendStringInfoString(out, "{\"op\":\"begin\"");
-	appendStringInfoString(out, t->xid_json);
-	appendStringInfoString(out, t->commit_json);
-	appendStringInfoString(out, t->ts_json);
-	appendStringInfoCharMacro(out, '}');
+	cdc_proto_begin(out, &t->proto);
 	event_end(ctx, data, false);
 	t->begin_sent = true;
 }
@@ -244,28 +228,10 @@ cdc_begin(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
 {
 	CdcData    *data = ctx->output_plugin_private;
 	CdcTxn	   *t = MemoryContextAllocZero(ctx->context, sizeof(CdcTxn));
-	StringInfoData buf;
 
 	txn->output_plugin_private = t;
-
-	/* Format the per-transaction parts once (buffers are sized for them). */
-	if (data->opts.include_xids)
-		snprintf(t->xid_json, sizeof(t->xid_json), ",\"xid\":%u", txn->xid);
-	initStringInfo(&buf);
-	if (data->opts.include_lsn)
-	{
-		appendStringInfoString(&buf, ",\"commit_lsn\":");
-		cdc_append_lsn(&buf, txn->final_lsn);
-		strlcpy(t->commit_json, buf.data, sizeof(t->commit_json));
-	}
-	if (data->opts.include_timestamp)
-	{
-		resetStringInfo(&buf);
-		appendStringInfoString(&buf, ",\"ts\":");
-		cdc_append_timestamptz(&buf, CDC_TXN_COMMIT_TIME(txn));
-		strlcpy(t->ts_json, buf.data, sizeof(t->ts_json));
-	}
-	pfree(buf.data);
+	cdc_proto_txn_init(&t->proto, &data->opts, txn->xid, txn->final_lsn,
+					   CDC_TXN_COMMIT_TIME(txn));
 
 	if (!data->opts.skip_empty_xacts)
 		send_begin(ctx, txn, t);
@@ -283,17 +249,7 @@ cdc_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		StringInfo	out;
 
 		out = event_start(ctx, data);
-		appendStringInfoString(out, "{\"op\":\"commit\"");
-		appendStringInfoString(out, t->xid_json);
-		if (data->opts.include_lsn)
-		{
-			appendStringInfoString(out, t->commit_json);
-			appendStringInfoString(out, ",\"end_lsn\":");
-			cdc_append_lsn(out, txn->end_lsn);
-		}
-		appendStringInfo(out, ",\"events\":" UINT64_FORMAT, t->seq);
-		appendStringInfoString(out, t->ts_json);
-		appendStringInfoCharMacro(out, '}');
+		cdc_proto_commit(out, &data->opts, &t->proto, txn->end_lsn);
 		event_end(ctx, data, true);
 	}
 	Assert(!data->opts.batch_events || data->batch.len == 0);
@@ -310,28 +266,8 @@ start_txn_event(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, CdcTxn *t)
 {
 	if (!t->begin_sent)
 		send_begin(ctx, txn, t);
-	t->seq++;
+	cdc_proto_next_seq(&t->proto);
 	return event_start(ctx, ctx->output_plugin_private);
-}
-
-/* ,"xid":..,"lsn":..,"commit_lsn":..,"seq":n,"ts":..} closing an event. */
-static void
-append_txn_tail(StringInfo out, const CdcData *data, const CdcTxn *t,
-				XLogRecPtr lsn)
-{
-	char		num[MAXINT8LEN + 1];
-
-	appendStringInfoString(out, t->xid_json);
-	if (data->opts.include_lsn)
-	{
-		appendBinaryStringInfo(out, ",\"lsn\":", 7);
-		cdc_append_lsn(out, lsn);
-		appendStringInfoString(out, t->commit_json);
-	}
-	appendBinaryStringInfo(out, ",\"seq\":", 7);
-	appendBinaryStringInfo(out, num, pg_ulltoa_n(t->seq, num));
-	appendStringInfoString(out, t->ts_json);
-	appendStringInfoCharMacro(out, '}');
 }
 
 /* Deform tuple (if any) into freshly palloc'd arrays; NULLs when absent. */
@@ -361,25 +297,23 @@ cdc_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	bool	   *newnulls;
 	Datum	   *oldvals;
 	bool	   *oldnulls;
-	CdcRowNotes notes = {0};
-	const char *op;
+	char		op;
 	int			action;
-	bool		num = data->opts.numeric_as_number;
 	StringInfo	out;
 	MemoryContext old;
 
 	switch (change->action)
 	{
 		case REORDER_BUFFER_CHANGE_INSERT:
-			op = "{\"op\":\"c\"";
+			op = CDC_OP_INSERT;
 			action = CDC_ACTION_INSERT;
 			break;
 		case REORDER_BUFFER_CHANGE_UPDATE:
-			op = "{\"op\":\"u\"";
+			op = CDC_OP_UPDATE;
 			action = CDC_ACTION_UPDATE;
 			break;
 		case REORDER_BUFFER_CHANGE_DELETE:
-			op = "{\"op\":\"d\"";
+			op = CDC_OP_DELETE;
 			action = CDC_ACTION_DELETE;
 			break;
 		default:
@@ -412,34 +346,10 @@ cdc_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 
 	out = start_txn_event(ctx, txn, t);
 
-	/* key: identity of the row before the change when the WAL has it */
-	cdc_append_event_head(out, op, entry,
-						  oldtuple ? oldvals : newvals,
-						  oldtuple ? oldnulls : newnulls,
-						  oldtuple && newtuple ? newvals : NULL,
-						  oldtuple && newtuple ? newnulls : NULL,
-						  data->opts.key_prefix, num, &notes);
-
-	appendBinaryStringInfo(out, ",\"before\":", 10);
-	if (oldtuple == NULL)
-		appendBinaryStringInfo(out, "null", 4);
-	else if (entry->old_has_all)
-		cdc_append_row(out, entry, oldvals, oldnulls, NULL, entry->ncols, num,
-					   CDC_IMAGE_BEFORE, &notes);
-	else
-		cdc_append_row(out, entry, oldvals, oldnulls, entry->keycols,
-					   entry->nkeys, num, CDC_IMAGE_BEFORE, &notes);
-
-	appendBinaryStringInfo(out, ",\"after\":", 9);
-	if (newtuple == NULL || change->action == REORDER_BUFFER_CHANGE_DELETE)
-		appendBinaryStringInfo(out, "null", 4);
-	else
-		cdc_append_row(out, entry, newvals, newnulls, NULL, entry->ncols, num,
-					   CDC_IMAGE_AFTER, &notes);
-
-	cdc_append_row_notes(out, &notes);
-
-	append_txn_tail(out, data, t, change->lsn);
+	cdc_proto_change(out, &data->opts, op, entry,
+					 oldtuple ? oldvals : NULL, oldnulls,
+					 newtuple ? newvals : NULL, newnulls);
+	cdc_proto_tail(out, &data->opts, &t->proto, change->lsn);
 	event_end(ctx, data, false);
 
 	MemoryContextSwitchTo(old);
@@ -457,7 +367,6 @@ cdc_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	List	   *tables = NIL;
 	MemoryContext old;
 	StringInfo	out;
-	ListCell   *lc;
 
 	old = MemoryContextSwitchTo(data->change_cxt);
 	for (int i = 0; i < nrelations; i++)
@@ -492,17 +401,9 @@ cdc_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	if (tables != NIL)
 	{
 		out = start_txn_event(ctx, txn, t);
-		appendStringInfoString(out, "{\"op\":\"t\",\"tables\":[");
-		foreach(lc, tables)
-		{
-			if (foreach_current_index(lc) > 0)
-				appendStringInfoCharMacro(out, ',');
-			appendStringInfoString(out, lfirst(lc));
-		}
-		appendStringInfo(out, "],\"cascade\":%s,\"restart_identity\":%s",
-						 change->data.truncate.cascade ? "true" : "false",
-						 change->data.truncate.restart_seqs ? "true" : "false");
-		append_txn_tail(out, data, t, change->lsn);
+		cdc_proto_truncate(out, tables, change->data.truncate.cascade,
+						   change->data.truncate.restart_seqs);
+		cdc_proto_tail(out, &data->opts, &t->proto, change->lsn);
 		event_end(ctx, data, false);
 	}
 
@@ -511,11 +412,53 @@ cdc_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 }
 
 /*
- * Logical messages (pg_logical_emit_message).  The content is bytes: it is
- * sent as a JSON string when it is valid text in the database encoding
- * (content_encoding "text"), otherwise base64-encoded ("base64"), so that
- * binary content survives exactly.
+ * A cdc_relay.emit() message of txn: its "e" event (cdc_proto_emit).
+ * false, with nothing written, when the content is not an emit's.
  */
+static bool
+send_emit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogRecPtr lsn,
+		  Size sz, const char *content)
+{
+	CdcData    *data = ctx->output_plugin_private;
+	CdcTxn	   *t = txn->output_plugin_private;
+	StringInfoData ev;
+	StringInfo	out;
+	MemoryContext old;
+
+	old = MemoryContextSwitchTo(data->change_cxt);
+	initStringInfo(&ev);
+	if (!cdc_proto_emit(&ev, content, sz))
+	{
+		ereport(WARNING,
+				(errmsg("cdc_relay: a \"%s\" message at %X/%X is not as cdc_relay.emit() writes it: written as an ordinary message",
+						CDC_PREFIX_EMIT, LSN_FORMAT_ARGS(lsn))));
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(data->change_cxt);
+		return false;
+	}
+	out = start_txn_event(ctx, txn, t);
+	appendBinaryStringInfo(out, ev.data, ev.len);
+	cdc_proto_tail(out, &data->opts, &t->proto, lsn);
+	event_end(ctx, data, false);
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(data->change_cxt);
+	return true;
+}
+
+/*
+ * origin=none: leave out every transaction (and non-transactional message)
+ * that carries a replication origin, i.e. was replayed by logical
+ * replication (as pgoutput's origin=none, test_decoding's only-local).
+ */
+static bool
+cdc_filter_by_origin(LogicalDecodingContext *ctx, RepOriginId origin_id)
+{
+	CdcData    *data = ctx->output_plugin_private;
+
+	return data->opts.origin_none && origin_id != InvalidRepOriginId;
+}
+
+/* Logical messages (pg_logical_emit_message); see cdc_proto_message. */
 static void
 cdc_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 			XLogRecPtr lsn, bool transactional, const char *prefix,
@@ -525,6 +468,21 @@ cdc_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	CdcTxn	   *t = NULL;
 	MemoryContext old;
 	StringInfo	out;
+
+	/*
+	 * cdc_relay's own transactional messages, whatever message-prefixes
+	 * says: a request id is swallowed (kept for the transaction's events), a
+	 * domain event becomes an "e" event.  Content that is not as the SQL
+	 * functions write it (a hand-written message) goes on as an ordinary
+	 * message below.
+	 */
+	if (transactional && strcmp(prefix, CDC_PREFIX_REQUEST_ID) == 0 &&
+		cdc_proto_txn_set_request_id(&((CdcTxn *) txn->output_plugin_private)->proto,
+									 message, sz))
+		return;
+	if (transactional && strcmp(prefix, CDC_PREFIX_EMIT) == 0 &&
+		send_emit(ctx, txn, lsn, sz, message))
+		return;
 
 	if (!cdc_message_prefix_wanted(&data->opts, prefix))
 		return;
@@ -542,42 +500,16 @@ cdc_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		out = event_start(ctx, data);
 	}
 
-	appendStringInfoString(out, "{\"op\":\"m\",\"prefix\":");
-	cdc_append_json_string(out, prefix, strlen(prefix));
-	appendStringInfo(out, ",\"transactional\":%s,\"content\":",
-					 transactional ? "true" : "false");
-	if (pg_verifymbstr(message, sz, true))
-	{
-		cdc_append_json_string(out, message, sz);
-		appendStringInfoString(out, ",\"content_encoding\":\"text\"");
-	}
-	else
-	{
-		int			enclen = pg_b64_enc_len(sz);
-		char	   *enc = palloc(enclen + 1);
-		int			n = pg_b64_encode(message, sz, enc, enclen);
-
-		if (n < 0)
-			elog(ERROR, "could not encode message content as base64");
-		cdc_append_json_string(out, enc, n);
-		appendStringInfoString(out, ",\"content_encoding\":\"base64\"");
-	}
-
+	cdc_proto_message(out, prefix, transactional, sz, message);
 	if (transactional)
-		append_txn_tail(out, data, t, lsn);
+		cdc_proto_tail(out, &data->opts, &t->proto, lsn);
 	else
 	{
 		/* report the top-level transaction, as every other event does */
 		if (txn != NULL && txn->toptxn != NULL)
 			txn = txn->toptxn;
-		if (data->opts.include_xids && txn != NULL && TransactionIdIsValid(txn->xid))
-			appendStringInfo(out, ",\"xid\":%u", txn->xid);
-		if (data->opts.include_lsn)
-		{
-			appendBinaryStringInfo(out, ",\"lsn\":", 7);
-			cdc_append_lsn(out, lsn);
-		}
-		appendStringInfoCharMacro(out, '}');
+		cdc_proto_message_end(out, &data->opts,
+							  txn != NULL ? txn->xid : InvalidTransactionId, lsn);
 	}
 	event_end(ctx, data, !transactional);
 

@@ -11,7 +11,9 @@
 #        Kafka jars      Apache Kafka's jars fetched by mvn into a cache outside the
 #                        repository when missing, and java checked (test/kafka/cluster.sh)
 #        one per TAP file test/tap/*.pl, run with prove as postgres from a scratch
-#                        copy (PostgreSQL::Test::Cluster refuses root)
+#                        copy (PostgreSQL::Test::Cluster refuses root), TAP_JOBS files
+#                        at a time (default 2: most of a file's time is waiting on
+#                        servers, brokers and clients), the longest first
 # Failed suites print their diagnostics (regression.diffs, TAP server logs).
 set -uo pipefail
 
@@ -89,12 +91,19 @@ record "Kafka jars" $?
 # --- TAP tests -----------------------------------------------------------------------
 source test/lib/tap.sh
 tap_prepare || { echo "run-tests: could not prepare the TAP directory"; exit 1; }
+# the files that take longest (a minute or more) first, then the rest in name order
+LONGEST_FIRST="117_chaos.pl 116_exactly_once.pl 122_online_snapshot.pl 123_request_ids.pl
+124_schema_events.pl 113_kafka_failover.pl 103_relay_cli.pl 110_kafka_harness.pl 114_kafka_relay_crash.pl"
+tap_files=()
+for name in $LONGEST_FIRST; do
+    [[ -f test/tap/$name ]] && tap_files+=("t/$name")
+done
 for t in test/tap/*.pl; do
     name=$(basename "$t")
-    section "TAP $name"
-    tap_run "t/$name"
-    record "TAP $name" $?
+    [[ " $LONGEST_FIRST " == *[[:space:]]$name[[:space:]]* ]] || tap_files+=("t/$name")
 done
+section "TAP tests, ${TAP_JOBS:-2} at a time"
+tap_run_all "${TAP_JOBS:-2}" "${tap_files[@]}"
 
 section "summary"
 ((failed)) && printf 'failed: %s\n' "${failed_names[@]}"

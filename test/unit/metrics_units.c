@@ -200,6 +200,8 @@ test_render(void)
 		  has_line(text, "cdc_relay_snapshot_tables 2"), "counters and gauges");
 	CHECK(has_line(text, "# TYPE cdc_relay_events_total counter") &&
 		  has_line(text, "# TYPE cdc_relay_lag_seconds gauge"), "TYPE lines");
+	CHECK(has_line(text, "cdc_relay_emitted_events_total{result=\"produced\"} 0") &&
+		  has_line(text, "cdc_relay_emitted_events_total{result=\"dropped\"} 0"), "domain events");
 	{
 		int			help = 0,
 					type = 0;
@@ -208,7 +210,7 @@ test_render(void)
 			help++;
 		for (const char *p = text; (p = strstr(p, "# TYPE ")) != NULL; p++)
 			type++;
-		CHECK(help == 19 && type == 19, "HELP and TYPE for each of the 19 metrics (%d, %d)", help, type);
+		CHECK(help == 20 && type == 20, "HELP and TYPE for each of the 20 metrics (%d, %d)", help, type);
 	}
 	free(text);
 	atomic_store(&m->oldest_pending_us, 0);

@@ -774,6 +774,38 @@ test_config(void)
 	config_free(&cfg);
 	free(se);
 
+	/* --origin and --emit-refused: command line and config file alike */
+	rc = parse_args(&cfg, err, sizeof(err), &se, "-d", "dbname=x", "-b", "h:1", "--topic-prefix", "p", NULL);
+	CHECK(rc == 0 && !cfg.origin_none && !cfg.emit_refused_skip, "defaults: --origin any, --emit-refused stop");
+	config_free(&cfg);
+	free(se);
+	rc = parse_args(&cfg, err, sizeof(err), &se, "-d", "dbname=x", "-b", "h:1", "--topic-prefix", "p",
+					"--origin", "none", "--emit-refused=skip", NULL);
+	CHECK(rc == 0 && cfg.origin_none && cfg.emit_refused_skip, "--origin none --emit-refused=skip (%s)", err);
+	config_free(&cfg);
+	free(se);
+	rc = parse_args(&cfg, err, sizeof(err), &se, "-d", "dbname=x", "-b", "h:1", "--topic-prefix", "p",
+					"--origin", "local", NULL);
+	CHECK(rc == 2 && strcmp(err, "--origin \"local\": valid values are any, none") == 0, "bad --origin (%s)", err);
+	config_free(&cfg);
+	free(se);
+	rc = parse_args(&cfg, err, sizeof(err), &se, "-d", "dbname=x", "-b", "h:1", "--topic-prefix", "p",
+					"--emit-refused", "ignore", NULL);
+	CHECK(rc == 2 && strcmp(err, "--emit-refused \"ignore\": valid values are stop, skip") == 0,
+		  "bad --emit-refused (%s)", err);
+	config_free(&cfg);
+	free(se);
+	{
+		char	   *path = write_tmp("origin.conf", "dbname = dbname=x\nbrokers = h:1\ntopic-prefix = p\n"
+									 "origin = none\nemit-refused = skip\n", 0600);
+
+		rc = parse_args(&cfg, err, sizeof(err), &se, "-c", path, NULL);
+		CHECK(rc == 0 && cfg.origin_none && cfg.emit_refused_skip, "config file keys origin, emit-refused (%s)", err);
+		config_free(&cfg);
+		free(se);
+		free(path);
+	}
+
 	/* a malformed connection string: refused up front, without the password */
 	rc = parse_args(&cfg, err, sizeof(err), &se, "-d", "postgresql://u:secret@[::1", "-b", "h:1",
 					"--topic-prefix", "p", NULL);
@@ -1169,6 +1201,23 @@ test_scan_message(void)
 		CHECK(!message_ok(bad[i], &m), "message refused: %s", bad[i]);
 }
 
+/*
+ * Whether raw JSON string contents t, decoded by scan_unescape, are the
+ * string member key of j (absent: t.p NULL).
+ */
+static bool
+decoded_is(json_t *j, const char *key, ScanText t)
+{
+	json_t	   *v = json_object_get(j, key);
+	char		dec[1024];
+	size_t		n;
+
+	if (v == NULL || json_is_null(v))
+		return t.p == NULL;
+	return json_is_string(v) && t.p != NULL && scan_unescape(t, dec, sizeof(dec), &n) &&
+		n == json_string_length(v) && memcmp(dec, json_string_value(v), n) == 0;
+}
+
 /* Whatever a scanner accepts, jansson reads the same way (with stream.c's flags). */
 static bool
 agrees_with_json(const char *ev, size_t len, int *accepted)
@@ -1178,6 +1227,7 @@ agrees_with_json(const char *ev, size_t len, int *accepted)
 	ScanBegin	b;
 	ScanCommit	c;
 	ScanMessage m;
+	ScanEmit	e;
 	bool		ok = true;
 	char		buf[64];
 
@@ -1194,8 +1244,10 @@ agrees_with_json(const char *ev, size_t len, int *accepted)
 	{
 		(*accepted)++;
 		j = json_loadb(ev, len, JSON_ALLOW_NUL, &jerr);
-		ok = j != NULL && json_object_size(j) == 1u + (b.xid.p != NULL) + (b.commit_lsn.p != NULL) + (b.ts.p != NULL) &&
-			JINT_IS("xid", b.xid, b.xid_value) && JSTR_IS("commit_lsn", b.commit_lsn) && JSTR_IS("ts", b.ts);
+		ok = j != NULL && json_object_size(j) == 1u + (b.xid.p != NULL) + (b.commit_lsn.p != NULL) + (b.ts.p != NULL) +
+			(b.request_id.p != NULL) &&
+			JINT_IS("xid", b.xid, b.xid_value) && JSTR_IS("commit_lsn", b.commit_lsn) && JSTR_IS("ts", b.ts) &&
+			decoded_is(j, "request_id", b.request_id);
 		json_decref(j);
 	}
 	else if (scan_commit(ev, len, &c))
@@ -1208,7 +1260,9 @@ agrees_with_json(const char *ev, size_t len, int *accepted)
 		snprintf(ev_digits, sizeof(ev_digits), "%llu", (unsigned long long) c.events);
 		events.p = ev_digits;
 		events.len = strlen(ev_digits);
-		ok = j != NULL && json_object_size(j) == 2u + (c.xid.p != NULL) + 2 * (c.commit_lsn.p != NULL) + (c.ts.p != NULL) &&
+		ok = j != NULL && json_object_size(j) == 2u + (c.xid.p != NULL) + 2 * (c.commit_lsn.p != NULL) + (c.ts.p != NULL) +
+			(c.request_id.p != NULL) &&
+			decoded_is(j, "request_id", c.request_id) &&
 			JINT_IS("xid", c.xid, c.xid_value) && JSTR_IS("commit_lsn", c.commit_lsn) &&
 			JSTR_IS("end_lsn", c.end_lsn) && JSTR_IS("ts", c.ts) &&
 			(c.events > INT64_MAX || JINT_IS("events", events, c.events));
@@ -1224,7 +1278,27 @@ agrees_with_json(const char *ev, size_t len, int *accepted)
 			json_is_string(json_object_get(j, "content")) &&
 			JINT_IS("xid", m.xid, m.xid_value) && JSTR_IS("lsn", m.lsn) &&
 			JSTR_IS("commit_lsn", m.commit_lsn) && JSTR_IS("ts", m.ts) &&
+			decoded_is(j, "request_id", m.request_id) &&
 			(json_object_get(j, "seq") != NULL) == m.has_seq;
+		json_decref(j);
+	}
+	else if (scan_emit(ev, len, &e))
+	{
+		json_t	   *payload;
+
+		(*accepted)++;
+		j = json_loadb(ev, len, JSON_ALLOW_NUL | JSON_DECODE_ANY, &jerr);
+		payload = e.payload.p ? json_loadb(e.payload.p, e.payload.len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr) : NULL;
+		ok = j != NULL && payload != NULL && json_equal(payload, json_object_get(j, "payload")) &&
+			json_object_size(j) == 5u + (e.xid.p != NULL) + 2 * (e.lsn.p != NULL) + (e.ts.p != NULL) +
+			(e.request_id.p != NULL) &&
+			JSTR_IS("topic", e.topic) && decoded_is(j, "key", e.key) &&
+			json_object_get(j, "key") != NULL &&
+			JINT_IS("xid", e.xid, e.xid_value) && JSTR_IS("lsn", e.lsn) &&
+			JSTR_IS("commit_lsn", e.commit_lsn) && JSTR_IS("ts", e.ts) &&
+			decoded_is(j, "request_id", e.request_id) &&
+			json_integer_value(json_object_get(j, "seq")) == (json_int_t) e.seq;
+		json_decref(payload);
 		json_decref(j);
 	}
 #undef JSTR_IS
@@ -1252,6 +1326,15 @@ test_scan_mutations(void)
 		"\"xid\":9,\"lsn\":\"0/2000\",\"commit_lsn\":\"0/2100\",\"seq\":12,\"ts\":\"2024-01-02T03:04:05+00:00\"}",
 		"{\"op\":\"m\",\"prefix\":\"app\",\"transactional\":false,\"content\":\"AAE=\",\"content_encoding\":\"base64\","
 		"\"xid\":7,\"lsn\":\"0/3000\"}",
+		/* with a request id (set_request_id), and domain events (emit) */
+		"{\"op\":\"begin\",\"xid\":745,\"request_id\":\"say \\\"hi\\\" \\\\ \\u00e9\",\"commit_lsn\":\"0/16B3748\"}",
+		"{\"op\":\"commit\",\"request_id\":\"r-1\",\"events\":10}",
+		"{\"op\":\"m\",\"prefix\":\"app\",\"transactional\":true,\"content\":\"x\",\"content_encoding\":\"text\","
+		"\"seq\":12,\"request_id\":\"r-1\"}",
+		"{\"op\":\"e\",\"topic\":\"orders.events\",\"key\":\"4\\\"2\",\"payload\":{\"a\": [1, 2.5e3, null, \"x]\\\"}\"], \"b\": {}},"
+		"\"xid\":9,\"lsn\":\"0/2000\",\"commit_lsn\":\"0/2100\",\"seq\":2,\"request_id\":\"r-1\",\"ts\":\"2024-01-02T03:04:05+00:00\"}",
+		"{\"op\":\"e\",\"topic\":\"t\",\"key\":null,\"payload\":\"s\",\"seq\":1}",
+		"{\"op\":\"e\",\"topic\":\"t\",\"key\":\"\",\"payload\":[[], {\"k\": true}, false],\"seq\":3}",
 	};
 	const char	subst[] = "0x9/\"\\,:}{ \n\tAaez-";
 	int			accepted = 0,
@@ -1295,6 +1378,45 @@ test_scan_mutations(void)
 	CHECK(accepted > 0 && accepted < mutants / 4, "the scanners accept some mutants (other digits), refuse most");
 }
 
+/* scan_emit and scan_unescape on what the plugin writes, and what it does not */
+static void
+test_scan_emit(void)
+{
+	ScanEmit	e;
+	char		dec[16];
+	size_t		n;
+	const char *ok1 = "{\"op\":\"e\",\"topic\":\"orders.events\",\"key\":\"42\",\"payload\":{\"id\": 42, \"s\": \"a,}\"},"
+		"\"xid\":9,\"lsn\":\"0/2000\",\"commit_lsn\":\"0/2100\",\"seq\":2,\"request_id\":\"r\\\"1\",\"ts\":\"T\"}";
+	const char *bad[] = {
+		"{\"op\":\"e\",\"topic\":\"t\",\"key\":null,\"payload\":{\"a\": 1,\"seq\":1}",	/* unclosed */
+		"{\"op\":\"e\",\"topic\":\"t\",\"key\":null,\"payload\":[1}],\"seq\":1}",
+		"{\"op\":\"e\",\"topic\":\"t\",\"key\":null,\"payload\":,\"seq\":1}",
+		"{\"op\":\"e\",\"topic\":\"t\",\"key\":null,\"payload\":{1: 2},\"seq\":1}",
+		"{\"op\":\"e\",\"topic\":\"t\",\"key\":null,\"payload\":1}",	/* no seq */
+		"{\"op\":\"e\",\"topic\":\"t\\u0041\",\"key\":null,\"payload\":1,\"seq\":1}",	/* escaped topic */
+		"{\"op\":\"e\",\"topic\":\"t\",\"key\":7,\"payload\":1,\"seq\":1}",
+	};
+
+	CHECK(scan_kind(ok1, strlen(ok1)) == SCAN_EMIT, "an e event is SCAN_EMIT");
+	CHECK(scan_emit(ok1, strlen(ok1), &e) && text_is(e.topic, "orders.events") && text_is(e.key, "42") &&
+		  text_is(e.payload, "{\"id\": 42, \"s\": \"a,}\"}") && e.seq == 2 && e.commit_lsn_value == 0x2100 &&
+		  text_is(e.request_id, "r\\\"1"), "emit fields");
+	CHECK(scan_unescape(e.request_id, dec, sizeof(dec), &n) && n == 3 && strcmp(dec, "r\"1") == 0,
+		  "request id decoded");
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		CHECK(!scan_emit(bad[i], strlen(bad[i]), &e), "refused: %s", bad[i]);
+	{
+		ScanText	t = {"\\u00e9\\ud83d\\ude00\\n\\/", 22};
+
+		CHECK(scan_unescape(t, dec, sizeof(dec), &n) && n == 8 &&
+			  memcmp(dec, "\xc3\xa9\xf0\x9f\x98\x80\n/", 8) == 0, "\\u escapes and surrogate pairs as UTF-8");
+		t.len = 12;				/* a lone high surrogate */
+		CHECK(!scan_unescape((ScanText) {"\\ud83d", 6}, dec, sizeof(dec), &n), "lone surrogate refused");
+		CHECK(!scan_unescape((ScanText) {"0123456789abcdef", 16}, dec, sizeof(dec), &n) && dec[0] == '\0',
+			  "too long for dst: refused, dst empty");
+	}
+}
+
 int
 main(void)
 {
@@ -1313,6 +1435,7 @@ main(void)
 	test_scan_commit();
 	test_scan_message();
 	test_scan_mutations();
+	test_scan_emit();
 	printf("1..%d\n", tests);
 	if (failures)
 		printf("# %d of %d checks failed\n", failures, tests);
