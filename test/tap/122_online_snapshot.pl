@@ -14,7 +14,7 @@
 #       stale row, deleted keys end deleted); the restart resumed after the chunks the
 #       state record says were delivered (its log names them, its first chunk is the next
 #       one, and no key at or below the delivered key got a second "r" record, no key a
-#       third); the job ends "done" in cdc_relay.snapshot_jobs.
+#       third); the job ends "done" in cdc_relay.snapshot_jobs; `cdc-relay verify` agrees.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -249,6 +249,20 @@ note(sprintf('%d messages in %s read at %.1f s', scalar(@msgs), "$prefix.public.
 	is($ndiff, 0, '(c) big after the online snapshot under load: Kafka\'s last record per key equals the table ('
 		  . sql('SELECT count(*) FROM big') . ' rows; no key missing, none extra, none different)')
 	  or diag("e.g.\n$examples");
+}
+
+{
+	# cdc-relay verify folds the online "r" records by their commit_lsn / event_id like the rest
+	my $t0 = time();
+	my ($vrc, $vout, $verr) = run_relay($node, undef, { exact => 1, name => 'verify', timeout => 240 },
+		'verify', '-d', $node->connstr('postgres'), '-b', $bootstrap, '--topic-prefix', $prefix, '-S', 'online',
+		'--tables', 'public.big', '--json');
+	my $j = eval { JSON::PP->new->decode($vout) };
+	my ($t) = grep { $_->{table} eq 'public.big' } @{ $j->{tables} // [] };
+	is($vrc, 0, sprintf('(c) cdc-relay verify --tables public.big: exit 0 (%.0f s)', time() - $t0))
+	  or diag("stdout: $vout\nstderr: $verr");
+	is(join(' ', map { $t->{$_} // 'undef' } qw(missing extra different)), '0 0 0',
+		'(c) ... no key missing, extra or different');
 }
 
 is($relay->stop, 0, 'the relay exits 0 on SIGTERM');
