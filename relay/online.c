@@ -59,6 +59,7 @@
  */
 #include "relay.h"
 #include "online.h"
+#include "online_keys.h"
 #include "topic.h"
 
 #include <errno.h>
@@ -66,170 +67,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-/* ---- tracked keys: key bytes -> the last xid that touched them ------------------ */
-
-typedef struct TrackEntry
-{
-	struct TrackEntry *next;
-	uint32_t	hash;
-	uint32_t	xid;
-	size_t		keylen;
-	char		key[];
-} TrackEntry;
-
-typedef struct Tracked
-{
-	TrackEntry **buckets;
-	size_t		nbuckets;
-	size_t		count;
-} Tracked;
-
-static uint32_t
-key_hash(const char *key, size_t len)
-{
-	uint32_t	h = 2166136261u;
-
-	for (size_t i = 0; i < len; i++)
-		h = (h ^ (unsigned char) key[i]) * 16777619u;
-	return h;
-}
-
-static TrackEntry **
-track_find(Tracked *t, const char *key, size_t len, uint32_t h)
-{
-	TrackEntry **p;
-
-	if (t->nbuckets == 0)
-		return NULL;
-	for (p = &t->buckets[h & (t->nbuckets - 1)]; *p; p = &(*p)->next)
-		if ((*p)->hash == h && (*p)->keylen == len && memcmp((*p)->key, key, len) == 0)
-			return p;
-	return NULL;
-}
-
-static void
-track_put(Tracked *t, const char *key, size_t len, uint32_t xid)
-{
-	uint32_t	h = key_hash(key, len);
-	TrackEntry **p = track_find(t, key, len, h);
-	TrackEntry *e;
-
-	if (p)
-	{
-		(*p)->xid = xid;
-		return;
-	}
-	if (t->count >= t->nbuckets)
-	{
-		size_t		n = t->nbuckets ? t->nbuckets * 2 : 1024;
-		TrackEntry **b = calloc(n, sizeof(TrackEntry *));
-
-		if (b == NULL)
-			relay_out_of_memory();
-		for (size_t i = 0; i < t->nbuckets; i++)
-			for (TrackEntry *x = t->buckets[i], *next; x; x = next)
-			{
-				next = x->next;
-				x->next = b[x->hash & (n - 1)];
-				b[x->hash & (n - 1)] = x;
-			}
-		free(t->buckets);
-		t->buckets = b;
-		t->nbuckets = n;
-	}
-	e = malloc(sizeof(TrackEntry) + len);
-	if (e == NULL)
-		relay_out_of_memory();
-	e->hash = h;
-	e->xid = xid;
-	e->keylen = len;
-	memcpy(e->key, key, len);
-	e->next = t->buckets[h & (t->nbuckets - 1)];
-	t->buckets[h & (t->nbuckets - 1)] = e;
-	t->count++;
-}
-
-static void
-track_clear(Tracked *t)
-{
-	for (size_t i = 0; i < t->nbuckets; i++)
-		for (TrackEntry *x = t->buckets[i], *next; x; x = next)
-		{
-			next = x->next;
-			free(x);
-		}
-	free(t->buckets);
-	memset(t, 0, sizeof(*t));
-}
-
-/* ---- snapshots ------------------------------------------------------------------ */
-
-/* A chunk's snapshot, in 32-bit xids (what the plugin's events carry). */
-typedef struct Snap
-{
-	uint32_t	xmin;
-	uint32_t	xmax;
-	uint32_t   *xip;
-	int			nxip;
-} Snap;
-
-/* TransactionIdPrecedes for normal xids: a before b, modulo 2^32. */
-static inline bool
-xid_precedes(uint32_t a, uint32_t b)
-{
-	return (int32_t) (a - b) < 0;
-}
-
-/* Did snap see transaction xid's effects (committed before it was taken)? */
-static bool
-snap_sees(const Snap *snap, uint32_t xid)
-{
-	if (xid_precedes(xid, snap->xmin))
-		return true;
-	if (!xid_precedes(xid, snap->xmax))
-		return false;
-	for (int i = 0; i < snap->nxip; i++)
-		if (snap->xip[i] == xid)
-			return false;
-	return true;
-}
-
-/* Parse pg_current_snapshot()'s text "xmin:xmax:x1,x2,...".  False when malformed. */
-static bool
-snap_parse(const char *text, Snap *snap)
-{
-	char	   *end;
-	unsigned long long v;
-	const char *p = text;
-
-	memset(snap, 0, sizeof(*snap));
-	v = strtoull(p, &end, 10);
-	if (*end != ':')
-		return false;
-	snap->xmin = (uint32_t) v;
-	p = end + 1;
-	v = strtoull(p, &end, 10);
-	if (*end != ':')
-		return false;
-	snap->xmax = (uint32_t) v;
-	p = end + 1;
-	while (*p)
-	{
-		uint32_t   *x;
-
-		v = strtoull(p, &end, 10);
-		if (end == p)
-			return false;
-		x = realloc(snap->xip, sizeof(uint32_t) * (size_t) (snap->nxip + 1));
-		if (x == NULL)
-			relay_out_of_memory();
-		snap->xip = x;
-		snap->xip[snap->nxip++] = (uint32_t) v;
-		p = *end == ',' ? end + 1 : end;
-	}
-	return true;
-}
 
 /* ---- jobs and chunks ------------------------------------------------------------ */
 
@@ -341,7 +178,7 @@ chunk_free(Chunk *c)
 	free(c->vals);
 	free(c->vallens);
 	json_decref(c->last_key);
-	free(c->snap.xip);
+	snap_free(&c->snap);
 	free(c);
 }
 
@@ -1162,10 +999,9 @@ on_watermark(Online *o, json_t *content, OnlineEmitRow emit, void *arg)
 	}
 	for (int i = 0; i < c->nrows && rc == 0; i++)
 	{
-		uint32_t	h = key_hash(c->keys[i], c->keylens[i]);
-		TrackEntry **t = track_find(&o->tracked, c->keys[i], c->keylens[i], h);
+		uint32_t	xid;
 
-		if (t && !snap_sees(&c->snap, (*t)->xid))
+		if (track_xid(&o->tracked, c->keys[i], c->keylens[i], &xid) && !snap_sees(&c->snap, xid))
 		{
 			dropped++;
 			continue;
@@ -1180,20 +1016,7 @@ on_watermark(Online *o, json_t *content, OnlineEmitRow emit, void *arg)
 		return rc;
 	}
 	/* forget keys whose transaction this snapshot (and so every later one) sees */
-	for (size_t b = 0; b < o->tracked.nbuckets; b++)
-		for (TrackEntry **p = &o->tracked.buckets[b]; *p;)
-		{
-			if (snap_sees(&c->snap, (*p)->xid))
-			{
-				TrackEntry *dead = *p;
-
-				*p = dead->next;
-				free(dead);
-				o->tracked.count--;
-			}
-			else
-				p = &(*p)->next;
-		}
+	track_prune(&o->tracked, &c->snap);
 	j->chunks = c->number;
 	j->rows += (uint64_t) c->nrows;
 	j->dropped += dropped;
