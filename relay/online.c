@@ -153,6 +153,7 @@ struct Online
 	bool		thread_running;
 	ReaderPhase phase;
 	bool		stop;			/* the reader must end */
+	PGcancel   *cancel;			/* the reader's connection's, while it has one */
 	uint64_t	gen;			/* bumped by online_rewind: older watermarks are ignored */
 	uint64_t	run_nonce;		/* this process's: watermarks of an earlier run are ignored */
 	Chunk	   *chunk;			/* READER_READY */
@@ -349,7 +350,6 @@ reader_chunk(Online *o, Job *j, PGconn *conn, json_t *last_key, uint64_t n, char
 			   *order = NULL,
 			   *bound = NULL,
 			   *after = NULL,
-			   *sql = NULL,
 			   *opts_lit = NULL,
 			   *opts = NULL;
 	size_t		clen = 0,
@@ -494,7 +494,6 @@ done:
 	free(order);
 	free(bound);
 	free(after);
-	free(sql);
 	free(opts);
 	if (opts_lit)
 		PQfreemem(opts_lit);
@@ -581,6 +580,17 @@ reader_fail(Online *o, const char *err)
 	pthread_mutex_unlock(&o->lock);
 }
 
+/* The reader's connection is closed: nothing to cancel any more. */
+static void
+reader_close(Online *o, PGconn *conn)
+{
+	pthread_mutex_lock(&o->lock);
+	PQfreeCancel(o->cancel);
+	o->cancel = NULL;
+	pthread_mutex_unlock(&o->lock);
+	PQfinish(conn);
+}
+
 /* The reader thread: chunk after chunk, each handed to the stream, until the last. */
 static void *
 reader_main(void *arg)
@@ -605,6 +615,9 @@ reader_main(void *arg)
 		json_decref(last_key);
 		return NULL;
 	}
+	pthread_mutex_lock(&o->lock);
+	o->cancel = PQgetCancel(conn);
+	pthread_mutex_unlock(&o->lock);
 	if (!reader_barrier(o, conn, err, sizeof(err)))
 		goto fail;
 	for (;;)
@@ -681,11 +694,11 @@ reader_main(void *arg)
 			pthread_mutex_unlock(&o->lock);
 		}
 	}
-	PQfinish(conn);
+	reader_close(o, conn);
 	json_decref(last_key);
 	return NULL;
 fail:
-	PQfinish(conn);
+	reader_close(o, conn);
 	json_decref(last_key);
 	reader_fail(o, err[0] ? err : "failed");
 	return NULL;
@@ -697,9 +710,14 @@ reader_stop(Online *o)
 {
 	if (o->thread_running)
 	{
+		char		errbuf[256];
+
 		pthread_mutex_lock(&o->lock);
 		o->stop = true;
 		pthread_cond_broadcast(&o->cond);
+		/* a query that waits (a lock, a long chunk) must not hold the stream */
+		if (o->cancel)
+			PQcancel(o->cancel, errbuf, sizeof(errbuf));
 		pthread_mutex_unlock(&o->lock);
 		pthread_join(o->thread, NULL);
 		o->thread_running = false;
