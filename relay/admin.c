@@ -5,6 +5,8 @@
  * Kinds and the cleanup.policy a topic the relay creates gets:
  *   the state topic             compact (one partition: state.c uses partition 0)
  *   the messages and transactions topics   delete
+ *   the schemas topic           compact (keyed by table: its last shape)
+ *   the ddl topic               delete (one partition: DDL in commit order)
  *   a table topic, table keyed  compact  (+ --topic-config)
  *   a table topic, keyless      delete   (+ --topic-config): Kafka refuses a
  *                               message without a key in a compacted topic
@@ -324,7 +326,8 @@ create_topics(Relay *r, Want *want, int n, bool validate_only, int64_t deadline)
 
 		if (w->exists)
 			continue;
-		nt[k] = rd_kafka_NewTopic_new(w->topic, w->kind == TOPIC_STATE ? 1 : cfg->topic_partitions,
+		nt[k] = rd_kafka_NewTopic_new(w->topic,
+									  w->kind == TOPIC_STATE || w->kind == TOPIC_DDL ? 1 : cfg->topic_partitions,
 									  cfg->topic_replication_factor, err, sizeof(err));
 		if (nt[k] == NULL)
 		{
@@ -333,7 +336,8 @@ create_topics(Relay *r, Want *want, int n, bool validate_only, int64_t deadline)
 			goto out;
 		}
 		nset = config_topic_settings(cfg, is_table_kind(w->kind),
-									 w->kind == TOPIC_STATE || w->kind == TOPIC_TABLE_KEYED, set);
+									 w->kind == TOPIC_STATE || w->kind == TOPIC_TABLE_KEYED ||
+									 w->kind == TOPIC_SCHEMAS, set);
 		for (int s = 0; s < nset; s++)
 		{
 			rd_kafka_NewTopic_set_config(nt[k], set[s].name, set[s].value);
@@ -683,7 +687,7 @@ admin_list_start(Relay *r, PGconn *conn)
 		}
 		ntables = PQntuples(res);
 	}
-	a->start = calloc((size_t) ntables + 3, sizeof(Want));
+	a->start = calloc((size_t) ntables + 5, sizeof(Want));
 	a->start_tables = calloc((size_t) ntables + 1, sizeof(char *));
 	if (a->start == NULL || a->start_tables == NULL)
 		relay_out_of_memory();
@@ -696,6 +700,10 @@ admin_list_start(Relay *r, PGconn *conn)
 		snprintf(topic, sizeof(topic), "%s.transactions", cfg->topic_prefix);
 		want_init(&a->start[a->nstart++], topic, NULL, TOPIC_MESSAGES);
 	}
+	snprintf(topic, sizeof(topic), "%s.schemas", cfg->topic_prefix);
+	want_init(&a->start[a->nstart++], topic, NULL, TOPIC_SCHEMAS);
+	snprintf(topic, sizeof(topic), "%s.ddl", cfg->topic_prefix);
+	want_init(&a->start[a->nstart++], topic, NULL, TOPIC_DDL);
 	for (int i = 0; i < ntables; i++)
 	{
 		const char *schema = PQgetvalue(res, i, 0);

@@ -202,6 +202,8 @@ run_relay(int argc, char **argv)
 	r.eos = cfg.exactly_once;
 	snprintf(r.messages_topic, sizeof(r.messages_topic), "%s.messages", cfg.topic_prefix);
 	snprintf(r.txn_topic, sizeof(r.txn_topic), "%s.transactions", cfg.topic_prefix);
+	snprintf(r.schemas_topic, sizeof(r.schemas_topic), "%s.schemas", cfg.topic_prefix);
+	snprintf(r.ddl_topic, sizeof(r.ddl_topic), "%s.ddl", cfg.topic_prefix);
 	{
 		/* the committing main thread must not starve behind snapshot readers */
 		pthread_rwlockattr_t attr;

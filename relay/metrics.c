@@ -270,6 +270,10 @@ metrics_render(RelayMetrics *m, int64_t now_us, size_t *len)
 			(unsigned long long) atomic_load_explicit(&m->kafka_aborts, RELAXED));
 	single(f, "cdc_relay_reconnects_total", "counter", "Replication streams re-established after a lost session.",
 		   (unsigned long long) atomic_load_explicit(&m->reconnects, RELAXED));
+	single(f, "cdc_relay_schema_events_total", "counter", "Schema events produced to <prefix>.schemas (stream and snapshot).",
+		   (unsigned long long) atomic_load_explicit(&m->schema_events, RELAXED));
+	single(f, "cdc_relay_ddl_events_total", "counter", "DDL messages produced to <prefix>.ddl.",
+		   (unsigned long long) atomic_load_explicit(&m->ddl_events, RELAXED));
 	single(f, "cdc_relay_confirmed_lsn", "gauge", "The last position (LSN as a number) confirmed to PostgreSQL.",
 		   (unsigned long long) confirmed);
 	if (fclose(f) != 0)

@@ -53,6 +53,8 @@ typedef struct RelayMetrics
 	atomic_uint_fast64_t kafka_commits; /* Kafka transactions committed */
 	atomic_uint_fast64_t kafka_aborts;	/* ... and aborted */
 	atomic_uint_fast64_t reconnects;	/* replication streams re-established */
+	atomic_uint_fast64_t schema_events; /* schema events produced (<prefix>.schemas) */
+	atomic_uint_fast64_t ddl_events;	/* DDL messages produced (<prefix>.ddl) */
 
 	/* gauges */
 	atomic_uint_fast64_t server_wal_end;	/* from the last keepalive / XLogData, 0: none yet */

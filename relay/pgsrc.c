@@ -832,6 +832,9 @@ pg_start_replication(Relay *r, PGconn *repl)
 	/* several events per message: one send() per transaction in the walsender */
 	if (!r->plugin_unbatched)
 		sb_append(&cmd, &len, &cap, ", \"batch-events\" 'true'");
+	/* schema events and the DDL trigger's messages (<prefix>.schemas, .ddl) */
+	if (!r->plugin_no_schema)
+		sb_append(&cmd, &len, &cap, ", \"schema-events\" 'true'");
 	for (int i = 0; i < n; i++)
 	{
 		sb_append(&cmd, &len, &cap, ", ");
@@ -858,6 +861,18 @@ pg_start_replication(Relay *r, PGconn *repl)
 				 "streaming without it (slower); fix: install the cdc_relay extension of this cdc-relay "
 				 "(make install) on the server");
 			r->plugin_unbatched = true;
+			PQclear(res);
+			free(cmd);
+			return pg_start_replication(r, repl);
+		}
+		else if (!r->plugin_no_schema && state && strcmp(state, "22023") == 0 &&
+				 strstr(PQresultErrorMessage(res), "schema-events") != NULL)
+		{
+			/* a plugin library older than the relay: go on without schema events */
+			rlog(r->v, LOG_WARNING, "the server's cdc_relay plugin does not know the option schema-events: "
+				 "streaming without schema events (%s stays empty); fix: install the cdc_relay extension "
+				 "of this cdc-relay (make install) on the server", r->schemas_topic);
+			r->plugin_no_schema = true;
 			PQclear(res);
 			free(cmd);
 			return pg_start_replication(r, repl);

@@ -112,6 +112,10 @@ put_str(char *p, const char *s)
  *                                       point
  *   MSG_TXN_BEGIN    begin        -     txn's        yes -                                -
  *   MSG_TXN_END      commit       -     txn's        yes -                                -
+ *   MSG_SCHEMA       s            yes   txn's        yes <commit_lsn>/<seq>/schema        false
+ *   MSG_SCHEMA_SNAPSHOT s         yes   consistent   -   <consistent>/s/<table oid>       true
+ *                                       point
+ *   MSG_DDL          m            -     txn's        yes <commit_lsn>/<seq>               false
  *
  * and request_id, the transaction's request id (cdc_relay.set_request_id),
  * on every message of a transaction that has one.
@@ -161,6 +165,16 @@ msg_headers(const MsgMeta *m)
 			op = "commit";
 			events = false;
 			break;
+		case MSG_SCHEMA:
+			op = "s";
+			break;
+		case MSG_SCHEMA_SNAPSHOT:
+			op = "s";
+			has_xid = false;
+			break;
+		case MSG_DDL:
+			op = "m";
+			break;
 		default:
 			return NULL;
 	}
@@ -184,11 +198,21 @@ msg_headers(const MsgMeta *m)
 			p = put_str(p, m->relid);
 			*p++ = '/';
 		}
-		p = put_u64(p, m->kind == MSG_MESSAGE_NT ? 0 : m->seq);
+		if (m->kind == MSG_SCHEMA_SNAPSHOT)
+		{
+			*p++ = 's';
+			*p++ = '/';
+			p = put_str(p, m->relid);
+		}
+		else
+			p = put_u64(p, m->kind == MSG_MESSAGE_NT ? 0 : m->seq);
 		if (m->kind == MSG_TOMBSTONE)
 			p = put_str(p, "/tombstone");
+		if (m->kind == MSG_SCHEMA)
+			p = put_str(p, "/schema");
 		rd_kafka_header_add(h, "event_id", 8, id, p - id);
-		rd_kafka_header_add(h, "snapshot", 8, m->kind == MSG_SNAPSHOT_ROW ? "true" : "false", -1);
+		rd_kafka_header_add(h, "snapshot", 8, m->kind == MSG_SNAPSHOT_ROW ||
+							m->kind == MSG_SCHEMA_SNAPSHOT ? "true" : "false", -1);
 	}
 	return h;
 }

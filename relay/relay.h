@@ -48,6 +48,8 @@ typedef struct Relay
 	int			txn_timeout_ms; /* the producer's transaction.timeout.ms */
 	char		messages_topic[256];	/* <prefix>.messages */
 	char		txn_topic[256];	/* <prefix>.transactions */
+	char		schemas_topic[256];	/* <prefix>.schemas: schema events */
+	char		ddl_topic[256];	/* <prefix>.ddl: the DDL trigger's messages */
 	const char *brokers;		/* cfg->brokers, or the embedded bootstrap list */
 	struct RelayBroker *broker; /* -b embedded */
 	rd_kafka_t *rk;				/* the producer */
@@ -114,6 +116,7 @@ typedef struct Relay
 	int			server_version;
 	bool		have_extension; /* cdc_relay is installed (pg_check_prereqs) */
 	bool		plugin_unbatched;	/* the plugin refused batch-events */
+	bool		plugin_no_schema;	/* the plugin refused schema-events */
 	bool		gap_unchecked_said; /* pg_slot_check: "no confirmed position" logged */
 
 	/*
@@ -205,6 +208,9 @@ typedef enum MsgKind
 	MSG_SNAPSHOT_ROW,
 	MSG_TXN_BEGIN,				/* <prefix>.transactions */
 	MSG_TXN_END,
+	MSG_SCHEMA,					/* a schema event, <prefix>.schemas */
+	MSG_SCHEMA_SNAPSHOT,		/* a table's shape at snapshot start */
+	MSG_DDL,					/* a DDL message, <prefix>.ddl */
 	MSG_STATE					/* the state topic: no headers */
 } MsgKind;
 
@@ -217,7 +223,7 @@ typedef struct MsgMeta
 	const char *commit_lsn;		/* the transaction's, the message's own, or the consistent point */
 	const char *xid;			/* decimal, or "" / NULL */
 	uint64_t	seq;			/* position in the transaction; snapshot: row number */
-	const char *relid;			/* MSG_SNAPSHOT_ROW: the table's oid */
+	const char *relid;			/* MSG_SNAPSHOT_ROW, MSG_SCHEMA_SNAPSHOT: the table's oid */
 	const char *request_id;		/* the transaction's request id, or NULL */
 } MsgMeta;
 
@@ -259,7 +265,9 @@ typedef enum TopicKind
 	TOPIC_STATE,
 	TOPIC_MESSAGES,
 	TOPIC_TABLE_KEYED,			/* cleanup.policy=compact */
-	TOPIC_TABLE_KEYLESS			/* cleanup.policy=delete: null Kafka keys */
+	TOPIC_TABLE_KEYLESS,		/* cleanup.policy=delete: null Kafka keys */
+	TOPIC_SCHEMAS,				/* cleanup.policy=compact, keyed by table */
+	TOPIC_DDL					/* one partition (commit order), delete */
 } TopicKind;
 
 /*

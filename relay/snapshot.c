@@ -35,6 +35,12 @@
  * delivery reports and shows progress.  The snapshot counts as done only when
  * every row has a successful delivery report.
  *
+ * Before any row, the shape of every captured table (cdc_relay.table_schema(),
+ * read on the lead connection, so as of the snapshot) goes to
+ * <prefix>.schemas, as the stream's schema events do, so that a consumer has
+ * the shape of a table that never changes; skipped, with one line, when the
+ * extension is older than the function.
+ *
  * Every connection here runs with an empty search_path, and every function,
  * operator and cast in the SQL sent is schema-qualified.
  */
@@ -48,6 +54,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <jansson.h>
 
 #include "topic.h"
 
@@ -317,6 +325,113 @@ produce_row(SnapShared *sh, SnapTable *t, const char *key, size_t keylen, const 
 												 t->header_table, key, keylen, keylen + vallen));
 	}
 	return false;
+}
+
+/*
+ * The shapes of the tables to read, as of the snapshot, to <prefix>.schemas
+ * (keyed {"schema":S,"table":T}, as the stream's schema events), read on the
+ * lead connection.  Tables named alike (partitions under partition-root)
+ * give one.  0, or -1 on failure (logged).  Main thread, a Kafka
+ * transaction open under exactly-once.
+ */
+static int
+snapshot_schemas(SnapShared *sh)
+{
+	Relay	   *r = sh->r;
+	PGresult   *res;
+	char		err[600];
+	char	   *oids;
+	size_t		len = 3;
+	char	   *p;
+	const char *params[2];
+	rd_kafka_topic_t *rkt;
+	int			rc = 0;
+
+	res = pg_exec(r, sh->lead, "SELECT pg_catalog.to_regprocedure("
+				  "'cdc_relay.table_schema(pg_catalog.regclass,pg_catalog.text[])') IS NOT NULL", 0, NULL);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+	{
+		rlog(r->v, LOG_ERROR, "could not look up cdc_relay.table_schema(): %s",
+			 pg_res_error(r, sh->lead, res, err, sizeof(err)));
+		PQclear(res);
+		return -1;
+	}
+	if (strcmp(PQgetvalue(res, 0, 0), "t") != 0)
+	{
+		rlog(r->v, LOG_WARNING, "the cdc_relay extension has no table_schema() (older than 0.4.0): the "
+			 "snapshot writes no table shapes to %s; fix: ALTER EXTENSION cdc_relay UPDATE", r->schemas_topic);
+		PQclear(res);
+		return 0;
+	}
+	PQclear(res);
+
+	for (int i = 0; i < sh->ntables; i++)
+		len += strlen(sh->tables[i].relid) + 1;
+	oids = malloc(len);
+	if (oids == NULL)
+		relay_out_of_memory();
+	p = oids;
+	*p++ = '{';
+	for (int i = 0; i < sh->ntables; i++)
+		p += sprintf(p, "%s%s", i > 0 ? "," : "", sh->tables[i].relid);
+	strcpy(p, "}");
+	params[0] = oids;
+	params[1] = sh->options;
+	/* one per name: the first relid of each (the key the header names) */
+	res = pg_exec(r, sh->lead,
+				  "SELECT pg_catalog.min(t.relid)::pg_catalog.text, s.shape"
+				  " FROM pg_catalog.unnest($1::pg_catalog.oid[]) AS t(relid),"
+				  " LATERAL (SELECT cdc_relay.table_schema(t.relid::pg_catalog.regclass,"
+				  "  $2::pg_catalog.text[]) AS shape) s GROUP BY s.shape ORDER BY 1", 2, params);
+	free(oids);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+	{
+		rlog(r->v, LOG_ERROR, "could not read the captured tables' shapes: %s",
+			 pg_res_error(r, sh->lead, res, err, sizeof(err)));
+		PQclear(res);
+		return -1;
+	}
+	rkt = produce_topic(r, r->schemas_topic);
+	for (int i = 0; i < PQntuples(res) && rc == 0; i++)
+	{
+		const char *value = PQgetvalue(res, i, 1);
+		json_t	   *j = json_loads(value, 0, NULL);
+		json_t	   *js = json_object_get(j, "schema"),
+				   *jt = json_object_get(j, "table");
+		json_t	   *k = json_is_string(js) && json_is_string(jt)
+			? json_pack("{s:O,s:O}", "schema", js, "table", jt) : NULL;
+		char	   *key = k ? json_dumps(k, JSON_COMPACT) : NULL;
+		char	   *disp = k ? table_display_name(json_string_value(js), json_string_value(jt)) : NULL;
+		MsgMeta		m = {.kind = MSG_SCHEMA_SNAPSHOT, .table = disp, .commit_lsn = sh->lsn,
+		.relid = PQgetvalue(res, i, 0)};
+		rd_kafka_resp_err_t e;
+
+		if (key == NULL || disp == NULL)
+		{
+			rlog(r->v, LOG_ERROR, "unexpected result of cdc_relay.table_schema(): %.200s", value);
+			rc = -1;
+		}
+		else
+		{
+			atomic_fetch_add(&r->snap_pending, 1);
+			e = produce_send(r, rkt, RD_KAFKA_PARTITION_UA, key, strlen(key), value, strlen(value), &m,
+							 NULL, produce_wait_sleep, &sh->abort);
+			if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+				atomic_fetch_add_explicit(&r->metrics->schema_events, 1, memory_order_relaxed);
+			else
+			{
+				atomic_fetch_sub(&r->snap_pending, 1);
+				kafka_reject(r, e, r->schemas_topic, disp, key, strlen(key), strlen(key) + strlen(value));
+				rc = -1;
+			}
+		}
+		free(key);
+		free(disp);
+		json_decref(k);
+		json_decref(j);
+	}
+	PQclear(res);
+	return rc;
 }
 
 /*
@@ -1063,7 +1178,7 @@ snapshot_run(Relay *r, const char *snapshot_name, uint64_t consistent_point,
 	}
 	rlog(r->v, LOG_INFO, "snapshot at %s: %d tables, %d parallel jobs", sh.lsn, sh.ntables, njobs);
 	start = last_report = now_ms();	/* rates count reading, not the lock wait */
-	if (txn_begin(r) != 0)
+	if (txn_begin(r) != 0 || snapshot_schemas(&sh) != 0)
 	{
 		rc = -1;
 		goto done;

@@ -38,6 +38,12 @@
  * Domain events (cdc_relay.emit, op "e", scan_emit) go to the topic they
  * name, in their place among the transaction's messages (handle_emit); one
  * to a topic of the relay's own stops the relay (emit_refusal).
+ *
+ * Schema events (op "s", plugin option schema-events) go to <prefix>.schemas
+ * keyed {"schema":S,"table":T}, and transactional messages with prefix
+ * CDC_PREFIX_DDL (the extension's DDL trigger) to <prefix>.ddl keyed by the
+ * transaction's xid, both in the transaction's ring entry (and Kafka
+ * transaction) like its other events.
  */
 #include "relay.h"
 
@@ -1121,13 +1127,15 @@ emit_online_row(void *arg, const char *key, size_t keylen, const char *value, si
 	MsgMeta		m;
 
 	/* {"op":"r","schema":..,"table":..,"key":... */
-	keyfield = vallen > 16 ? memmem(value + 10, vallen - 10, ",\"key\":", 7) : NULL;
+	keyfield = vallen > CDC_WIRE_IDENT_OFFSET + 6 ?
+		memmem(value + CDC_WIRE_IDENT_OFFSET, vallen - CDC_WIRE_IDENT_OFFSET, CDC_WIRE_F_KEY,
+			   CDC_WIRE_LEN(CDC_WIRE_F_KEY)) : NULL;
 	if (keyfield == NULL)
 	{
 		rlog(r->v, LOG_ERROR, "unexpected online snapshot row: " EVENT_FMT, EVENT_ARG(value, vallen));
 		return -1;
 	}
-	t = topic_lookup(r, value + 10, (size_t) (keyfield - (value + 10)), 1);
+	t = topic_lookup(r, value + CDC_WIRE_IDENT_OFFSET, (size_t) (keyfield - (value + CDC_WIRE_IDENT_OFFSET)), 1);
 	if (t == NULL || txn_begin(r) != 0)
 		return -1;
 	m = (MsgMeta) {.kind = MSG_SNAPSHOT_ROW, .table = t->header_table, .commit_lsn = s->commit_lsn, .seq = n,
@@ -1136,6 +1144,54 @@ emit_online_row(void *arg, const char *key, size_t keylen, const char *value, si
 		return -1;
 	note_produced(s, t, -1, keylen + vallen);
 	return 0;
+}
+
+/*
+ * A schema event: to <prefix>.schemas, keyed {"schema":S,"table":T}
+ * (compacted: the last shape of each table stays), the event as value.  It
+ * carries the seq of the event after it and takes none (cdc_wire.h): it is
+ * produced when that event is, and its event id is <commit_lsn>/<seq>/schema.
+ */
+static int
+handle_schema(Stream *s, json_t *j, const char *data, size_t len)
+{
+	Relay	   *r = s->r;
+	json_t	   *js = json_object_get(j, "schema"),
+			   *jt = json_object_get(j, "table");
+	json_t	   *k;
+	char	   *key;
+	char	   *disp;
+	MsgMeta		m;
+	int			st;
+	int			rc;
+
+	if (s->cur == 0 || !json_is_string(js) || !json_is_string(jt))
+	{
+		rlog(r->v, LOG_ERROR, "unexpected schema event from the plugin: " EVENT_FMT, EVENT_ARG(data, len));
+		return -1;
+	}
+	s->seq++;					/* the next event's, for event_start and meta */
+	st = event_start(s);
+	m = meta(s, MSG_SCHEMA, NULL);
+	s->seq--;
+	if (st != 0)
+		return st > 0 ? 0 : -1;
+	/* not in s->events: those are the events that take a seq */
+	k = json_pack("{s:O,s:O}", "schema", js, "table", jt);
+	key = k ? json_dumps(k, JSON_COMPACT) : NULL;
+	disp = table_display_name(json_string_value(js), json_string_value(jt));
+	if (key == NULL || disp == NULL)
+		relay_out_of_memory();
+	json_decref(k);
+	m.table = disp;
+	rc = emit(s, s->cur, produce_topic(r, r->schemas_topic), key, strlen(key), data, len, &m);
+	if (rc == 0)
+	{
+		atomic_fetch_add_explicit(&r->metrics->schema_events, 1, memory_order_relaxed);
+	}
+	free(key);
+	free(disp);
+	return rc != 0 ? -1 : event_end(s);
 }
 
 /*
@@ -1175,6 +1231,15 @@ handle_message(Stream *s, const char *prefix, bool transactional, const ScanMess
 			return st > 0 ? 0 : -1;
 		s->events++;
 		count_event(s, NULL, 1);
+		if (strcmp(prefix, CDC_PREFIX_DDL) == 0)
+		{
+			/* the DDL trigger's: <prefix>.ddl, keyed by the xid (one partition: commit order) */
+			m = meta(s, MSG_DDL, NULL);
+			if (emit(s, s->cur, produce_topic(r, r->ddl_topic), s->xid, strlen(s->xid), data, len, &m) != 0)
+				return -1;
+			atomic_fetch_add_explicit(&r->metrics->ddl_events, 1, memory_order_relaxed);
+			return event_end(s);
+		}
 		m = meta(s, MSG_MESSAGE, NULL);
 		if (emit(s, s->cur, produce_topic(r, r->messages_topic), prefix, strlen(prefix), data, len, &m) != 0)
 			return -1;
@@ -1410,6 +1475,8 @@ handle_json(Stream *s, const char *data, size_t len)
 	}
 	else if (strcmp(op, "t") == 0)
 		rc = handle_truncate(s, j, data, len);
+	else if (op[0] == CDC_OP_SCHEMA && op[1] == '\0')
+		rc = handle_schema(s, j, data, len);
 	else if (strcmp(op, "m") == 0)
 	{
 		ScanMessage m = {0};

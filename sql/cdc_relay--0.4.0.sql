@@ -363,3 +363,33 @@ GRANT EXECUTE ON FUNCTION cdc_relay.set_request_id(text) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION cdc_relay.emit(text, text, jsonb) TO PUBLIC;
 
 -- [schema] schema events, DDL capture (helper C)
+
+-- A relation's shape as the schema event ("op":"s") the plugin writes before
+-- its first change, with "snapshot":true in place of the transaction tail:
+-- the relay writes one per captured table at the start of a snapshot.
+CREATE FUNCTION cdc_relay.table_schema(rel regclass, options text[] DEFAULT '{}')
+RETURNS text
+AS 'MODULE_PATHNAME', 'cdc_relay_table_schema'
+LANGUAGE C STRICT STABLE;
+
+COMMENT ON FUNCTION cdc_relay.table_schema(regclass, text[]) IS
+'a table''s shape (columns, types, key, replica identity) as the schema event cdc_relay writes';
+
+GRANT EXECUTE ON FUNCTION cdc_relay.table_schema(regclass, text[]) TO PUBLIC;
+
+-- DDL capture: every DDL command (ddl_command_end) written as a transactional
+-- logical message with prefix cdc_relay.ddl, decoded with the plugin option
+-- schema-events; cdc_relay.capture_ddl = on (default) | strict | off.
+CREATE FUNCTION cdc_relay.capture_ddl()
+RETURNS event_trigger
+AS 'MODULE_PATHNAME', 'cdc_relay_capture_ddl'
+LANGUAGE C;
+
+COMMENT ON FUNCTION cdc_relay.capture_ddl() IS
+'event trigger function: writes each DDL command as a cdc_relay.ddl logical message';
+
+CREATE EVENT TRIGGER cdc_relay_capture_ddl ON ddl_command_end
+    EXECUTE FUNCTION cdc_relay.capture_ddl();
+
+COMMENT ON EVENT TRIGGER cdc_relay_capture_ddl IS
+'cdc_relay: writes each DDL command as a cdc_relay.ddl logical message (cdc_relay.capture_ddl)';

@@ -45,6 +45,7 @@ typedef struct CdcOptions
 	bool		numeric_as_number;
 	bool		key_prefix;		/* <key JSON> TAB before insert/update/delete */
 	bool		batch_events;	/* several events per write, '\n'-separated */
+	bool		schema_events;	/* "s" events, and the DDL trigger's messages */
 	int			actions;		/* CDC_ACTION_* mask */
 	List	   *include_tables; /* of CdcTablePattern *; NIL = all */
 	List	   *exclude_tables; /* of CdcTablePattern * */
@@ -129,6 +130,8 @@ typedef struct CdcRelEntry
 	Oid			target_relid;	/* the relation the event names */
 	TupleConversionMap *map;	/* leaf -> root conversion, or NULL */
 	bool		needs_output_settings;	/* some column's type does */
+	char	   *shape;			/* schema event up to its tail (schema-events
+								 * only, else NULL): {"op":"s",... */
 } CdcRelEntry;
 
 /* Images of a change event, and the column lists noted while encoding them. */
@@ -191,6 +194,7 @@ extern Oid	cdc_event_relid(Oid relid, bool relispartition, const CdcOptions *opt
 extern void cdc_relentry_build(CdcRelEntry *entry, Relation relation,
 							   const CdcOptions *opts, MemoryContext parent);
 extern void cdc_inval_callbacks_register(void);
+extern bool cdc_relcache_shape_is_new(const CdcRelEntry *entry);
 extern uint64 cdc_inval_count;
 
 /* encode.c */
@@ -206,6 +210,9 @@ extern void cdc_append_row(StringInfo out, const CdcRelEntry *entry,
 						   CdcImage image, CdcRowNotes *notes);
 extern bool cdc_output_settings_in_effect(void);
 extern void cdc_output_settings_set(GucAction action, bool only_missing);
+
+/* schema.c */
+extern void cdc_schema_define_gucs(void);
 
 /*
  * proto.c: the event writers (the format is proto.c's and cdc_wire.h's).
@@ -230,6 +237,8 @@ extern void cdc_proto_commit(StringInfo out, const CdcOptions *opts,
 extern void cdc_proto_next_seq(CdcProtoTxn *t);
 extern void cdc_proto_tail(StringInfo out, const CdcOptions *opts,
 						   const CdcProtoTxn *t, XLogRecPtr lsn);
+extern void cdc_proto_tail_next(StringInfo out, const CdcOptions *opts,
+								const CdcProtoTxn *t, XLogRecPtr lsn);
 extern void cdc_proto_change(StringInfo out, const CdcOptions *opts, char op,
 							 const CdcRelEntry *entry, const Datum *oldvals,
 							 const bool *oldnulls, const Datum *newvals,
@@ -241,6 +250,8 @@ extern void cdc_proto_truncate(StringInfo out, List *tables, bool cascade,
 							   bool restart_seqs);
 extern void cdc_proto_message(StringInfo out, const char *prefix,
 							  bool transactional, Size sz, const char *message);
+extern char *cdc_proto_schema(const CdcRelEntry *entry, Relation target,
+							  Relation relation);
 extern bool cdc_proto_txn_set_request_id(CdcProtoTxn *t, const char *id,
 										 Size len);
 extern bool cdc_request_id_valid(const char *id, Size len, const char **why);

@@ -31,14 +31,22 @@
  *	 ,"xid":N,"lsn":"X/X","commit_lsn":"X/X","seq":N[,"request_id":S],"ts":S}
  *
  * seq: the events of a transaction that carry this tail (row changes,
- * truncates, transactional messages, domain events "e" and schema events "s"),
- * numbered from 1 in the order written.  A message outside any transaction
+ * truncates, transactional messages, domain events "e"; not schema events
+ * "s", see below), numbered from 1 in the order written.  A message outside any transaction
  * has no tail and no seq (only "xid" and "lsn").  begin and
  * commit do not count; an event the plugin does not write (filtered out by an
  * option, or swallowed, as the request id message) does not count; the
  * commit's "events" is the last seq.  A reader counting events to resume
  * inside a transaction (the relay's exactly-once checkpoints) must count
  * exactly these: cdc_wire_counts_in_seq() says which ops do.
+ *
+ * A schema event "s" carries the seq of the event it comes before (the next
+ * one that counts) and does not count itself: whether it is written depends
+ * on the decoding session (the first change of a relation in the session,
+ * or after its shape changed), so a transaction decoded again after a
+ * reconnect may have schema events it did not have the first time; the
+ * other events keep their seq (the relay's resume points and the event ids
+ * of its Kafka headers stay valid).
  */
 #ifndef CDC_WIRE_H
 #define CDC_WIRE_H
@@ -95,6 +103,25 @@
 #define CDC_WIRE_F_CONTENT_ENCODING ",\"content_encoding\":"
 #define CDC_WIRE_F_SNAPSHOT		",\"snapshot\":true"
 
+/*
+ * A schema event (op "s", plugin option schema-events), the shape of the
+ * relation the following events name, as of the change after it:
+ *
+ *	 {"op":"s","schema":S,"table":T,"relid":N,"columns":[{"name":..,
+ *	  "type":"<format_type with typmod>","type_oid":N,"not_null":B},..],
+ *	  "key":["col",..]|null,"replica_identity":"default|full|index|nothing",
+ *	  <tail>}
+ *
+ * written before the first change or truncate of a relation in a decoding
+ * session and before the first one after its shape changed (anything above
+ * but relid), with that event's seq (see seq above).  cdc_relay.table_schema() writes the same body closed by
+ * CDC_WIRE_F_SNAPSHOT "}" instead of the tail.  "relid" is the OID of the
+ * relation named (the root's with partition-root): a rename keeps it.
+ */
+#define CDC_WIRE_F_RELID		",\"relid\":"
+#define CDC_WIRE_F_COLUMNS		",\"columns\":"
+#define CDC_WIRE_F_REPLICA_IDENTITY ",\"replica_identity\":"
+
 /* length of a string literal, for memcmp against the literals above */
 #define CDC_WIRE_LEN(lit)		(sizeof(lit) - 1)
 
@@ -108,7 +135,10 @@
 #define CDC_PREFIX_REQUEST_ID	"cdc_relay.request_id"	/* set_request_id(): swallowed
 														 * by the plugin */
 #define CDC_PREFIX_EMIT			"cdc_relay.emit"	/* emit(): written as op "e" */
-#define CDC_PREFIX_DDL			"cdc_relay.ddl" /* the DDL event trigger's */
+#define CDC_PREFIX_DDL			"cdc_relay.ddl" /* the DDL event trigger's:
+														 * written as op "m"
+														 * with schema-events
+														 * only, else swallowed */
 
 /*
  * Request ids (cdc_relay.set_request_id): the content of a transactional
@@ -176,8 +206,7 @@ static inline int
 cdc_wire_counts_in_seq(char op)
 {
 	return op == CDC_OP_INSERT || op == CDC_OP_UPDATE || op == CDC_OP_DELETE ||
-		op == CDC_OP_TRUNCATE || op == CDC_OP_MESSAGE || op == CDC_OP_EMIT ||
-		op == CDC_OP_SCHEMA;
+		op == CDC_OP_TRUNCATE || op == CDC_OP_MESSAGE || op == CDC_OP_EMIT;
 }
 
 #endif							/* CDC_WIRE_H */

@@ -157,6 +157,7 @@ _PG_init(void)
 							30, 0, 86400,
 							PGC_USERSET, 0,
 							NULL, NULL, NULL);
+	cdc_schema_define_gucs();
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 	MarkGUCPrefixReserved("cdc_relay");

@@ -20,7 +20,7 @@
 	"format-version, include-xids, include-lsn, include-timestamp, " \
 	"include-tables, exclude-tables, publication, actions, skip-empty-xacts, " \
 	"message-prefixes, numeric-as, partition-root, key-prefix, batch-events, " \
-	"origin"
+	"origin, schema-events"
 
 static const char *
 option_value(DefElem *elem)
@@ -168,6 +168,8 @@ cdc_parse_options(List *defels, CdcOptions *opts)
 			opts->key_prefix = parse_bool_option(elem);
 		else if (strcmp(name, "batch-events") == 0)
 			opts->batch_events = parse_bool_option(elem);
+		else if (strcmp(name, "schema-events") == 0)
+			opts->schema_events = parse_bool_option(elem);
 		else if (strcmp(name, "include-tables") == 0)
 			opts->include_tables =
 				cdc_parse_table_patterns(name,

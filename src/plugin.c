@@ -270,6 +270,29 @@ start_txn_event(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, CdcTxn *t)
 	return event_start(ctx, ctx->output_plugin_private);
 }
 
+/*
+ * schema-events: write entry's shape as a schema event of the transaction
+ * if it is not the one last written for the relation in this session (see
+ * cdc_relcache_shape_is_new), before the change or truncate at lsn.  It
+ * carries that event's seq and takes none itself (cdc_wire.h).
+ */
+static void
+maybe_send_schema(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
+				  CdcTxn *t, const CdcRelEntry *entry, XLogRecPtr lsn)
+{
+	CdcData    *data = ctx->output_plugin_private;
+	StringInfo	out;
+
+	if (!data->opts.schema_events || !cdc_relcache_shape_is_new(entry))
+		return;
+	if (!t->begin_sent)
+		send_begin(ctx, txn, t);
+	out = event_start(ctx, data);
+	appendStringInfoString(out, entry->shape);
+	cdc_proto_tail_next(out, &data->opts, &t->proto, lsn);
+	event_end(ctx, data, false);
+}
+
 /* Deform tuple (if any) into freshly palloc'd arrays; NULLs when absent. */
 static void
 deform(HeapTuple tuple, TupleDesc desc, Datum **values, bool **nulls)
@@ -344,6 +367,7 @@ cdc_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	deform(newtuple, desc, &newvals, &newnulls);
 	deform(oldtuple, desc, &oldvals, &oldnulls);
 
+	maybe_send_schema(ctx, txn, t, entry, change->lsn);
 	out = start_txn_event(ctx, txn, t);
 
 	cdc_proto_change(out, &data->opts, op, entry,
@@ -365,8 +389,10 @@ cdc_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	List	   *truncated = NIL;
 	List	   *named = NIL;
 	List	   *tables = NIL;
+	List	   *shaped = NIL;	/* entries whose shape goes first */
 	MemoryContext old;
 	StringInfo	out;
+	ListCell   *lc;
 
 	old = MemoryContextSwitchTo(data->change_cxt);
 	for (int i = 0; i < nrelations; i++)
@@ -396,10 +422,15 @@ cdc_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 			continue;
 		named = lappend_oid(named, name_relid);
 		tables = lappend(tables, name);
+		/* a partition named on its own: not the shape the root's is */
+		if (name_relid == entry->target_relid)
+			shaped = lappend(shaped, entry);
 	}
 
 	if (tables != NIL)
 	{
+		foreach(lc, shaped)
+			maybe_send_schema(ctx, txn, t, lfirst(lc), change->lsn);
 		out = start_txn_event(ctx, txn, t);
 		cdc_proto_truncate(out, tables, change->data.truncate.cascade,
 						   change->data.truncate.restart_seqs);
@@ -485,6 +516,9 @@ cdc_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		return;
 
 	if (!cdc_message_prefix_wanted(&data->opts, prefix))
+		return;
+	/* the DDL trigger's messages go with schema events (cdc_wire.h) */
+	if (!data->opts.schema_events && strcmp(prefix, CDC_PREFIX_DDL) == 0)
 		return;
 
 	old = MemoryContextSwitchTo(data->change_cxt);

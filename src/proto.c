@@ -19,6 +19,9 @@
  *	 message  {"op":"m","prefix":..,"transactional":..,"content":..,
  *			   "content_encoding":"text|base64", <tail>}
  *			  (outside a transaction: ,"xid":..,"lsn":..} instead of the tail)
+ *	 schema   {"op":"s","schema":..,"table":..,"relid":..,"columns":[{"name":..,
+ *			   "type":..,"type_oid":..,"not_null":..},..],"key":[..]|null,
+ *			   "replica_identity":"..", <tail>}   (schema-events; cdc_wire.h)
  *	 emit     {"op":"e","topic":..,"key":..|null,"payload":<JSON>, <tail>}
  *			  (cdc_relay.emit(); the content encoding is in cdc_wire.h)
  *	 commit   {"op":"commit","xid":..[,"request_id":..],"commit_lsn":..,
@@ -33,11 +36,17 @@
  */
 #include "postgres.h"
 
+#include "catalog/pg_class.h"
+#include "catalog/pg_namespace.h"
+#include "catalog/pg_type.h"
 #include "common/base64.h"
 #include "common/jsonapi.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
 
 #include "cdc_relay.h"
 #include "cdc_wire.h"
@@ -139,6 +148,20 @@ cdc_proto_tail(StringInfo out, const CdcOptions *opts, const CdcProtoTxn *t,
 		appendStringInfoString(out, t->request_id_json);
 	appendStringInfoString(out, t->ts_json);
 	appendStringInfoCharMacro(out, '}');
+}
+
+/*
+ * The tail of an event that does not count in seq (a schema event,
+ * cdc_wire.h): it carries the seq of the next event that does.
+ */
+void
+cdc_proto_tail_next(StringInfo out, const CdcOptions *opts, const CdcProtoTxn *t,
+					XLogRecPtr lsn)
+{
+	CdcProtoTxn next = *t;
+
+	next.seq++;
+	cdc_proto_tail(out, opts, &next, lsn);
 }
 
 /* ---- row events -------------------------------------------------------- */
@@ -633,4 +656,111 @@ cdc_proto_emit(StringInfo out, const char *content, Size sz)
 	appendStringInfoString(out, CDC_WIRE_F_PAYLOAD);
 	appendBinaryStringInfo(out, payload, paylen);
 	return true;
+}
+
+/* ---- schema events ----------------------------------------------------- */
+
+/*
+ * A column type as SQL spells it, with its modifier: built-in types
+ * (pg_catalog) as format_type() writes them ("integer", "character
+ * varying(20)", "text[]"), any other schema-qualified whatever the
+ * search_path ("public.mood"), so that the stream and the snapshot (run
+ * with different search_paths) spell a type alike.
+ */
+static char *
+column_type_name(Oid typid, int32 typmod)
+{
+	Oid			named = typid;
+	Oid			elem = get_element_type(typid);
+	HeapTuple	tup;
+	Oid			nsp;
+
+	/* an array's name is its element's (format_type writes elem[]) */
+	if (OidIsValid(elem))
+		named = elem;
+	tup = SearchSysCache1(TYPEOID, ObjectIdGetDatum(named));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for type %u", named);
+	nsp = ((Form_pg_type) GETSTRUCT(tup))->typnamespace;
+	ReleaseSysCache(tup);
+	if (nsp == PG_CATALOG_NAMESPACE)
+		return format_type_extended(typid, typmod, FORMAT_TYPE_TYPEMOD_GIVEN);
+	return format_type_extended(typid, typmod,
+								FORMAT_TYPE_TYPEMOD_GIVEN | FORMAT_TYPE_FORCE_QUALIFY);
+}
+
+/*
+ * The schema event of entry's relation up to its tail (the caller closes
+ * it with cdc_proto_tail, or CDC_WIRE_F_SNAPSHOT "}"), palloc'd:
+ *
+ *	 {"op":"s","schema":..,"table":..,"relid":N,"columns":[{"name":..,
+ *	  "type":..,"type_oid":N,"not_null":B},..],"key":["col",..]|null,
+ *	  "replica_identity":"default|full|index|nothing"
+ *
+ * target is the relation the events name (entry->target_relid: the root
+ * with partition-root), relation the one changes are on: its replica
+ * identity decides what the WAL holds, and entry's key columns (the ones
+ * the events' keys are made of) come from its index.  Columns in the
+ * target's order, as the events write rows; types are the declared ones
+ * (a domain by its name, not its base type).
+ */
+char *
+cdc_proto_schema(const CdcRelEntry *entry, Relation target, Relation relation)
+{
+	StringInfoData out;
+	TupleDesc	desc = RelationGetDescr(target);
+	const char *ident;
+
+	initStringInfo(&out);
+	appendStringInfoString(&out, CDC_WIRE_OP_OPEN "s\"");
+	appendStringInfoString(&out, entry->json_ident);
+	appendStringInfo(&out, CDC_WIRE_F_RELID "%u" CDC_WIRE_F_COLUMNS "[",
+					 RelationGetRelid(target));
+	for (int i = 0; i < entry->ncols; i++)
+	{
+		const CdcColumn *col = &entry->cols[i];
+		Form_pg_attribute att = TupleDescAttr(desc, col->attnum - 1);
+		char	   *type = column_type_name(att->atttypid, att->atttypmod);
+
+		if (i > 0)
+			appendStringInfoCharMacro(&out, ',');
+		appendStringInfoString(&out, "{\"name\":");
+		appendStringInfoString(&out, col->json_str);
+		appendStringInfoString(&out, ",\"type\":");
+		cdc_append_json_string(&out, type, strlen(type));
+		appendStringInfo(&out, ",\"type_oid\":%u,\"not_null\":%s}",
+						 att->atttypid, att->attnotnull ? "true" : "false");
+		pfree(type);
+	}
+	appendStringInfoString(&out, "]" CDC_WIRE_F_KEY);
+	if (entry->nkeys == 0)
+		appendStringInfoString(&out, "null");
+	else
+	{
+		appendStringInfoCharMacro(&out, '[');
+		for (int k = 0; k < entry->nkeys; k++)
+		{
+			if (k > 0)
+				appendStringInfoCharMacro(&out, ',');
+			appendStringInfoString(&out, entry->cols[entry->keycols[k]].json_str);
+		}
+		appendStringInfoCharMacro(&out, ']');
+	}
+	switch (relation->rd_rel->relreplident)
+	{
+		case REPLICA_IDENTITY_NOTHING:
+			ident = "nothing";
+			break;
+		case REPLICA_IDENTITY_FULL:
+			ident = "full";
+			break;
+		case REPLICA_IDENTITY_INDEX:
+			ident = "index";
+			break;
+		default:
+			ident = "default";
+			break;
+	}
+	appendStringInfo(&out, CDC_WIRE_F_REPLICA_IDENTITY "\"%s\"", ident);
+	return out.data;
 }

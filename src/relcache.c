@@ -28,9 +28,21 @@
 #include "compat.h"
 
 static HTAB *RelCache = NULL;
+static HTAB *ShapeCache = NULL;	/* schema-events: last shape written */
 static MemoryContext RelCacheCxt = NULL;
 static const CdcOptions *RelCacheOpts = NULL;
 static bool callbacks_registered = false;
+
+/*
+ * The shape (schema event up to its tail) last written for a relation the
+ * events name, in this decoding session.  Kept apart from the relation
+ * entries, which invalidation rebuilds, in RelCacheCxt (the session's).
+ */
+typedef struct CdcShapeEntry
+{
+	Oid			relid;			/* hash key: entry->target_relid */
+	char	   *shape;			/* in RelCacheCxt */
+} CdcShapeEntry;
 
 /*
  * Bumped by every invalidation callback.  Caches outside a decoding
@@ -82,6 +94,7 @@ static void
 relcache_memory_reset(void *arg)
 {
 	RelCache = NULL;
+	ShapeCache = NULL;
 	RelCacheCxt = NULL;
 	RelCacheOpts = NULL;
 	cdc_filter_reset();
@@ -106,6 +119,14 @@ cdc_relcache_init(const CdcOptions *opts, MemoryContext parent)
 	hctl.hcxt = RelCacheCxt;
 	RelCache = hash_create("cdc_relay relation cache", 128, &hctl,
 						   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	if (opts->schema_events)
+	{
+		hctl.keysize = sizeof(Oid);
+		hctl.entrysize = sizeof(CdcShapeEntry);
+		hctl.hcxt = RelCacheCxt;
+		ShapeCache = hash_create("cdc_relay shapes written", 128, &hctl,
+								 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
 	cdc_inval_callbacks_register();
 }
 
@@ -337,6 +358,10 @@ cdc_relentry_build(CdcRelEntry *entry, Relation relation,
 		(relation->rd_rel->relreplident == REPLICA_IDENTITY_FULL);
 	entry->identity = identity_label(relation);
 
+	/* Built here, once per rebuild: invalidation is what a shape change is. */
+	entry->shape = opts->schema_events ?
+		cdc_proto_schema(entry, target, relation) : NULL;
+
 	if (root != NULL)
 		RelationClose(root);
 	MemoryContextSwitchTo(old);
@@ -367,4 +392,27 @@ cdc_relcache_get(Relation relation)
 		entry->valid = true;
 	}
 	return entry;
+}
+
+/*
+ * schema-events: whether entry's shape differs from the last one written
+ * for the relation it names in this decoding session (or none was); if so,
+ * it is recorded as written, and the caller must write it now, before the
+ * event that asked.  Partitions named by their root share its record.
+ */
+bool
+cdc_relcache_shape_is_new(const CdcRelEntry *entry)
+{
+	CdcShapeEntry *se;
+	bool		found;
+
+	Assert(ShapeCache != NULL && entry->shape != NULL);
+	se = hash_search(ShapeCache, &entry->target_relid, HASH_ENTER, &found);
+	if (found && se->shape != NULL && strcmp(se->shape, entry->shape) == 0)
+		return false;
+	if (found && se->shape != NULL)
+		pfree(se->shape);
+	se->shape = NULL;
+	se->shape = MemoryContextStrdup(RelCacheCxt, entry->shape);
+	return true;
 }

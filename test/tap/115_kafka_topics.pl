@@ -84,12 +84,14 @@ my @args = ('-S', 'topics', '--topic-prefix', $p, '--heartbeat-interval', '0', '
 my $relay = start_relay($node, $k, @args);
 ok($relay->wait_for_log(qr/streaming from slot "topics" into Kafka/), '(a) snapshot taken, then streaming');
 my $log = $relay->log_content;
-like($log, qr/INFO created 9 Kafka topics in \d+ ms: /, '(a) one CreateTopics: 9 topics created at start');
+like($log, qr/INFO created 11 Kafka topics in \d+ ms: /, '(a) one CreateTopics: 11 topics created at start');
 
 my %want = (
 	"$p.__state" => [ 'compact', 1, undef ],
 	"$p.messages" => [ 'delete', 3, undef ],
 	"$p.transactions" => [ 'delete', 3, undef ],
+	"$p.schemas" => [ 'compact', 3, undef ],
+	"$p.ddl" => [ 'delete', 1, undef ],
 	"$p.public.kt" => [ 'compact', 3, '86400000' ],
 	"$p.public.ri" => [ 'compact', 3, '86400000' ],
 	"$p.public.tk" => [ 'compact', 3, '86400000' ],

@@ -173,6 +173,8 @@ test_render(void)
 	atomic_store(&m->kafka_commits, 9);
 	atomic_store(&m->kafka_aborts, 1);
 	atomic_store(&m->reconnects, 2);
+	atomic_store(&m->schema_events, 3);
+	atomic_store(&m->ddl_events, 4);
 	atomic_store(&m->transactions, 5);
 	atomic_store(&m->snapshot_tables_done, 1);
 	atomic_store(&m->snapshot_tables_total, 2);
@@ -197,7 +199,9 @@ test_render(void)
 		  has_line(text, "cdc_relay_kafka_transactions_total{result=\"abort\"} 1"), "Kafka transactions");
 	CHECK(has_line(text, "cdc_relay_reconnects_total 2") && has_line(text, "cdc_relay_transactions_total 5") &&
 		  has_line(text, "cdc_relay_confirmed_lsn 400") && has_line(text, "cdc_relay_snapshot_tables_done 1") &&
-		  has_line(text, "cdc_relay_snapshot_tables 2"), "counters and gauges");
+		  has_line(text, "cdc_relay_snapshot_tables 2") &&
+		  has_line(text, "cdc_relay_schema_events_total 3") &&
+		  has_line(text, "cdc_relay_ddl_events_total 4"), "counters and gauges");
 	CHECK(has_line(text, "# TYPE cdc_relay_events_total counter") &&
 		  has_line(text, "# TYPE cdc_relay_lag_seconds gauge"), "TYPE lines");
 	CHECK(has_line(text, "cdc_relay_emitted_events_total{result=\"produced\"} 0") &&
@@ -210,7 +214,7 @@ test_render(void)
 			help++;
 		for (const char *p = text; (p = strstr(p, "# TYPE ")) != NULL; p++)
 			type++;
-		CHECK(help == 20 && type == 20, "HELP and TYPE for each of the 20 metrics (%d, %d)", help, type);
+		CHECK(help == 22 && type == 22, "HELP and TYPE for each of the 22 metrics (%d, %d)", help, type);
 	}
 	free(text);
 	atomic_store(&m->oldest_pending_us, 0);
