@@ -50,8 +50,9 @@
  * Progress: a chunk counts as delivered when the end LSN of its watermark
  * transaction is at or below the confirmed position of a state record
  * (state.c writes online_state_json() into each); a restart resumes after
- * the last delivered chunk's last key, so a finished chunk is never read
- * again (the chunk in flight may be emitted twice).  When the last chunk
+ * the last delivered chunk's last key, so a delivered chunk is never read
+ * again (chunks emitted after the last checkpoint, about a second's worth,
+ * are read and emitted again; under exactly-once they were never visible).  When the last chunk
  * (fewer rows than the chunk size) is delivered the job is done.  The job
  * row in cdc_relay.snapshot_jobs shows progress as read (the relay needs
  * UPDATE on it; without it, it warns once and goes on: the state record,
