@@ -96,6 +96,7 @@ typedef struct Job
 	json_t	   *d_last_key;
 	bool		d_final;
 	bool		poisoned;		/* a change of the table without its key was seen */
+	bool		unsupported;	/* a partition under --partition-root */
 } Job;
 
 typedef struct Chunk
@@ -799,6 +800,8 @@ job_activate(Online *o, Job *j)
 	o->job = j;
 	track_clear(&o->tracked);
 	atomic_store_explicit(&j->mt->online_active, 1, memory_order_relaxed);
+	/* its changes carry the partitioned table's name: they could not be told apart */
+	j->unsupported = r->cfg->partition_root && json_is_true(json_object_get(j->request, "partition"));
 	rlog(r->v, LOG_INFO, "online snapshot job %lld of %s%s%s: %s", (long long) j->id, j->display,
 		 j->where ? " where " : "", j->where ? j->where : "",
 		 j->d_chunks ? "resuming after the chunks delivered" : "starting");
@@ -1141,6 +1144,14 @@ online_poll(Online *o)
 	if (j == NULL)
 		return;
 	apply_delivered(o);
+	if (j->unsupported)
+	{
+		rlog(r->v, LOG_ERROR, "online snapshot job %lld of %s failed: a partition cannot be snapshotted online "
+			 "with --partition-root (its changes carry the partitioned table's name); request one without "
+			 "--partition-root", (long long) j->id, j->display);
+		job_close(o, "failed", "a partition cannot be snapshotted online with --partition-root");
+		return;
+	}
 	if (j->d_final)
 	{
 		rlog(r->v, LOG_INFO, "online snapshot job %lld of %s done: %llu rows in %llu chunks delivered, "

@@ -73,6 +73,13 @@ SELECT count(*) AS request_messages
   FROM pg_logical_slot_get_changes('online_slot', NULL, NULL, 'message-prefixes', 'app')
  WHERE data::jsonb->>'prefix' = 'cdc_relay.snapshot_request';
 
+-- a leaf partition is requested as itself; the relay refuses it under --partition-root
+CREATE TABLE online_part_1 PARTITION OF online_part FOR VALUES FROM (0) TO (100);
+SELECT cdc_relay.request_snapshot('online_part_1') > 0 AS requested;
+SELECT (data::jsonb->>'content')::jsonb->'partition' AS partition
+  FROM pg_logical_slot_get_changes('online_slot', NULL, NULL)
+ WHERE data::jsonb->>'prefix' = 'cdc_relay.snapshot_request';
+
 SELECT 'drop' FROM pg_drop_replication_slot('online_slot');
 DROP VIEW online_v;
 DROP TABLE online_t, online_nokey, online_ri, online_nothing, online_part;

@@ -211,7 +211,8 @@ insert_job(Oid relid, const char *table_name, const char *where)
  *
  * The message's content, for the relay: {"job":id,"relid":oid,
  * "table":<qualified, quoted name for SQL>,"ident":<the "schema":S,"table":T
- * bytes the plugin's events carry>,"key":[<key column names>],"where":text|null}.
+ * bytes the plugin's events carry>,"key":[<key column names>],"partition":bool,
+ * "where":text|null}.
  */
 Datum
 cdc_relay_request_snapshot(PG_FUNCTION_ARGS)
@@ -281,7 +282,7 @@ cdc_relay_request_snapshot(PG_FUNCTION_ARGS)
 		escape_json(&msg, get_attname(relid, att, false));
 	}
 	index_close(idxrel, AccessShareLock);
-	appendStringInfoString(&msg, "],\"where\":");
+	appendStringInfo(&msg, "],\"partition\":%s,\"where\":", rel->rd_rel->relispartition ? "true" : "false");
 	if (where)
 		escape_json(&msg, where);
 	else
