@@ -17,7 +17,7 @@
 EXTENSION   = cdc_relay
 EXTVERSION  = 0.4.0
 MODULE_big  = cdc_relay
-OBJS        = src/plugin.o src/proto.o src/options.o src/encode.o src/relcache.o src/filter.o src/functions.o src/health.o src/appfuncs.o src/schema.o
+OBJS        = src/plugin.o src/proto.o src/options.o src/encode.o src/relcache.o src/filter.o src/functions.o src/health.o src/appfuncs.o src/schema.o src/online.o
 DATA        = sql/cdc_relay--0.1.0.sql sql/cdc_relay--0.1.0--0.2.0.sql sql/cdc_relay--0.2.0.sql \
               sql/cdc_relay--0.2.0--0.3.0.sql sql/cdc_relay--0.3.0.sql sql/cdc_relay--0.3.0--0.4.0.sql \
               sql/cdc_relay--$(EXTVERSION).sql
@@ -26,7 +26,7 @@ PGFILEDESC  = "cdc_relay - lossless JSON change events from logical decoding"
 REGRESS     = setup upgrade install_schema insert_update_delete replica_identity pk_change toast toast_key types special_values \
               escaping truncate messages savepoints twophase ddl partitions options key_prefix batch_events filters \
               publications snapshot large_txn roundtrip check_setup slot_health \
-              request_id origin schema_events ddl_capture
+              request_id origin schema_events ddl_capture online_request
 TEST_CONF   = $(CURDIR)/test/logical.conf
 # Regression databases are UTF8 with the C locale, whatever the caller's LANG.
 ENCODING    = UTF8

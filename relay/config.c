@@ -39,6 +39,7 @@ enum
 	OPT_PUBLICATION,
 	OPT_SNAPSHOT,
 	OPT_SNAPSHOT_JOBS,
+	OPT_SNAPSHOT_CHUNK_ROWS,
 	OPT_NO_TOMBSTONES,
 	OPT_PARTITION_ROOT,
 	OPT_ENDPOS,
@@ -70,6 +71,7 @@ static const struct option long_options[] = {
 	{"publication", required_argument, NULL, OPT_PUBLICATION},
 	{"snapshot", required_argument, NULL, OPT_SNAPSHOT},
 	{"snapshot-jobs", required_argument, NULL, OPT_SNAPSHOT_JOBS},
+	{"snapshot-chunk-rows", required_argument, NULL, OPT_SNAPSHOT_CHUNK_ROWS},
 	{"no-tombstones", no_argument, NULL, OPT_NO_TOMBSTONES},
 	{"partition-root", no_argument, NULL, OPT_PARTITION_ROOT},
 	{"endpos", required_argument, NULL, OPT_ENDPOS},
@@ -124,6 +126,7 @@ config_usage(FILE *out)
 		  "      --snapshot=MODE        initial (default: when the slot is new or the last\n"
 		  "                             snapshot did not finish), never, always, initial-only\n"
 		  "      --snapshot-jobs=N      parallel connections reading the snapshot (default: 2)\n"
+		  "      --snapshot-chunk-rows=N  rows per chunk of an online snapshot (default: 8192)\n"
 		  "      --no-tombstones        do not follow a delete with a tombstone\n"
 		  "      --delivery=MODE        exactly-once (Kafka transactions, with the position\n"
 		  "                             checkpointed in them) or at-least-once (default: "
@@ -450,6 +453,11 @@ apply(RelayConfig *cfg, int code, const char *name, const char *value,
 			if (!parse_int(value, 1, 64, &cfg->snapshot_jobs))
 				return fail(err, errlen, "--snapshot-jobs \"%s\": expected an integer from 1 to 64", value);
 			break;
+		case OPT_SNAPSHOT_CHUNK_ROWS:
+			if (!parse_int(value, 1, 1000000, &cfg->snapshot_chunk_rows))
+				return fail(err, errlen, "--snapshot-chunk-rows \"%s\": expected an integer from 1 to 1000000",
+							value);
+			break;
 		case OPT_EMBEDDED_BROKERS:
 			if (!parse_int(value, 1, 16, &cfg->embedded_brokers))
 				return fail(err, errlen, "--embedded-brokers \"%s\": expected an integer from 1 to 16", value);
@@ -751,6 +759,7 @@ set_defaults(RelayConfig *cfg)
 	cfg->slot = relay_strdup("cdc_relay");
 	cfg->snapshot = SNAPSHOT_INITIAL;
 	cfg->snapshot_jobs = 2;
+	cfg->snapshot_chunk_rows = 8192;
 	cfg->tombstones = true;
 	cfg->exactly_once = DELIVERY_DEFAULT_EXACTLY_ONCE;
 	cfg->txn_interval_ms = 20;

@@ -46,6 +46,7 @@ typedef struct RelayConfig
 	char	   *state_topic;	/* NULL: <prefix>.__state */
 	SnapshotMode snapshot;
 	int			snapshot_jobs;
+	int			snapshot_chunk_rows;	/* online snapshots (online.c) */
 	bool		tombstones;
 	bool		exactly_once;	/* --delivery */
 	char	   *transactional_id;	/* never NULL after a successful parse */

@@ -1,7 +1,8 @@
 /*
  * main.c: `cdc-relay run` (snapshot, then stream a slot into Kafka),
  * `cdc-relay verify` (verify.c: compare the topics with the tables),
- * `cdc-relay status` (status.c: the slot's health and the relay's state) and
+ * `cdc-relay status` (status.c: the slot's health and the relay's state),
+ * `cdc-relay snapshot` (online_cmd.c: request an online snapshot) and
  * `cdc-relay broker` (a Kafka-protocol test broker).
  */
 #include <jansson.h>
@@ -13,6 +14,7 @@
 #include "relay.h"
 #include "verify.h"
 #include "status.h"
+#include "online.h"
 
 #define TRY_HELP "Try \"cdc-relay --help\" for more information.\n"
 
@@ -310,6 +312,7 @@ out:
 	ring_free(r.ring);
 	metrics_free(r.metrics);	/* the server stops first: nothing reads r after this */
 	free(r.ckpt_partial_json);
+	free(r.st_online_json);
 	pthread_rwlock_destroy(&r.txn_gate);
 	rlog(r.v, LOG_INFO, "cdc-relay exiting with status %d", rc);
 	config_free(&cfg);
@@ -335,6 +338,8 @@ main(int argc, char **argv)
 	}
 	if (strcmp(argv[1], "status") == 0)
 		return status_main(argc - 1, argv + 1);
+	if (strcmp(argv[1], "snapshot") == 0)
+		return online_snapshot_main(argc - 1, argv + 1);
 	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0)
 	{
 		config_usage(stdout);
@@ -344,6 +349,8 @@ main(int argc, char **argv)
 		verify_usage(stdout);
 		fputs("\n", stdout);
 		status_usage_line(stdout);
+		fputs("\n", stdout);
+		online_usage(stdout);
 		return 0;
 	}
 	if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0)
@@ -352,6 +359,6 @@ main(int argc, char **argv)
 			   rd_kafka_version_str(), PQlibVersion(), JANSSON_VERSION);
 		return 0;
 	}
-	fprintf(stderr, "cdc-relay: unknown command \"%s\" (commands: run, verify, status, broker)\n" TRY_HELP, argv[1]);
+	fprintf(stderr, "cdc-relay: unknown command \"%s\" (commands: run, verify, status, snapshot, broker)\n" TRY_HELP, argv[1]);
 	return 2;
 }

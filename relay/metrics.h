@@ -37,6 +37,10 @@ typedef struct MetricsTable
 	atomic_uint_fast64_t events[METRICS_NOPS];	/* stream events produced, by op */
 	atomic_uint_fast64_t bytes;	/* key + value bytes produced (stream and snapshot) */
 	atomic_uint_fast64_t snapshot_rows; /* snapshot rows produced */
+	atomic_uint_fast64_t online_rows;	/* online snapshot rows produced */
+	atomic_uint_fast64_t online_chunks; /* online snapshot chunks emitted */
+	atomic_uint_fast64_t online_dropped;	/* chunk rows the stream overrode */
+	atomic_int	online_active;	/* an online snapshot of the table runs */
 } MetricsTable;
 
 typedef struct RelayMetrics

@@ -24,6 +24,7 @@
 #include "ring.h"
 
 struct RelayBroker;
+struct Online;
 typedef struct RelayAdmin RelayAdmin;
 
 #include "cdc_wire.h"
@@ -85,6 +86,13 @@ typedef struct Relay
 	uint64_t	ckpt_partial_seq;
 	char	   *ckpt_partial_json;
 	uint64_t	ckpt_inflight;	/* LSN of the checkpoint being written, 0: none */
+
+	/*
+	 * Online snapshots (online.c): the jobs, while the stream runs; the
+	 * state record's "online" object as read at the start (JSON, malloc'd).
+	 */
+	struct Online *online;
+	char	   *st_online_json;
 
 	/*
 	 * Kafka transactions (produce.c, exactly-once).  txn_open changes only
@@ -305,6 +313,15 @@ void		admin_close(Relay *r);
  */
 char	   *snapshot_row_query(const char *before, const char *relid, const char *regclass,
 							   const char *lsn, const char *opts_literal, const char *after);
+/* ... with more select-list items after the row (cols: ", expr, ..."); online.c's chunks */
+char	   *snapshot_row_query_cols(const char *before, const char *cols, const char *relid,
+									const char *regclass, const char *lsn, const char *opts_literal,
+									const char *after);
+/*
+ * The SET LOCALs of a snapshot read transaction (no timeouts; the settings
+ * the plugin fixes while decoding).  False when one failed.
+ */
+bool		snapshot_set_local(Relay *r, PGconn *conn);
 /*
  * snapshot_run() returns 0 when every row was delivered, -1 on failure, and
  * SNAPSHOT_RETAKE when concurrent DDL made the exported snapshot unusable for

@@ -158,7 +158,13 @@ import_snapshot(Relay *r, PGconn *conn, const char *snapshot_name)
 	snprintf(sql, sizeof(sql), "SET TRANSACTION SNAPSHOT '%s'", snapshot_name);
 	return exec_ok(r, conn, "BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY") &&
 		exec_ok(r, conn, sql) &&
-		exec_ok(r, conn, "SET LOCAL statement_timeout = 0") &&
+		snapshot_set_local(r, conn);
+}
+
+bool
+snapshot_set_local(Relay *r, PGconn *conn)
+{
+	return exec_ok(r, conn, "SET LOCAL statement_timeout = 0") &&
 		exec_ok(r, conn, "SET LOCAL lock_timeout = 0") &&
 		exec_ok(r, conn, "SET LOCAL idle_in_transaction_session_timeout = 0") &&
 		/* the settings the plugin fixes while decoding: no per-row switching */
@@ -198,7 +204,14 @@ char *
 snapshot_row_query(const char *before, const char *relid, const char *regclass,
 				   const char *lsn, const char *opts_literal, const char *after)
 {
-	size_t		len = strlen(before) + strlen(relid) + strlen(regclass) + strlen(lsn) +
+	return snapshot_row_query_cols(before, "", relid, regclass, lsn, opts_literal, after);
+}
+
+char *
+snapshot_row_query_cols(const char *before, const char *cols, const char *relid, const char *regclass,
+						const char *lsn, const char *opts_literal, const char *after)
+{
+	size_t		len = strlen(before) + strlen(cols) + strlen(relid) + strlen(regclass) + strlen(lsn) +
 		strlen(opts_literal) + strlen(after) + 160;
 	char	   *sql = malloc(len);
 
@@ -206,8 +219,8 @@ snapshot_row_query(const char *before, const char *relid, const char *regclass,
 		relay_out_of_memory();
 	snprintf(sql, len,
 			 "%sSELECT cdc_relay.snapshot_row(%s::pg_catalog.regclass, t.*, '%s'::pg_catalog.pg_lsn,"
-			 " %s::pg_catalog.text[]) FROM ONLY %s t%s",
-			 before, relid, lsn, opts_literal, regclass, after);
+			 " %s::pg_catalog.text[])%s FROM ONLY %s t%s",
+			 before, relid, lsn, opts_literal, cols, regclass, after);
 	return sql;
 }
 

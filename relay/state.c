@@ -28,8 +28,14 @@
  * {"commit_lsn", "xid", "seq", "events", "tables", "messages"}: its events up
  * to seq, and the counts its end record needs, are in Kafka.  The topic is
  * read read_committed: an aborted checkpoint never counts.
+ *
+ * "online" (online.c): the online snapshot job under way and the jobs
+ * queued behind it, with the progress delivered as of this record's
+ * confirmed_lsn (job, table, where, chunks, rows, last_key, final), so that
+ * a restart resumes after the last chunk delivered.
  */
 #include "relay.h"
+#include "online.h"
 
 #include <jansson.h>
 #include <string.h>
@@ -103,6 +109,8 @@ state_read(Relay *r)
 	r->st_tables = 0;
 	r->ckpt_durable = 0;
 	set_partial(r, NULL);
+	free(r->st_online_json);
+	r->st_online_json = NULL;
 	state_key(r, key, sizeof(key));
 	keylen = strlen(key);
 	conf = kafka_base_conf(r, false, err, sizeof(err));
@@ -210,6 +218,12 @@ state_read(Relay *r)
 							set_partial(r, ps);
 							free(ps);
 						}
+						{
+							json_t	   *oj = json_object_get(v, "online");
+
+							free(r->st_online_json);
+							r->st_online_json = json_is_object(oj) ? json_dumps(oj, JSON_COMPACT) : NULL;
+						}
 					}
 					json_decref(v);
 				}
@@ -258,11 +272,12 @@ state_produce(Relay *r, uint64_t lsn, const char *partial_json, void *opaque)
 	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	if (partial_json)
 		partial = json_loads(partial_json, 0, NULL);
-	v = json_pack("{s:s, s:s, s:s?, s:o*, s:s, s:s, s:s, s:I, s:i, s:s, s:s, s:s}",
+	v = json_pack("{s:s, s:s, s:s?, s:o*, s:o*, s:s, s:s, s:s, s:I, s:i, s:s, s:s, s:s}",
 				  "snapshot", r->st_snapshot,
 				  "consistent_point", lsn_str(r->st_consistent_point, cp),
 				  "confirmed_lsn", lsn ? lsn_str(lsn, conf) : NULL,
 				  "partial", partial,
+				  "online", online_state_json(r->online, lsn),
 				  "system_identifier", r->sysid,
 				  "database", r->dbname,
 				  "slot", r->cfg->slot,

@@ -80,6 +80,12 @@ status_usage_line(FILE *out)
 	status_usage(out);
 }
 
+/* Online snapshot jobs not yet finished, as cdc_relay.snapshot_jobs (0.4.0) says. */
+static const char *const q_online =
+"SELECT id, table_name, \"where\", status, chunks, rows, last_key, updated_at"
+" FROM cdc_relay.snapshot_jobs WHERE status OPERATOR(pg_catalog.=) ANY ('{requested,running}')"
+" ORDER BY id";
+
 /* A column value as JSON: numbers and booleans typed, NULL as null. */
 static json_t *
 column_json(PGresult *res, int col)
@@ -132,6 +138,41 @@ bytes_text(const char *v, char *buf, size_t len)
 	return buf;
 }
 
+/* The state record's online snapshot progress, one line; queued jobs another. */
+static void
+print_online_state(const Relay *r)
+{
+	json_t	   *o = r->st_online_json ? json_loads(r->st_online_json, 0, NULL) : NULL;
+	json_t	   *lk = json_object_get(o, "last_key");
+	char	   *lks = json_is_array(lk) ? json_dumps(lk, JSON_COMPACT) : NULL;
+
+	if (o && json_is_integer(json_object_get(o, "job")))
+		printf("online snapshot (state): job %lld of %s%s%s: %lld chunks, %lld rows delivered, last key %s%s\n",
+			   (long long) json_integer_value(json_object_get(o, "job")),
+			   json_string_value(json_object_get(o, "table")),
+			   json_is_string(json_object_get(o, "where")) ? " where " : "",
+			   json_is_string(json_object_get(o, "where")) ? json_string_value(json_object_get(o, "where")) : "",
+			   (long long) json_integer_value(json_object_get(o, "chunks")),
+			   (long long) json_integer_value(json_object_get(o, "rows")),
+			   lks ? lks : "(none yet)", json_is_true(json_object_get(o, "final")) ? " (complete)" : "");
+	if (json_array_size(json_object_get(o, "queued")) > 0)
+		printf("online snapshot (state): %zu more queued\n", json_array_size(json_object_get(o, "queued")));
+	free(lks);
+	json_decref(o);
+}
+
+/* The unfinished jobs of cdc_relay.snapshot_jobs (online: its rows; NULL: none), one line each. */
+static void
+print_online_jobs(PGresult *online)
+{
+	for (int i = 0; online && i < PQntuples(online); i++)
+		printf("online snapshot job %s (%s%s%s): %s, %s chunks, %s rows read, last key %s, updated %s\n",
+			   PQgetvalue(online, i, 0), PQgetvalue(online, i, 1), PQgetisnull(online, i, 2) ? "" : " where ",
+			   PQgetvalue(online, i, 2), PQgetvalue(online, i, 3), PQgetvalue(online, i, 4),
+			   PQgetvalue(online, i, 5), PQgetisnull(online, i, 6) ? "(none yet)" : PQgetvalue(online, i, 6),
+			   PQgetvalue(online, i, 7));
+}
+
 static void
 print_text(const char *slot, PGresult *res, bool have_view, bool healthy, int holder, const char *who,
 		   const Relay *r, bool read_state)
@@ -181,6 +222,7 @@ print_text(const char *slot, PGresult *res, bool have_view, bool healthy, int ho
 			printf("state (%s): snapshot %s at %s, confirmed_lsn %s\n", r->cfg->state_topic, r->st_snapshot,
 				   lsn_str(r->st_consistent_point, lsn1),
 				   r->ckpt_durable ? lsn_str(r->ckpt_durable, lsn2) : "none yet");
+		print_online_state(r);
 	}
 	if (!have_view)
 		printf("note: %s\n", EXTENSION_NOTE);
@@ -188,7 +230,7 @@ print_text(const char *slot, PGresult *res, bool have_view, bool healthy, int ho
 
 static void
 print_json(const char *slot, PGresult *res, bool have_view, const char *extversion, bool healthy,
-		   int holder, int holder_pid, const char *who, const Relay *r, bool read_state)
+		   int holder, int holder_pid, const char *who, const Relay *r, bool read_state, PGresult *online)
 {
 	json_t	   *o = json_object();
 	json_t	   *s = json_null();
@@ -218,6 +260,7 @@ print_json(const char *slot, PGresult *res, bool have_view, const char *extversi
 							r->st_snapshot[0] ? json_string(lsn_str(r->st_consistent_point, lsn)) : json_null());
 		json_object_set_new(st, "confirmed_lsn",
 							r->ckpt_durable ? json_string(lsn_str(r->ckpt_durable, lsn)) : json_null());
+		json_object_set_new(st, "online", r->st_online_json ? json_loads(r->st_online_json, 0, NULL) : json_null());
 		json_object_set_new(o, "state", st);
 	}
 	else
@@ -226,6 +269,20 @@ print_json(const char *slot, PGresult *res, bool have_view, const char *extversi
 	json_object_set_new(o, "source", json_string(have_view ? "cdc_relay.slot_health" : "pg_replication_slots"));
 	if (!have_view)
 		json_object_set_new(o, "note", json_string(EXTENSION_NOTE));
+	if (online)
+	{
+		json_t	   *jobs = json_array();
+
+		for (int i = 0; i < PQntuples(online); i++)
+			json_array_append_new(jobs, json_pack("{s:s, s:s, s:s?, s:s, s:s, s:s, s:s?, s:s}",
+												  "id", PQgetvalue(online, i, 0), "table", PQgetvalue(online, i, 1),
+												  "where", PQgetisnull(online, i, 2) ? NULL : PQgetvalue(online, i, 2),
+												  "status", PQgetvalue(online, i, 3), "chunks", PQgetvalue(online, i, 4),
+												  "rows", PQgetvalue(online, i, 5),
+												  "last_key", PQgetisnull(online, i, 6) ? NULL : PQgetvalue(online, i, 6),
+												  "updated_at", PQgetvalue(online, i, 7)));
+		json_object_set_new(o, "online_jobs", jobs);
+	}
 	json_object_set_new(o, "healthy", json_boolean(healthy));
 	text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12));
 	if (text)
@@ -293,7 +350,8 @@ status_main(int argc, char **argv)
 	volatile sig_atomic_t never = 0;
 	PGconn	   *conn = NULL;
 	PGresult   *res = NULL,
-			   *ext = NULL;
+			   *ext = NULL,
+			   *online = NULL;
 	const char *params[1];
 	bool		have_view = false,
 				healthy = false,
@@ -368,18 +426,37 @@ status_main(int argc, char **argv)
 		PQfinish(repl);
 		read_state = true;
 	}
+	if (have_view)
+	{
+		online = pg_exec(&r, conn, "SELECT pg_catalog.to_regclass('cdc_relay.snapshot_jobs') IS NOT NULL", 0, NULL);
+		if (PQresultStatus(online) == PGRES_TUPLES_OK && strcmp(PQgetvalue(online, 0, 0), "t") == 0)
+		{
+			PQclear(online);
+			online = pg_exec(&r, conn, q_online, 0, NULL);
+		}
+		if (PQresultStatus(online) != PGRES_TUPLES_OK || PQnfields(online) != 8)
+		{
+			PQclear(online);
+			online = NULL;
+		}
+	}
 	if (json)
-		print_json(cfg.slot, res, have_view, extversion, healthy, holder, holder_pid, who, &r, read_state);
+		print_json(cfg.slot, res, have_view, extversion, healthy, holder, holder_pid, who, &r, read_state, online);
 	else
+	{
 		print_text(cfg.slot, res, have_view, healthy, holder, who, &r, read_state);
+		print_online_jobs(online);
+	}
 	rc = healthy ? 0 : 1;
 
 out:
 	PQclear(res);
 	PQclear(ext);
+	PQclear(online);
 	if (conn)
 		PQfinish(conn);
 	free(r.ckpt_partial_json);
+	free(r.st_online_json);
 	config_free(&cfg);
 	return rc;
 }

@@ -56,6 +56,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "online.h"
 #include "scan.h"
 #include "topic.h"
 
@@ -115,6 +116,7 @@ typedef struct Stream
 	char		commit_lsn[24];
 	uint64_t	commit_lsn_num;
 	char		xid[24];
+	uint32_t	xid_num;		/* xid, for online.c */
 	uint64_t	seq;
 	bool		skip_all;		/* all of it is in Kafka already (checkpoint) */
 	uint64_t	skip_seq;		/* its events up to this seq are (partial checkpoint) */
@@ -718,10 +720,6 @@ handle_row(Stream *s, const char *data, size_t len)
 		memcmp(ev, CDC_WIRE_OP_OPEN, CDC_WIRE_LEN(CDC_WIRE_OP_OPEN)) != 0 ||
 		ev[CDC_WIRE_OP_OFFSET + 1] != '"' || ev[CDC_WIRE_OP_OFFSET + 2] != ',')
 		goto bad;
-	/* every row event takes a seq number (cdc_wire.h) */
-	s->seq++;
-	if ((st = event_start(s)) != 0)
-		return st > 0 ? 0 : -1;
 	keyfield = memmem(ev + CDC_WIRE_IDENT_OFFSET, evlen - CDC_WIRE_IDENT_OFFSET,
 					  CDC_WIRE_F_KEY, CDC_WIRE_LEN(CDC_WIRE_F_KEY));
 	if (keyfield == NULL)
@@ -734,6 +732,13 @@ handle_row(Stream *s, const char *data, size_t len)
 	 */
 	unknown = (size_t) (ev + evlen - keyfield) > CDC_WIRE_LEN(KEY_UNKNOWN_FIELD) &&
 		memcmp(keyfield, KEY_UNKNOWN_FIELD, CDC_WIRE_LEN(KEY_UNKNOWN_FIELD)) == 0;
+	/* an online snapshot tracks the keys its table's transactions touch, sent or skipped */
+	online_row(r->online, ev + CDC_WIRE_IDENT_OFFSET, (size_t) (keyfield - (ev + CDC_WIRE_IDENT_OFFSET)),
+			   data, keylen, s->xid_num, unknown);
+	/* every row event takes a seq number (cdc_wire.h) */
+	s->seq++;
+	if ((st = event_start(s)) != 0)
+		return st > 0 ? 0 : -1;
 	nokey = !unknown && keylen == 4 && memcmp(data, "null", 4) == 0;
 	t = topic_lookup(r, ev + CDC_WIRE_IDENT_OFFSET,
 					 (size_t) (keyfield - (ev + CDC_WIRE_IDENT_OFFSET)), nokey ? 0 : 1);
@@ -801,6 +806,7 @@ handle_begin(Stream *s, const ScanBegin *b, const char *data, size_t len)
 		return -1;
 	}
 	s->commit_lsn_num = b->commit_lsn_value;
+	s->xid_num = (uint32_t) strtoul(s->xid, NULL, 10);
 	s->commit_us = b->ts.p ? metrics_parse_ts(b->ts.p, b->ts.len) : 0;
 	if (s->commit_us == 0)
 		s->commit_us = metrics_now_us();
@@ -1023,6 +1029,8 @@ handle_commit(Stream *s, const ScanCommit *c, const char *data, size_t len)
 			return -1;
 	}
 	ring_commit(r->ring, s->cur, end);
+	if (!s->skip_all)
+		online_commit(r->online, end);
 	if (s->begin_written && !s->skip_all)
 	{
 		atomic_fetch_add_explicit(&r->metrics->transactions, 1, memory_order_relaxed);
@@ -1098,6 +1106,44 @@ handle_truncate(Stream *s, json_t *j, const char *data, size_t len)
 			return -1;
 	}
 	return event_end(s);
+}
+
+/*
+ * OnlineEmitRow: one online snapshot row in the open (watermark) transaction:
+ * an "r" event as the initial snapshot writes it (event_id <commit_lsn>/r/
+ * <relid>/<n>), counted in its ring entry.  Not counted in the transaction's
+ * events or seq, and never the reason for a Kafka commit in the middle of
+ * the transaction: the whole chunk is in the Kafka transaction of its
+ * watermark.
+ */
+static int
+emit_online_row(void *arg, const char *key, size_t keylen, const char *value, size_t vallen,
+				const char *relid, uint64_t n)
+{
+	Stream	   *s = arg;
+	Relay	   *r = s->r;
+	const char *keyfield;
+	TopicEntry *t;
+	MsgMeta		m;
+
+	/* {"op":"r","schema":..,"table":..,"key":... */
+	keyfield = vallen > CDC_WIRE_IDENT_OFFSET + 6 ?
+		memmem(value + CDC_WIRE_IDENT_OFFSET, vallen - CDC_WIRE_IDENT_OFFSET, CDC_WIRE_F_KEY,
+			   CDC_WIRE_LEN(CDC_WIRE_F_KEY)) : NULL;
+	if (keyfield == NULL)
+	{
+		rlog(r->v, LOG_ERROR, "unexpected online snapshot row: " EVENT_FMT, EVENT_ARG(value, vallen));
+		return -1;
+	}
+	t = topic_lookup(r, value + CDC_WIRE_IDENT_OFFSET, (size_t) (keyfield - (value + CDC_WIRE_IDENT_OFFSET)), 1);
+	if (t == NULL || txn_begin(r) != 0)
+		return -1;
+	m = (MsgMeta) {.kind = MSG_SNAPSHOT_ROW, .table = t->header_table, .commit_lsn = s->commit_lsn, .seq = n,
+	.relid = relid};
+	if (emit(s, s->cur, t->rkt, key, keylen, value, vallen, &m) != 0)
+		return -1;
+	note_produced(s, t, -1, keylen + vallen);
+	return 0;
 }
 
 /*
@@ -1177,6 +1223,10 @@ handle_message(Stream *s, const char *prefix, bool transactional, const ScanMess
 		/* our own heartbeat: only there to move the slot */
 		if (prefix == NULL || strcmp(prefix, HEARTBEAT_PREFIX) == 0)
 			return 0;
+		/* online snapshots: a request, or a watermark that emits its chunk */
+		if (online_prefix(prefix))
+			return online_message(r->online, prefix, data, len, s->skip_all || s->seq <= s->skip_seq,
+								  emit_online_row, s);
 		if ((st = event_start(s)) != 0)
 			return st > 0 ? 0 : -1;
 		s->events++;
@@ -1663,6 +1713,7 @@ housekeeping(Stream *s)
 	if (s->endpos_reached)
 		return SESSION_STOP;
 	maybe_heartbeat(s);
+	online_poll(r->online);
 	return SESSION_GO_ON;
 }
 
@@ -1934,6 +1985,7 @@ stream_run(Relay *r, PGconn *repl)
 	s.repl = repl;
 	s.last_data_ms = s.last_heartbeat_ms = now_ms();
 	atomic_store_explicit(&r->metrics->confirmed_lsn, r->ckpt_durable, memory_order_relaxed);
+	r->online = online_new(r);
 
 	for (;;)
 	{
@@ -2035,6 +2087,7 @@ stream_run(Relay *r, PGconn *repl)
 		s.retry_delivery = s.retry_abort = false;
 		close_repl(&s);
 		ring_reset(r->ring);
+		online_rewind(r->online);	/* chunks not confirmed are read again */
 		s.pend_len = 0;			/* re-read from the slot: pending again when re-sent */
 		s.cur = 0;
 		txn_state_reset(&s);
@@ -2071,6 +2124,8 @@ backoff:
 	}
 	if (s.repl)
 		PQfinish(s.repl);
+	online_free(r->online);
+	r->online = NULL;
 	metrics_flush(&s);
 	atomic_store_explicit(&r->metrics->stream_in_flight, 0, memory_order_relaxed);
 	free(s.pend);

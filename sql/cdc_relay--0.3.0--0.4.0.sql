@@ -4,6 +4,56 @@
 
 -- [online] online snapshots on request (helper A)
 
+-- One row per online snapshot requested with cdc_relay.request_snapshot();
+-- the relay updates its progress as it reads chunks (it needs UPDATE on this
+-- table when it does not own it).  Kept by pg_dump (a configuration table).
+CREATE TABLE cdc_relay.snapshot_jobs (
+    id           bigserial PRIMARY KEY,
+    relid        oid NOT NULL,
+    table_name   text NOT NULL,
+    "where"      text,
+    requested_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    requested_by name NOT NULL,
+    status       text NOT NULL DEFAULT 'requested'
+                 CHECK (status IN ('requested', 'running', 'done', 'failed', 'cancelled')),
+    chunks       bigint NOT NULL DEFAULT 0,
+    rows         bigint NOT NULL DEFAULT 0,
+    last_key     text,
+    updated_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    error        text
+);
+
+COMMENT ON TABLE cdc_relay.snapshot_jobs IS
+'online snapshots requested with cdc_relay.request_snapshot(), and their progress';
+
+SELECT pg_catalog.pg_extension_config_dump('cdc_relay.snapshot_jobs', '');
+SELECT pg_catalog.pg_extension_config_dump('cdc_relay.snapshot_jobs_id_seq', '');
+
+CREATE VIEW cdc_relay.snapshot_progress AS
+SELECT id, table_name, "where", status, chunks, rows, last_key, requested_at, requested_by,
+       updated_at, updated_at OPERATOR(pg_catalog.-) requested_at AS elapsed, error
+  FROM cdc_relay.snapshot_jobs
+ ORDER BY id;
+
+COMMENT ON VIEW cdc_relay.snapshot_progress IS
+'online snapshots and their progress, newest last';
+
+-- Request an online snapshot of rel (rows matching "where", one boolean
+-- expression on the table's columns; NULL: all rows).  Returns the job id.
+-- "where" is a reserved word: call it positionally, or with
+-- "where" => '...' (quoted) in named notation.
+CREATE FUNCTION cdc_relay.request_snapshot(rel regclass, "where" text DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'cdc_relay_request_snapshot'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION cdc_relay.request_snapshot(regclass, text) IS
+'request an online snapshot of a table (optionally of the rows matching a condition) from a running cdc-relay';
+
+REVOKE EXECUTE ON FUNCTION cdc_relay.request_snapshot(regclass, text) FROM PUBLIC;
+GRANT SELECT ON cdc_relay.snapshot_jobs TO PUBLIC;
+GRANT SELECT ON cdc_relay.snapshot_progress TO PUBLIC;
+
 -- [reqid] request ids, domain events (helper B)
 CREATE FUNCTION cdc_relay.set_request_id(id text) RETURNS void
 AS 'MODULE_PATHNAME', 'cdc_relay_set_request_id'

@@ -288,12 +288,13 @@ SELECT cdc_relay.snapshot_row('snap.t_pk'::regclass, t, NULL) IS NULL AS is_null
 -- partitioned parent, view, materialized view, sequence, temporary or
 -- unlogged table
 SELECT * FROM cdc_relay.snapshot_tables() WHERE schema_name IN ('snap', 'Snap Odd');
--- ... and nothing from pg_catalog, information_schema or pg_toast: the same
--- set as the catalog query
+-- ... and nothing from pg_catalog, information_schema, pg_toast or the
+-- extension's own schema (cdc_relay.snapshot_jobs): the same set as the
+-- catalog query
 SELECT (SELECT array_agg(relid::oid ORDER BY relid) FROM cdc_relay.snapshot_tables())
        = (SELECT array_agg(c.oid ORDER BY c.oid) FROM pg_class c
            WHERE c.relkind = 'r' AND c.relpersistence = 'p'
-             AND c.relnamespace::regnamespace::text NOT IN ('pg_catalog', 'information_schema', 'pg_toast'))
+             AND c.relnamespace::regnamespace::text NOT IN ('pg_catalog', 'information_schema', 'pg_toast', 'cdc_relay'))
        AS same_as_catalog;
 -- ordered by schema, table, relid; sizes from pg_class
 ANALYZE snap.t_pk;

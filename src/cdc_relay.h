@@ -171,6 +171,9 @@ cdc_append_bytes(StringInfo out, const char *s, int n)
 extern void cdc_parse_options(List *defels, CdcOptions *opts);
 extern List *cdc_options_from_array(ArrayType *arr);
 
+/* The extension's own schema: its tables (snapshot_jobs) are never captured. */
+#define CDC_EXTENSION_SCHEMA "cdc_relay"
+
 /* filter.c */
 extern bool cdc_table_matches(const CdcOptions *opts, const char *schema,
 							  const char *table);

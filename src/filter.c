@@ -20,6 +20,7 @@
 #include "utils/rel.h"
 
 #include "cdc_relay.h"
+#include "cdc_wire.h"
 #include "compat.h"
 
 /* Publications named by the "publication" option, loaded lazily. */
@@ -205,6 +206,9 @@ any_pattern_matches(List *patterns, const char *schema, const char *table)
 bool
 cdc_table_matches(const CdcOptions *opts, const char *schema, const char *table)
 {
+	/* the extension's bookkeeping (cdc_relay.snapshot_jobs) is no data */
+	if (strcmp(schema, CDC_EXTENSION_SCHEMA) == 0)
+		return false;
 	if (opts->include_tables != NIL &&
 		!any_pattern_matches(opts->include_tables, schema, table))
 		return false;
@@ -336,7 +340,10 @@ cdc_message_prefix_wanted(const CdcOptions *opts, const char *prefix)
 {
 	ListCell   *lc;
 
-	if (opts->message_prefixes == NIL)
+	/* the relay's online snapshot messages pass whatever message-prefixes says */
+	if (opts->message_prefixes == NIL ||
+		strcmp(prefix, CDC_PREFIX_SNAPSHOT_REQUEST) == 0 ||
+		strcmp(prefix, CDC_PREFIX_WATERMARK) == 0)
 		return true;
 	foreach(lc, opts->message_prefixes)
 	{

@@ -214,7 +214,7 @@ test_render(void)
 			help++;
 		for (const char *p = text; (p = strstr(p, "# TYPE ")) != NULL; p++)
 			type++;
-		CHECK(help == 18 && type == 18, "HELP and TYPE for each of the 18 metrics (%d, %d)", help, type);
+		CHECK(help == 22 && type == 22, "HELP and TYPE for each of the 22 metrics (%d, %d)", help, type);
 	}
 	free(text);
 	atomic_store(&m->oldest_pending_us, 0);

@@ -22,6 +22,7 @@
 #include <libpq-fe.h>
 
 #include "config.h"
+#include "online_keys.h"
 #include "redact.h"
 #include "ring.h"
 #include "scan.h"
@@ -1417,10 +1418,62 @@ test_scan_emit(void)
 	}
 }
 
+/* online_keys.c: a chunk snapshot's visibility (modulo 2^32) and the tracked keys */
+static void
+test_online_keys(void)
+{
+	Snap		snap;
+	Tracked		t = {0};
+	uint32_t	xid = 0;
+
+	CHECK(snap_parse("100:105:101,103", &snap) && snap.xmin == 100 && snap.xmax == 105 && snap.nxip == 2,
+		  "snapshot parsed (xmin %u, xmax %u, %d in xip)", snap.xmin, snap.xmax, snap.nxip);
+	CHECK(snap_sees(&snap, 99) && snap_sees(&snap, 100) && snap_sees(&snap, 102) && snap_sees(&snap, 104),
+		  "committed before the snapshot: seen");
+	CHECK(!snap_sees(&snap, 101) && !snap_sees(&snap, 103), "in xip: not seen");
+	CHECK(!snap_sees(&snap, 105) && !snap_sees(&snap, 200), "at or after xmax: not seen");
+	snap_free(&snap);
+	/* 64-bit xids across a wraparound of the 32-bit xids the events carry */
+	CHECK(snap_parse("4294967290:4294967300:4294967295", &snap) && snap.xmin == 4294967290u &&
+		  snap.xmax == 4 && snap.nxip == 1 && snap.xip[0] == 4294967295u, "epoch dropped");
+	CHECK(snap_sees(&snap, 4294967280u) && snap_sees(&snap, 4294967293u) && snap_sees(&snap, 3),
+		  "before xmax across the wraparound: seen");
+	CHECK(!snap_sees(&snap, 4294967295u) && !snap_sees(&snap, 4) && !snap_sees(&snap, 1000),
+		  "in xip or at/after xmax across the wraparound: not seen");
+	snap_free(&snap);
+	CHECK(snap_parse("7:7:", &snap) && snap.nxip == 0 && snap_sees(&snap, 6) && !snap_sees(&snap, 7),
+		  "empty xip");
+	snap_free(&snap);
+	CHECK(!snap_parse("7:x:", &snap), "malformed snapshot refused");
+	snap_free(&snap);
+
+	track_put(&t, "{\"id\":1}", 8, 10);
+	track_put(&t, "{\"id\":2}", 8, 20);
+	track_put(&t, "{\"id\":1}", 8, 12);
+	for (int i = 0; i < 5000; i++)
+	{
+		char		k[32];
+
+		snprintf(k, sizeof(k), "{\"id\":%d}", 100 + i);
+		track_put(&t, k, strlen(k), (uint32_t) (30 + i % 3));
+	}
+	CHECK(t.count == 5002 && track_xid(&t, "{\"id\":1}", 8, &xid) && xid == 12,
+		  "the last xid per key (count %zu, xid %u)", t.count, xid);
+	CHECK(!track_xid(&t, "{\"id\":3}", 8, &xid), "an untouched key is not tracked");
+	CHECK(snap_parse("15:25:20", &snap), "snapshot 15:25:20");
+	track_prune(&t, &snap);
+	CHECK(!track_xid(&t, "{\"id\":1}", 8, &xid) && track_xid(&t, "{\"id\":2}", 8, &xid) && xid == 20 &&
+		  t.count == 5001, "pruned: seen xids gone, xip and later kept (count %zu)", t.count);
+	snap_free(&snap);
+	track_clear(&t);
+	CHECK(t.count == 0 && !track_xid(&t, "{\"id\":2}", 8, &xid), "cleared");
+}
+
 int
 main(void)
 {
 	test_ring_order();
+	test_online_keys();
 	test_ring_failure();
 	test_ring_growth();
 	test_topics();
