@@ -45,10 +45,24 @@ SET ROLE online_requester;
 SELECT cdc_relay.request_snapshot('online_nokey');
 SELECT cdc_relay.request_snapshot('online_ri');
 SELECT cdc_relay.request_snapshot('online_t', 'id IN (SELECT a FROM online_ri)');
--- allowed: the job row is written as the table's owner
+-- functions the requester owns would run with the relay's role: refused,
+-- also when planted ahead of pg_catalog in the search_path
+RESET ROLE;
+CREATE SCHEMA online_mine AUTHORIZATION online_requester;
+SET ROLE online_requester;
+CREATE FUNCTION online_mine.f(int) RETURNS bool IMMUTABLE LANGUAGE sql AS 'SELECT true';
+CREATE FUNCTION online_mine.lower(text) RETURNS text IMMUTABLE LANGUAGE sql AS 'SELECT $1';
+SELECT cdc_relay.request_snapshot('online_t', 'online_mine.f(id)');
+SET search_path = online_mine, pg_catalog, public;
+SELECT cdc_relay.request_snapshot('online_t', 'lower(v) = ''x''');
+RESET search_path;
+-- allowed: the job row is written as the table's owner; the "where" kept as
+-- the relay will run it (analyzed, qualified, constants in ISO form)
+SET DateStyle = 'SQL, DMY';
 SELECT cdc_relay.request_snapshot('online_t', 'created > ''2020-01-01''') > 0 AS requested;
 SELECT cdc_relay.request_snapshot('online_t', 'id % 2 = 0 AND v IS NOT NULL') > 0 AS requested;
 RESET ROLE;
+RESET DateStyle;
 
 -- positional, named with the quoted "where", and a replica identity index
 SELECT cdc_relay.request_snapshot(rel => 'online_t', "where" => 'id < 10') > 0 AS requested;
@@ -84,5 +98,6 @@ SELECT 'drop' FROM pg_drop_replication_slot('online_slot');
 DROP VIEW online_v;
 DROP TABLE online_t, online_nokey, online_ri, online_nothing, online_part;
 REVOKE EXECUTE ON FUNCTION cdc_relay.request_snapshot(regclass, text) FROM online_requester;
+DROP SCHEMA online_mine CASCADE;
 DROP ROLE online_requester;
 TRUNCATE cdc_relay.snapshot_jobs;

@@ -14,6 +14,16 @@
  * one boolean expression on the table's columns that the caller may
  * evaluate (no second statement, no closing parenthesis that escapes the
  * relay's WHERE (...), nothing volatile).
+ *
+ * The relay evaluates the expression with its own role.  So that no role's
+ * code runs with the relay's privileges, every function it calls (operators,
+ * casts and type input/output included) must belong to a superuser, and it
+ * holds no subquery (which could read through a view or function of
+ * someone else).  What the relay runs is the expression as analyzed here,
+ * deparsed with an empty search_path (every name schema-qualified where it
+ * needs to be, constants in ISO form), not the caller's text: the relay's
+ * empty search_path cannot resolve it to other objects than the ones checked,
+ * nor its DateStyle read a date differently.
  */
 #include "postgres.h"
 
@@ -31,11 +41,17 @@
 #include "optimizer/optimizer.h"
 #include "parser/parser.h"
 #include "replication/message.h"
+#include "catalog/pg_proc.h"
+#include "nodes/nodeFuncs.h"
+#include "rewrite/rewriteManip.h"
 #include "utils/acl.h"
+#include "utils/guc.h"
+#include "utils/ruleutils.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/plancache.h"
+#include "utils/regproc.h"
 #include "utils/rel.h"
 #include "utils/syscache.h"
 
@@ -95,16 +111,47 @@ where_context(void *arg)
 	errcontext("checking the \"where\" of an online snapshot");
 }
 
+/* check_functions_in_node callback: true (stop) for a function not owned by a superuser */
+static bool
+function_not_trusted(Oid funcid, void *context)
+{
+	HeapTuple	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(funcid));
+	bool		bad;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for function %u", funcid);
+	bad = !superuser_arg(((Form_pg_proc) GETSTRUCT(tup))->proowner);
+	ReleaseSysCache(tup);
+	if (bad)
+		*(Oid *) context = funcid;
+	return bad;
+}
+
+/* true (stop) at the first function in the expression not owned by a superuser */
+static bool
+untrusted_function_walker(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	if (check_functions_in_node(node, function_not_trusted, context))
+		return true;
+	return expression_tree_walker(node, untrusted_function_walker, context);
+}
+
 /*
  * Check that where is one boolean expression on the table (FROM ONLY
  * regclass t, as the relay reads it) that the current user may evaluate:
  * parsed alone as a PL/pgSQL expression (one target, nothing else), then
  * planned and run with LIMIT 0 as the caller, which checks the types and
- * the privileges on everything it uses.  ERRORs otherwise.
+ * the privileges on everything it uses; no subquery, every function it
+ * calls owned by a superuser (see the header).  Returns the expression as
+ * the relay must run it: deparsed with an empty search_path.  ERRORs
+ * otherwise.
  */
-static void
-check_where(const char *where, const char *regclass)
+static char *
+check_where(const char *where, const char *regclass, Oid relid)
 {
+	char	   *deparsed;
 	List	   *raw;
 	RawStmt    *rs;
 	SelectStmt *sel;
@@ -146,17 +193,47 @@ check_where(const char *where, const char *regclass)
 		CachedPlanSource *ps = linitial(sources);
 		Query	   *q = list_length(ps->query_list) == 1 ? linitial_node(Query, ps->query_list) : NULL;
 
-		if (q == NULL || q->jointree == NULL)
+		Oid			untrusted = InvalidOid;
+		List	   *dpctx;
+		int			nest;
+
+		if (q == NULL || q->jointree == NULL || list_length(q->rtable) != 1)
 			where_error(where, "it is not a single expression");
+		if (q->hasSubLinks || checkExprHasSubLink(q->jointree->quals))
+			where_error(where, "it holds a subquery (the relay would run it with its own privileges)");
 		if (contain_volatile_functions(q->jointree->quals))
 			where_error(where, "it calls a volatile function (each chunk would see other rows)");
+		if (untrusted_function_walker(q->jointree->quals, &untrusted))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("invalid \"where\" for an online snapshot: it calls %s, which does not belong to a superuser",
+							format_procedure_qualified(untrusted)),
+					 errdetail("The relay evaluates the expression with its own role: it runs only functions and operators that a superuser owns."),
+					 errhint("Use built-in functions and operators, or have a superuser own the function.")));
+
+		/* what the relay runs: the names as resolved here, qualified */
+		nest = NewGUCNestLevel();
+		(void) set_config_option("search_path", "", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+		/* constants in a form any session reads back the same */
+		(void) set_config_option("DateStyle", "ISO, YMD", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+		(void) set_config_option("IntervalStyle", "postgres", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+		(void) set_config_option("extra_float_digits", "3", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+		dpctx = deparse_context_for("t", relid);
+		deparsed = deparse_expression(q->jointree->quals, dpctx, false, false);
+		AtEOXact_GUC(true, nest);
 	}
 	/* as the caller: the privileges on the table and on whatever the expression uses */
 	if (SPI_execute_plan(plan, NULL, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not check the \"where\"");
+	deparsed = pstrdup(deparsed);	/* out of SPI's memory */
 	SPI_finish();
 	error_context_stack = cb.previous;
 	pfree(sql.data);
+	return deparsed;
 }
 
 /* The id of the new job row, inserted as the table's owner (the caller needs no privilege on it). */
@@ -253,7 +330,7 @@ cdc_relay_request_snapshot(PG_FUNCTION_ARGS)
 	qualified = quote_qualified_identifier(schema, RelationGetRelationName(rel));
 
 	if (where != NULL)
-		check_where(where, qualified);
+		where = check_where(where, qualified, relid);
 
 	id = insert_job(relid, qualified, where);
 
