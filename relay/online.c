@@ -97,6 +97,8 @@ typedef struct Job
 	bool		d_final;
 	bool		poisoned;		/* a change of the table without its key was seen */
 	bool		unsupported;	/* a partition under --partition-root */
+	bool		forged;			/* its request is not one request_snapshot() recorded
+								 * (set by the reader under Online.lock) */
 } Job;
 
 typedef struct Chunk
@@ -270,6 +272,52 @@ reader_exec(Relay *r, PGconn *conn, const char *sql, int nparams, const char *co
 
 	if (!ok)
 		pg_res_error(r, conn, res, err, errlen);
+	PQclear(res);
+	return ok;
+}
+
+/*
+ * Whether job j's request is one cdc_relay.request_snapshot() recorded: its
+ * row in cdc_relay.snapshot_jobs names the same table and "where".  Anyone
+ * may write a logical message with any prefix (pg_logical_emit_message is
+ * PUBLIC), and the relay puts the table's name and the "where" into its SQL:
+ * it acts only on what the function checked and recorded (as the table's
+ * owner, which no other role can).  False, with the reason in err, if not.
+ */
+static bool
+reader_check_request(Online *o, Job *j, PGconn *conn, char *err, size_t errlen)
+{
+	Relay	   *r = o->r;
+	char		id[24];
+	const char *params[1] = {id};
+	PGresult   *res;
+	bool		ok;
+
+	snprintf(id, sizeof(id), "%lld", (long long) j->id);
+	res = pg_exec(r, conn, "SELECT relid::pg_catalog.text, table_name, \"where\" FROM cdc_relay.snapshot_jobs"
+				  " WHERE id OPERATOR(pg_catalog.=) $1::pg_catalog.int8", 1, params);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+	{
+		pg_res_error(r, conn, res, err, errlen);
+		PQclear(res);
+		return false;
+	}
+	ok = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), j->relid) == 0 &&
+		strcmp(PQgetvalue(res, 0, 1), j->table) == 0 &&
+		(j->where == NULL ? PQgetisnull(res, 0, 2) :
+		 !PQgetisnull(res, 0, 2) && strcmp(PQgetvalue(res, 0, 2), j->where) == 0);
+	if (!ok)
+	{
+		/* not ours to mark failed: the row, if any, is another job's */
+		pthread_mutex_lock(&o->lock);
+		j->forged = true;
+		pthread_mutex_unlock(&o->lock);
+	}
+	if (!ok)
+		snprintf(err, errlen, "the request message does not match a job that cdc_relay.request_snapshot() "
+				 "recorded in cdc_relay.snapshot_jobs (%s): ignored; request snapshots with "
+				 "cdc_relay.request_snapshot() or cdc-relay snapshot",
+				 PQntuples(res) == 1 ? "its row differs" : "no such row");
 	PQclear(res);
 	return ok;
 }
@@ -620,7 +668,8 @@ reader_main(void *arg)
 	pthread_mutex_lock(&o->lock);
 	o->cancel = PQgetCancel(conn);
 	pthread_mutex_unlock(&o->lock);
-	if (!reader_barrier(o, conn, err, sizeof(err)))
+	if (!reader_check_request(o, j, conn, err, sizeof(err)) ||
+		!reader_barrier(o, conn, err, sizeof(err)))
 		goto fail;
 	for (;;)
 	{
@@ -771,7 +820,12 @@ job_set_status(Online *o, Job *j, const char *status, const char *error)
 	const char *params[5] = {id, status, error, chunks, rows};
 	PGresult   *res;
 
-	if (r->guard == NULL || o->warned_update)
+	bool		forged;
+
+	pthread_mutex_lock(&o->lock);
+	forged = j->forged;
+	pthread_mutex_unlock(&o->lock);
+	if (r->guard == NULL || o->warned_update || forged)
 		return;
 	snprintf(id, sizeof(id), "%lld", (long long) j->id);
 	snprintf(chunks, sizeof(chunks), "%llu", (unsigned long long) j->d_chunks);

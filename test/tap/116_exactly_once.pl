@@ -478,7 +478,16 @@ if ($run{h})
 			$outcome{$what} = $log =~ /Kafka transaction aborted: .*; re-sending from \S+/ ? 'abort'
 			  : $log =~ /a Kafka delivery failed .*; re-reading from the slot's confirmed position/ ? 'abort'
 			  : $log =~ /aborted|re-reading|re-sending|fatal/ ? 'unexpected' : 'retry';
-			is($outcome{$what}, $kind, "(h) $what: the relay recovers ($kind)");
+			# A Produce request failed with a retriable error while later ones of the same
+			# producer were in flight (a loaded machine) makes librdkafka see skipped
+			# sequence numbers: it then needs an epoch bump, which the relay gets by
+			# aborting and re-sending. Safe (the delivery check below still holds), so
+			# accepted for that injection, with the reason in the log.
+			my $alt = $what eq 'Produce NOT_LEADER_OR_FOLLOWER' && $outcome{$what} eq 'abort'
+			  && $log =~ /OUT_OF_ORDER_SEQUENCE_NUMBER/;
+			ok($outcome{$what} eq $kind || $alt,
+				"(h) $what: the relay recovers ($kind" . ($alt ? ', or aborts and re-sends after OUT_OF_ORDER_SEQUENCE_NUMBER' : '') . ')')
+			  or diag("got $outcome{$what}");
 		}
 		else
 		{

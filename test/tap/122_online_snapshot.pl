@@ -7,6 +7,8 @@
 #   (b) an online snapshot requested in SQL with a "where" emits exactly the rows it
 #       selects ("r" records of those keys only), and the job row, status and metrics
 #       (validated by promtool) show its progress;
+#   (b2) a request message forged with pg_logical_emit_message by another role is refused
+#       (its SQL text never runs) and the relay goes on;
 #   (c) `cdc-relay snapshot big` on a table of ONLINE_ROWS (default 1,000,000) rows while
 #       pgbench updates, deletes and re-inserts keys in its range (and moves keys out of
 #       it), with the relay killed (-9) in the middle of the job (held there by a lock on
@@ -113,6 +115,27 @@ $relay->wait_for_log(qr/online snapshot job $small_job of public\.small done: 10
 	is($m->{'cdc_relay_online_snapshot_rows_total{table="public.small"}'}, 10000,
 		'(b) cdc_relay_online_snapshot_rows_total counts them');
 	is($m->{'cdc_relay_online_snapshot_active{table="public.small"}'}, 0, '(b) ... and the job is no longer active');
+}
+
+# ---- (b2) a forged request ------------------------------------------------------------------
+# Anyone may write a logical message with any prefix: the relay acts only on requests that
+# cdc_relay.request_snapshot() recorded, so SQL text in a forged message never runs.
+{
+	sql('CREATE ROLE mallory LOGIN');
+	my $relid = sql(q{SELECT 'public.small'::regclass::oid});
+	my $forged = JSON::PP->new->canonical->encode({ job => 999999, relid => $relid + 0,
+		table => 'public.small', ident => '"schema":"public","table":"small"', key => ['id'],
+		partition => JSON::PP::false, where => 'true) OR (pg_catalog.pg_sleep(0) IS NULL' });
+	$forged =~ s/'/''/g;
+	$node->safe_psql('postgres',
+		"SELECT pg_catalog.pg_logical_emit_message(true, 'cdc_relay.snapshot_request', '$forged')",
+		extra_params => [ '-U', 'mallory' ]);
+	ok($relay->wait_for_log(qr/online snapshot job 999999 of public\.small failed: the request message does not match a job that cdc_relay\.request_snapshot\(\) recorded/),
+		'(b2) a request message written by pg_logical_emit_message, not request_snapshot(), is refused');
+	ok($relay->alive, '(b2) ... and the relay goes on streaming');
+	my @r = grep { ($_->{headers}{op} // '') eq 'r' } consume($bootstrap, "$prefix.public.small");
+	is(scalar(@r), 10000, '(b2) ... having read nothing for it (still 10000 "r" records)');
+	sql('DROP ROLE mallory');
 }
 
 # ---- (c) 1M rows under a writer load, a kill -9 in the middle -------------------------------
