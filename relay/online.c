@@ -466,9 +466,6 @@ reader_chunk(Online *o, Job *j, PGconn *conn, json_t *last_key, uint64_t n, bool
 	}
 	snprintf(lsn, sizeof(lsn), "%s", PQgetvalue(res, 0, 1));
 	PQclear(res);
-	res = NULL;
-	if (shape && (c->shape = reader_shape(r, conn, j, opts, err, errlen)) == NULL)
-		goto fail;
 	{
 		/* "SELECT cdc_relay.snapshot_row(...)" + the key columns */
 		char	   *q = snapshot_row_query_cols("", cols, j->relid, j->table, lsn, opts_lit, after);
@@ -514,6 +511,9 @@ reader_chunk(Online *o, Job *j, PGconn *conn, json_t *last_key, uint64_t n, bool
 	c->final = c->nrows < r->cfg->snapshot_chunk_rows;
 	PQclear(res);
 	res = NULL;
+	/* after the rows: their query holds the table's lock, no DDL can change the shape now */
+	if (shape && (c->shape = reader_shape(r, conn, j, opts, err, errlen)) == NULL)
+		goto fail;
 	if (!reader_exec(r, conn, "COMMIT", 0, NULL, err, errlen))
 		goto fail;
 	goto done;

@@ -21,6 +21,9 @@
 # An online snapshot of a table whose column was added with no row changed since (the
 # plugin has written no schema event for the new shape): the relay produces the chunks'
 # shape (snapshot=true, event id <commit_lsn>/s/<oid>/<chunk>) before their "r" rows, once.
+# A DDL (and a change after it, so the stream produces the new shape) between a chunk's
+# read and its watermark: the chunk is read again, so its older shape never follows the
+# stream's newer one (a later change would be read with the wrong shape).
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -41,6 +44,8 @@ $node->safe_psql('postgres', q{
 	INSERT INTO evolve SELECT g, g, 'b' || g FROM generate_series(1, 10) g;
 	CREATE TABLE quiet (id int PRIMARY KEY, v text);
 	INSERT INTO quiet SELECT g, 'q' || g FROM generate_series(1, 30) g;
+	CREATE TABLE quiet2 (id int PRIMARY KEY, v text);
+	INSERT INTO quiet2 SELECT g, 'q' || g FROM generate_series(1, 5) g;
 });
 
 my $prefix = "schema$$";
@@ -101,6 +106,34 @@ my $job = $node->safe_psql('postgres', q{SELECT cdc_relay.request_snapshot('publ
 ok(wait_until(sub { $node->safe_psql('postgres', "SELECT status FROM cdc_relay.snapshot_jobs WHERE id = $job") eq 'done' },
 		'the online snapshot of quiet', 120), 'the online snapshot of quiet is done')
   or diag($relay->log_content);
+
+# quiet2: the watermark of its only chunk waits (the job row locked) while a DDL and a change
+# commit; the relay is stopped meanwhile so that the lock comes after the request
+$relay->kill('STOP');
+my $job2 = $node->safe_psql('postgres', q{SELECT cdc_relay.request_snapshot('public.quiet2')});
+my $locker = RelayTest::start_process(
+	[ 'psql', '-X', '-d', $node->connstr('postgres'), '-c',
+		'BEGIN; LOCK TABLE cdc_relay.snapshot_jobs IN EXCLUSIVE MODE; SELECT pg_sleep(3600) /* quiet2 lock */' ],
+	name => 'locker');
+wait_until(sub { $node->safe_psql('postgres', q{SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+	WHERE c.relname = 'snapshot_jobs' AND l.mode = 'ExclusiveLock' AND l.granted}) == 1 }, 'snapshot_jobs locked');
+$relay->kill('CONT');
+ok(wait_until(sub { $node->safe_psql('postgres', q{SELECT count(*) FROM pg_stat_activity
+	WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE cdc_relay.snapshot_jobs%'}) == 1 },
+		'the watermark of quiet2\'s chunk waiting', 120), 'quiet2: its chunk read, its watermark waits');
+$node->safe_psql('postgres', q{ALTER TABLE quiet2 ADD COLUMN extra2 int DEFAULT 9});
+push @ddl_run, 'ALTER TABLE quiet2 ADD COLUMN extra2 int DEFAULT 9';
+$node->safe_psql('postgres', q{INSERT INTO quiet2 (id, v) VALUES (100, 'after the DDL')});
+$node->safe_psql('postgres', q{SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+	WHERE query LIKE '%quiet2 lock%' AND pid <> pg_backend_pid()});
+$locker->finish;
+ok(wait_until(sub { $node->safe_psql('postgres', "SELECT status FROM cdc_relay.snapshot_jobs WHERE id = $job2") eq 'done' },
+		'the online snapshot of quiet2', 120), 'the online snapshot of quiet2 is done')
+  or diag($relay->log_content);
+like($relay->log_content, qr/online snapshot job $job2: the table's shape changed while chunk 1 was read: reading it again/,
+	'quiet2: the chunk was read again');
+# a change after the job: the plugin sent this shape already; the last schema event before it must be right
+$node->safe_psql('postgres', q{INSERT INTO quiet2 (id, v) VALUES (101, 'after the job')});
 
 ok(wait_for_confirmed($node, 'cdc_relay', RelayTest::insert_lsn($node), 120), 'relay confirmed everything');
 
@@ -229,7 +262,7 @@ ok($last_shape{'public.evolve'} && $last_shape{'public.evolve'}{relid} == $last_
 		'quiet: the snapshot\'s shape and the online one, no other');
 }
 
-for my $t ('stable_t', 'evolve', 'evolved', 'quiet')
+for my $t ('stable_t', 'evolve', 'evolved', 'quiet', 'quiet2')
 {
 	my @shapes = sort { cmp_pos($a->{pos}, $b->{pos}) } @{ $events_of{"public.$t"} // [] };
 	my @rows = consume($k, "$prefix.public.$t");
