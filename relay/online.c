@@ -26,6 +26,16 @@
  * with the watermark transaction.  Then tracked keys whose transaction the
  * snapshot sees are forgotten.
  *
+ * The rows' shape: the plugin writes a schema event only before a change, so
+ * a column added with no row changed since (or a table unchanged in this
+ * decoding session) would leave chunk rows with no schema event of their
+ * shape.  So each chunk's transaction also reads cdc_relay.table_schema(),
+ * and the stream produces it to <prefix>.schemas before the chunk's first
+ * row whenever it is not the one the job produced last.  The watermark
+ * transaction locks the table and checks the shape is still the chunk's (a
+ * DDL in between: the chunk is read again), so the chunk's shape is the one
+ * in force at the watermark and never follows a newer one of the stream.
+ *
  * Why the xids and not just "between the watermarks": in PostgreSQL a
  * transaction whose commit record precedes a watermark in the WAL can still
  * be invisible to a snapshot taken after it (it had not yet left the
@@ -96,6 +106,7 @@ typedef struct Job
 	json_t	   *d_last_key;
 	bool		d_final;
 	bool		poisoned;		/* a change of the table without its key was seen */
+	char	   *shape;			/* the table's shape this process last produced for a chunk, or NULL */
 	bool		unsupported;	/* a partition under --partition-root */
 	bool		forged;			/* its request is not one request_snapshot() recorded
 								 * (set by the reader under Online.lock) */
@@ -113,6 +124,7 @@ typedef struct Chunk
 	json_t	   *last_key;		/* of the last row read; NULL: no row */
 	bool		final;
 	Snap		snap;
+	char	   *shape;			/* cdc_relay.table_schema() in the chunk's transaction; NULL: none */
 } Chunk;
 
 /* Progress of a watermark transaction, delivered once Kafka confirms end_lsn. */
@@ -184,6 +196,7 @@ chunk_free(Chunk *c)
 	free(c->vallens);
 	json_decref(c->last_key);
 	snap_free(&c->snap);
+	free(c->shape);
 	free(c);
 }
 
@@ -196,6 +209,7 @@ job_free(Job *j)
 	json_decref(j->last_key);
 	json_decref(j->d_last_key);
 	free(j->display);
+	free(j->shape);
 	free(j);
 }
 
@@ -385,13 +399,33 @@ reader_barrier(Online *o, PGconn *conn, char *err, size_t errlen)
 	return false;
 }
 
+/* cdc_relay.table_schema() of j's table (opts: the plugin options, a text[] literal); malloc'd, NULL on failure (err). */
+static char *
+reader_shape(Relay *r, PGconn *conn, Job *j, const char *opts, char *err, size_t errlen)
+{
+	const char *params[2] = {j->relid, opts};
+	PGresult   *res = pg_exec(r, conn, "SELECT cdc_relay.table_schema($1::pg_catalog.oid::pg_catalog.regclass,"
+							  " $2::pg_catalog.text[])", 2, params);
+	char	   *shape = NULL;
+
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 || PQgetisnull(res, 0, 0))
+		pg_res_error(r, conn, res, err, errlen);
+	else if ((shape = strdup(PQgetvalue(res, 0, 0))) == NULL)
+		relay_out_of_memory();
+	PQclear(res);
+	return shape;
+}
+
 /*
  * Read chunk number n of job j after last_key (NULL: from the start): rows
  * through cdc_relay.snapshot_row() in key order, in a READ ONLY REPEATABLE
- * READ transaction whose snapshot is recorded.  NULL on failure (err).
+ * READ transaction whose snapshot is recorded, and (shape: the extension has
+ * it) the table's shape as cdc_relay.table_schema() gives it in that same
+ * transaction, so it is exactly the rows' shape.  NULL on failure (err).
  */
 static Chunk *
-reader_chunk(Online *o, Job *j, PGconn *conn, json_t *last_key, uint64_t n, char *err, size_t errlen)
+reader_chunk(Online *o, Job *j, PGconn *conn, json_t *last_key, uint64_t n, bool shape, char *err,
+			 size_t errlen)
 {
 	Relay	   *r = o->r;
 	json_t	   *keycols = json_object_get(j->request, "key");
@@ -525,6 +559,9 @@ reader_chunk(Online *o, Job *j, PGconn *conn, json_t *last_key, uint64_t n, char
 	c->final = c->nrows < r->cfg->snapshot_chunk_rows;
 	PQclear(res);
 	res = NULL;
+	/* after the rows: their query holds the table's lock, no DDL can change the shape now */
+	if (shape && (c->shape = reader_shape(r, conn, j, opts, err, errlen)) == NULL)
+		goto fail;
 	if (!reader_exec(r, conn, "COMMIT", 0, NULL, err, errlen))
 		goto fail;
 	goto done;
@@ -553,10 +590,17 @@ done:
 /*
  * The chunk's watermark: the job row's progress (as read) and the message
  * {"job","chunk","gen","run"} in one transaction.  A refused UPDATE (no
- * privilege) is warned about once and left out.  False on failure (err).
+ * privilege) is warned about once and left out.  When the chunk has a
+ * shape, the transaction first locks the table (ACCESS SHARE: a DDL either
+ * committed before, or commits after the watermark) and compares the shape
+ * now with it: when a DDL changed it in between (the stream may already have
+ * produced the new one: the chunk's older shape must not follow it), nothing
+ * is written, *changed is set and the chunk must be read again.  False on
+ * failure (err) or a change.
  */
 static bool
-reader_watermark(Online *o, Job *j, PGconn *conn, Chunk *c, uint64_t rows, char *err, size_t errlen)
+reader_watermark(Online *o, Job *j, PGconn *conn, Chunk *c, uint64_t rows, bool *changed, char *err,
+				 size_t errlen)
 {
 	Relay	   *r = o->r;
 	char		id[24],
@@ -606,6 +650,25 @@ reader_watermark(Online *o, Job *j, PGconn *conn, Chunk *c, uint64_t rows, char 
 		else
 			PQclear(res);
 	}
+	if (ok && c->shape)
+	{
+		char	   *lock = NULL;
+		char	   *now = NULL;
+		char	   *opts = pg_plugin_options_array(r);
+
+		if (asprintf(&lock, "LOCK TABLE ONLY %s IN ACCESS SHARE MODE", j->table) < 0)
+			relay_out_of_memory();
+		ok = reader_exec(r, conn, lock, 0, NULL, err, errlen) &&
+			(now = reader_shape(r, conn, j, opts, err, errlen)) != NULL;
+		if (ok && strcmp(now, c->shape) != 0)
+		{
+			*changed = true;
+			ok = false;
+		}
+		free(now);
+		free(opts);
+		free(lock);
+	}
 	ok = ok && reader_exec(r, conn, "SELECT pg_catalog.pg_logical_emit_message(true, '" CDC_PREFIX_WATERMARK
 						   "'::pg_catalog.text, $1::pg_catalog.text)", 1, mp, err, errlen) &&
 		reader_exec(r, conn, "COMMIT", 0, NULL, err, errlen);
@@ -652,6 +715,7 @@ reader_main(void *arg)
 	json_t	   *last_key;
 	uint64_t	chunks,
 				rows;
+	bool		shape;
 	char		err[600] = "";
 
 	pthread_mutex_lock(&o->lock);
@@ -671,6 +735,19 @@ reader_main(void *arg)
 	if (!reader_check_request(o, j, conn, err, sizeof(err)) ||
 		!reader_barrier(o, conn, err, sizeof(err)))
 		goto fail;
+	switch (pg_has_table_schema(r, conn, err, sizeof(err)))
+	{
+		case -1:
+			goto fail;
+		case 0:
+			rlog(r->v, LOG_WARNING, "the cdc_relay extension has no table_schema() (older than 0.4.0): online "
+				 "snapshot job %lld writes no table shapes to %s; fix: ALTER EXTENSION cdc_relay UPDATE",
+				 (long long) j->id, r->schemas_topic);
+			shape = false;
+			break;
+		default:
+			shape = true;
+	}
 	for (;;)
 	{
 		Chunk	   *c;
@@ -686,7 +763,7 @@ reader_main(void *arg)
 		}
 		pthread_mutex_unlock(&o->lock);
 		err[0] = '\0';
-		c = reader_chunk(o, j, conn, last_key, chunks + 1, err, sizeof(err));
+		c = reader_chunk(o, j, conn, last_key, chunks + 1, shape, err, sizeof(err));
 		if (c == NULL)
 			goto fail;
 		c->gen = gen;
@@ -699,13 +776,14 @@ reader_main(void *arg)
 			int			nrows = c->nrows;
 			bool		final = c->final;
 			json_t	   *next_key = c->last_key ? json_incref(c->last_key) : NULL;
+			bool		changed = false;
 
 			/* buffered before its watermark can be seen */
 			pthread_mutex_lock(&o->lock);
 			o->chunk = c;
 			o->phase = READER_READY;
 			pthread_mutex_unlock(&o->lock);
-			if (!reader_watermark(o, j, conn, c, rows + (uint64_t) nrows, err, sizeof(err)))
+			if (!reader_watermark(o, j, conn, c, rows + (uint64_t) nrows, &changed, err, sizeof(err)))
 			{
 				pthread_mutex_lock(&o->lock);
 				if (o->chunk == c)
@@ -714,8 +792,16 @@ reader_main(void *arg)
 					o->chunk = NULL;
 					chunk_free(c);
 				}
+				if (changed)
+					o->phase = READER_READING;
 				pthread_mutex_unlock(&o->lock);
 				json_decref(next_key);
+				if (changed)
+				{
+					rlog(r->v, LOG_INFO, "online snapshot job %lld: the table's shape changed while chunk %llu "
+						 "was read: reading it again", (long long) j->id, (unsigned long long) number);
+					continue;
+				}
 				goto fail;
 			}
 			pthread_mutex_lock(&o->lock);
@@ -1035,7 +1121,7 @@ on_request(Online *o, json_t *content)
 
 /* A watermark: emit the chunk it closes, minus the rows the stream overrode. */
 static int
-on_watermark(Online *o, json_t *content, OnlineEmitRow emit, void *arg)
+on_watermark(Online *o, json_t *content, OnlineEmitRow emit, OnlineEmitShape emit_shape, void *arg)
 {
 	Relay	   *r = o->r;
 	Job		   *j = o->job;
@@ -1082,6 +1168,16 @@ on_watermark(Online *o, json_t *content, OnlineEmitRow emit, void *arg)
 			dropped++;
 			continue;
 		}
+		/* the chunk's shape before its first row, unless this process produced it last */
+		if (emitted == 0 && c->shape && (j->shape == NULL || strcmp(j->shape, c->shape) != 0))
+		{
+			rc = emit_shape(arg, c->shape, strlen(c->shape), j->relid, c->number);
+			if (rc != 0)
+				break;
+			free(j->shape);
+			j->shape = c->shape;
+			c->shape = NULL;
+		}
 		rc = emit(arg, c->keys[i], c->keylens[i], c->vals[i], c->vallens[i], j->relid,
 				  j->rows + (uint64_t) i + 1);
 		emitted++;
@@ -1121,7 +1217,7 @@ on_watermark(Online *o, json_t *content, OnlineEmitRow emit, void *arg)
 
 int
 online_message(Online *o, const char *prefix, const char *event, size_t len, bool skipped,
-			   OnlineEmitRow emit, void *arg)
+			   OnlineEmitRow emit, OnlineEmitShape emit_shape, void *arg)
 {
 	json_t	   *ev,
 			   *content;
@@ -1138,7 +1234,7 @@ online_message(Online *o, const char *prefix, const char *event, size_t len, boo
 	else if (strcmp(prefix, CDC_PREFIX_SNAPSHOT_REQUEST) == 0)
 		on_request(o, content);
 	else
-		rc = on_watermark(o, content, emit, arg);
+		rc = on_watermark(o, content, emit, emit_shape, arg);
 	json_decref(content);
 	json_decref(ev);
 	return rc;
@@ -1256,7 +1352,9 @@ online_rewind(Online *o)
 	o->wm_open = false;
 	json_decref(o->wm.last_key);
 	o->wm.last_key = NULL;
-	/* back to what was delivered */
+	/* back to what was delivered; the shape produced since may be gone with it */
+	free(j->shape);
+	j->shape = NULL;
 	j->chunks = j->d_chunks;
 	j->rows = j->d_rows;
 	j->final = j->d_final;

@@ -34,6 +34,15 @@ typedef struct Online Online;
 typedef int (*OnlineEmitRow) (void *arg, const char *key, size_t keylen, const char *value,
 							  size_t vallen, const char *relid, uint64_t n);
 
+/*
+ * Emit a chunk's table shape (cdc_relay.table_schema()'s value) into the open
+ * transaction before the chunk's first row (stream.c): relid the table's
+ * oid (text), chunk the chunk's number in the job.  0, or -1 when the
+ * session must end.
+ */
+typedef int (*OnlineEmitShape) (void *arg, const char *shape, size_t len, const char *relid,
+								uint64_t chunk);
+
 /* The jobs the state record names (r->st_online_json) are resumed. */
 Online	   *online_new(struct Relay *r);
 void		online_free(Online *o);
@@ -53,10 +62,12 @@ void		online_row(Online *o, const char *ident, size_t identlen, const char *key,
  * A transactional message with an online prefix in the open transaction
  * (event: the whole event JSON); skipped: Kafka has the transaction already
  * (checkpoint).  A watermark of the buffered chunk emits the chunk's rows
- * through emit(arg, ...).  0, or -1 when the session must end.
+ * through emit(arg, ...), before the first of them the chunk's shape through
+ * emit_shape(arg, ...) unless it is the one this job produced last.  0, or
+ * -1 when the session must end.
  */
 int			online_message(Online *o, const char *prefix, const char *event, size_t len, bool skipped,
-						   OnlineEmitRow emit, void *arg);
+						   OnlineEmitRow emit, OnlineEmitShape emit_shape, void *arg);
 
 /* The open transaction committed at end_lsn. */
 void		online_commit(Online *o, uint64_t end_lsn);

@@ -115,6 +115,8 @@ put_str(char *p, const char *s)
  *   MSG_SCHEMA       s            yes   txn's        yes <commit_lsn>/<seq>/schema        false
  *   MSG_SCHEMA_SNAPSHOT s         yes   consistent   -   <consistent>/s/<table oid>       true
  *                                       point
+ *     (online chunk)                    watermark    -   <commit_lsn>/s/<table oid>/<chunk> true
+ *                                       txn's            (seq: the chunk number)
  *   MSG_DDL          m            -     txn's        yes <commit_lsn>/<seq>               false
  *
  * and request_id, the transaction's request id (cdc_relay.set_request_id),
@@ -203,6 +205,11 @@ msg_headers(const MsgMeta *m)
 			*p++ = 's';
 			*p++ = '/';
 			p = put_str(p, m->relid);
+			if (m->seq > 0)
+			{
+				*p++ = '/';
+				p = put_u64(p, m->seq);
+			}
 		}
 		else
 			p = put_u64(p, m->kind == MSG_MESSAGE_NT ? 0 : m->seq);

@@ -222,7 +222,7 @@ typedef struct MsgMeta
 	const char *table;			/* display name (schema.table), or NULL */
 	const char *commit_lsn;		/* the transaction's, the message's own, or the consistent point */
 	const char *xid;			/* decimal, or "" / NULL */
-	uint64_t	seq;			/* position in the transaction; snapshot: row number */
+	uint64_t	seq;			/* position in the transaction; snapshot: row number; online shape: chunk */
 	const char *relid;			/* MSG_SNAPSHOT_ROW, MSG_SCHEMA_SNAPSHOT: the table's oid */
 	const char *request_id;		/* the transaction's request id, or NULL */
 } MsgMeta;
@@ -317,6 +317,17 @@ char	   *snapshot_row_query(const char *before, const char *relid, const char *r
 char	   *snapshot_row_query_cols(const char *before, const char *cols, const char *relid,
 									const char *regclass, const char *lsn, const char *opts_literal,
 									const char *after);
+/*
+ * Has the extension cdc_relay.table_schema(regclass, text[]) (0.4.0 on)?
+ * 1 yes, 0 no, -1 on failure (the reason in err).  Any thread, its own conn.
+ */
+int			pg_has_table_schema(Relay *r, PGconn *conn, char *err, size_t errlen);
+/*
+ * From a cdc_relay.table_schema() value: its key in <prefix>.schemas
+ * ({"schema":S,"table":T}, as the stream's schema events) and the table's
+ * display name (both malloc'd).  False, and both NULL, when malformed.
+ */
+bool		schema_shape_key(const char *shape, char **key, char **display);
 /*
  * The SET LOCALs of a snapshot read transaction (no timeouts; the settings
  * the plugin fixes while decoding).  False when one failed.

@@ -327,6 +327,47 @@ produce_row(SnapShared *sh, SnapTable *t, const char *key, size_t keylen, const 
 	return false;
 }
 
+int
+pg_has_table_schema(Relay *r, PGconn *conn, char *err, size_t errlen)
+{
+	PGresult   *res = pg_exec(r, conn, "SELECT pg_catalog.to_regprocedure("
+							  "'cdc_relay.table_schema(pg_catalog.regclass,pg_catalog.text[])') IS NOT NULL", 0, NULL);
+	int			rc;
+
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+	{
+		pg_res_error(r, conn, res, err, errlen);
+		rc = -1;
+	}
+	else
+		rc = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	PQclear(res);
+	return rc;
+}
+
+bool
+schema_shape_key(const char *shape, char **key, char **display)
+{
+	json_t	   *j = json_loads(shape, 0, NULL);
+	json_t	   *js = json_object_get(j, "schema"),
+			   *jt = json_object_get(j, "table");
+	json_t	   *k = json_is_string(js) && json_is_string(jt)
+		? json_pack("{s:O,s:O}", "schema", js, "table", jt) : NULL;
+
+	*key = k ? json_dumps(k, JSON_COMPACT) : NULL;
+	*display = k ? table_display_name(json_string_value(js), json_string_value(jt)) : NULL;
+	json_decref(k);
+	json_decref(j);
+	if (*key == NULL || *display == NULL)
+	{
+		free(*key);
+		free(*display);
+		*key = *display = NULL;
+		return false;
+	}
+	return true;
+}
+
 /*
  * The shapes of the tables to read, as of the snapshot, to <prefix>.schemas
  * (keyed {"schema":S,"table":T}, as the stream's schema events), read on the
@@ -347,23 +388,16 @@ snapshot_schemas(SnapShared *sh)
 	rd_kafka_topic_t *rkt;
 	int			rc = 0;
 
-	res = pg_exec(r, sh->lead, "SELECT pg_catalog.to_regprocedure("
-				  "'cdc_relay.table_schema(pg_catalog.regclass,pg_catalog.text[])') IS NOT NULL", 0, NULL);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+	switch (pg_has_table_schema(r, sh->lead, err, sizeof(err)))
 	{
-		rlog(r->v, LOG_ERROR, "could not look up cdc_relay.table_schema(): %s",
-			 pg_res_error(r, sh->lead, res, err, sizeof(err)));
-		PQclear(res);
-		return -1;
+		case -1:
+			rlog(r->v, LOG_ERROR, "could not look up cdc_relay.table_schema(): %s", err);
+			return -1;
+		case 0:
+			rlog(r->v, LOG_WARNING, "the cdc_relay extension has no table_schema() (older than 0.4.0): the "
+				 "snapshot writes no table shapes to %s; fix: ALTER EXTENSION cdc_relay UPDATE", r->schemas_topic);
+			return 0;
 	}
-	if (strcmp(PQgetvalue(res, 0, 0), "t") != 0)
-	{
-		rlog(r->v, LOG_WARNING, "the cdc_relay extension has no table_schema() (older than 0.4.0): the "
-			 "snapshot writes no table shapes to %s; fix: ALTER EXTENSION cdc_relay UPDATE", r->schemas_topic);
-		PQclear(res);
-		return 0;
-	}
-	PQclear(res);
 
 	for (int i = 0; i < sh->ntables; i++)
 		len += strlen(sh->tables[i].relid) + 1;
@@ -395,18 +429,14 @@ snapshot_schemas(SnapShared *sh)
 	for (int i = 0; i < PQntuples(res) && rc == 0; i++)
 	{
 		const char *value = PQgetvalue(res, i, 1);
-		json_t	   *j = json_loads(value, 0, NULL);
-		json_t	   *js = json_object_get(j, "schema"),
-				   *jt = json_object_get(j, "table");
-		json_t	   *k = json_is_string(js) && json_is_string(jt)
-			? json_pack("{s:O,s:O}", "schema", js, "table", jt) : NULL;
-		char	   *key = k ? json_dumps(k, JSON_COMPACT) : NULL;
-		char	   *disp = k ? table_display_name(json_string_value(js), json_string_value(jt)) : NULL;
+		char	   *key = NULL;
+		char	   *disp = NULL;
+		bool		good = schema_shape_key(value, &key, &disp);
 		MsgMeta		m = {.kind = MSG_SCHEMA_SNAPSHOT, .table = disp, .commit_lsn = sh->lsn,
 		.relid = PQgetvalue(res, i, 0)};
 		rd_kafka_resp_err_t e;
 
-		if (key == NULL || disp == NULL)
+		if (!good)
 		{
 			rlog(r->v, LOG_ERROR, "unexpected result of cdc_relay.table_schema(): %.200s", value);
 			rc = -1;
@@ -427,8 +457,6 @@ snapshot_schemas(SnapShared *sh)
 		}
 		free(key);
 		free(disp);
-		json_decref(k);
-		json_decref(j);
 	}
 	PQclear(res);
 	return rc;

@@ -1147,6 +1147,38 @@ emit_online_row(void *arg, const char *key, size_t keylen, const char *value, si
 }
 
 /*
+ * OnlineEmitShape: an online snapshot chunk's table shape in the open
+ * (watermark) transaction, before the chunk's rows: to <prefix>.schemas
+ * keyed as the stream's schema events, headers as the initial snapshot's
+ * shapes (event_id <commit_lsn>/s/<relid>/<chunk>, snapshot=true).  Not
+ * counted in the transaction's events or seq.
+ */
+static int
+emit_online_shape(void *arg, const char *shape, size_t len, const char *relid, uint64_t chunk)
+{
+	Stream	   *s = arg;
+	Relay	   *r = s->r;
+	char	   *key,
+			   *disp;
+	MsgMeta		m;
+	int			rc;
+
+	if (!schema_shape_key(shape, &key, &disp))
+	{
+		rlog(r->v, LOG_ERROR, "unexpected result of cdc_relay.table_schema(): " EVENT_FMT, EVENT_ARG(shape, len));
+		return -1;
+	}
+	m = (MsgMeta) {.kind = MSG_SCHEMA_SNAPSHOT, .table = disp, .commit_lsn = s->commit_lsn, .seq = chunk,
+	.relid = relid};
+	rc = txn_begin(r) != 0 ? -1 : emit(s, s->cur, produce_topic(r, r->schemas_topic), key, strlen(key), shape, len, &m);
+	if (rc == 0)
+		atomic_fetch_add_explicit(&r->metrics->schema_events, 1, memory_order_relaxed);
+	free(key);
+	free(disp);
+	return rc;
+}
+
+/*
  * A schema event: to <prefix>.schemas, keyed {"schema":S,"table":T}
  * (compacted: the last shape of each table stays), the event as value.  It
  * carries the seq of the event after it and takes none (cdc_wire.h): it is
@@ -1226,7 +1258,7 @@ handle_message(Stream *s, const char *prefix, bool transactional, const ScanMess
 		/* online snapshots: a request, or a watermark that emits its chunk */
 		if (online_prefix(prefix))
 			return online_message(r->online, prefix, data, len, s->skip_all || s->seq <= s->skip_seq,
-								  emit_online_row, s);
+								  emit_online_row, emit_online_shape, s);
 		if ((st = event_start(s)) != 0)
 			return st > 0 ? 0 : -1;
 		s->events++;

@@ -18,6 +18,12 @@
 #     table in the stream).
 # <prefix>.ddl holds each DDL statement run, in commit order, with its command tag, and
 # nothing of a rolled-back DDL.
+# An online snapshot of a table whose column was added with no row changed since (the
+# plugin has written no schema event for the new shape): the relay produces the chunks'
+# shape (snapshot=true, event id <commit_lsn>/s/<oid>/<chunk>) before their "r" rows, once.
+# A DDL (and a change after it, so the stream produces the new shape) between a chunk's
+# read and its watermark: the chunk is read again, so its older shape never follows the
+# stream's newer one (a later change would be read with the wrong shape).
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -36,6 +42,10 @@ $node->safe_psql('postgres', q{
 	INSERT INTO stable_t SELECT g, 'v' || g FROM generate_series(1, 20) g;
 	CREATE TABLE evolve (id int PRIMARY KEY, a int, b text);
 	INSERT INTO evolve SELECT g, g, 'b' || g FROM generate_series(1, 10) g;
+	CREATE TABLE quiet (id int PRIMARY KEY, v text);
+	INSERT INTO quiet SELECT g, 'q' || g FROM generate_series(1, 30) g;
+	CREATE TABLE quiet2 (id int PRIMARY KEY, v text);
+	INSERT INTO quiet2 SELECT g, 'q' || g FROM generate_series(1, 5) g;
 });
 
 my $prefix = "schema$$";
@@ -43,7 +53,7 @@ my $k = KafkaCluster->start(nodes => 1);
 note(sprintf('Kafka started in %.1f s', time() - $t_start));
 
 my $relay = start_relay($node, $k, '--topic-prefix', $prefix, '--delivery', 'exactly-once',
-	'--txn-interval-ms', '200');
+	'--txn-interval-ms', '200', '--snapshot-chunk-rows', '10');
 ok($relay->wait_for_log(qr/streaming from slot "cdc_relay" into Kafka/, 120), 'relay snapshots, then streams')
   or BAIL_OUT('relay does not stream: ' . $relay->log_content);
 
@@ -88,6 +98,42 @@ $node->safe_psql('postgres', q{
 $node->safe_psql('postgres', 'ALTER TABLE evolve RENAME TO evolved');
 push @ddl_run, 'ALTER TABLE evolve RENAME TO evolved';
 $node->safe_psql('postgres', "INSERT INTO evolved VALUES (16, 16, 'b16', 'd16')");
+
+# quiet: a column added, no row changed since, then an online snapshot (3 chunks of 10 rows)
+$node->safe_psql('postgres', q{ALTER TABLE quiet ADD COLUMN extra int DEFAULT 7});
+push @ddl_run, 'ALTER TABLE quiet ADD COLUMN extra int DEFAULT 7';
+my $job = $node->safe_psql('postgres', q{SELECT cdc_relay.request_snapshot('public.quiet')});
+ok(wait_until(sub { $node->safe_psql('postgres', "SELECT status FROM cdc_relay.snapshot_jobs WHERE id = $job") eq 'done' },
+		'the online snapshot of quiet', 120), 'the online snapshot of quiet is done')
+  or diag($relay->log_content);
+
+# quiet2: the watermark of its only chunk waits (the job row locked) while a DDL and a change
+# commit; the relay is stopped meanwhile so that the lock comes after the request
+$relay->kill('STOP');
+my $job2 = $node->safe_psql('postgres', q{SELECT cdc_relay.request_snapshot('public.quiet2')});
+my $locker = RelayTest::start_process(
+	[ 'psql', '-X', '-d', $node->connstr('postgres'), '-c',
+		'BEGIN; LOCK TABLE cdc_relay.snapshot_jobs IN EXCLUSIVE MODE; SELECT pg_sleep(3600) /* quiet2 lock */' ],
+	name => 'locker');
+wait_until(sub { $node->safe_psql('postgres', q{SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+	WHERE c.relname = 'snapshot_jobs' AND l.mode = 'ExclusiveLock' AND l.granted}) == 1 }, 'snapshot_jobs locked');
+$relay->kill('CONT');
+ok(wait_until(sub { $node->safe_psql('postgres', q{SELECT count(*) FROM pg_stat_activity
+	WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE cdc_relay.snapshot_jobs%'}) == 1 },
+		'the watermark of quiet2\'s chunk waiting', 120), 'quiet2: its chunk read, its watermark waits');
+$node->safe_psql('postgres', q{ALTER TABLE quiet2 ADD COLUMN extra2 int DEFAULT 9});
+push @ddl_run, 'ALTER TABLE quiet2 ADD COLUMN extra2 int DEFAULT 9';
+$node->safe_psql('postgres', q{INSERT INTO quiet2 (id, v) VALUES (100, 'after the DDL')});
+$node->safe_psql('postgres', q{SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+	WHERE query LIKE '%quiet2 lock%' AND pid <> pg_backend_pid()});
+$locker->finish;
+ok(wait_until(sub { $node->safe_psql('postgres', "SELECT status FROM cdc_relay.snapshot_jobs WHERE id = $job2") eq 'done' },
+		'the online snapshot of quiet2', 120), 'the online snapshot of quiet2 is done')
+  or diag($relay->log_content);
+like($relay->log_content, qr/online snapshot job $job2: the table's shape changed while chunk 1 was read: reading it again/,
+	'quiet2: the chunk was read again');
+# a change after the job: the plugin sent this shape already; the last schema event before it must be right
+$node->safe_psql('postgres', q{INSERT INTO quiet2 (id, v) VALUES (101, 'after the job')});
 
 ok(wait_for_confirmed($node, 'cdc_relay', RelayTest::insert_lsn($node), 120), 'relay confirmed everything');
 
@@ -199,7 +245,24 @@ ok($last_shape{'public.evolve'} && $last_shape{'public.evolve'}{relid} == $last_
 }
 
 # every row event has the columns and key of the shape in force at its position
-for my $t ('stable_t', 'evolve', 'evolved')
+# quiet: the online chunks' shape, with the new column, once, before the chunks' rows
+{
+	# after the initial snapshot's consistent point (stable_t's only schema event)
+	my $cp = $events_of{'public.stable_t'}[0]{pos}[0];
+	my @online = grep { $_->{snapshot} eq 'true' && $_->{pos}[0] > $cp } @{ $events_of{'public.quiet'} // [] };
+	is(scalar(@online), 1, 'quiet: one schema event from the online snapshot (3 chunks, one shape)')
+	  or diag(explain($events_of{'public.quiet'}));
+	my @cols = map { $_->{name} } @{ $online[0]{ev}{columns} // [] };
+	is("@cols", 'id v extra', 'quiet: ... it has the added column');
+	my @r = grep { ($_->{headers}{op} // '') eq 'r' && position($_)->[0] > $cp } consume($k, "$prefix.public.quiet");
+	is(scalar(@r), 30, 'quiet: 30 online "r" rows');
+	is(scalar(grep { cmp_pos(position($_), $online[0]{pos} // [ 0, 0, 0 ]) < 0 } @r), 0,
+		'quiet: ... none before the online schema event');
+	is(scalar(grep { ($_->{headers}{table} // '') eq 'public.quiet' } @schemas), 2,
+		'quiet: the snapshot\'s shape and the online one, no other');
+}
+
+for my $t ('stable_t', 'evolve', 'evolved', 'quiet', 'quiet2')
 {
 	my @shapes = sort { cmp_pos($a->{pos}, $b->{pos}) } @{ $events_of{"public.$t"} // [] };
 	my @rows = consume($k, "$prefix.public.$t");
