@@ -44,6 +44,23 @@ required_value(DefElem *elem, const char *valid_hint)
 	return pstrdup(value);
 }
 
+/* An option with two values: false for no, true for yes, else an ERROR with hint. */
+static bool
+parse_choice(DefElem *elem, const char *no, const char *yes, const char *hint)
+{
+	const char *v = required_value(elem, hint);
+
+	if (strcmp(v, no) == 0)
+		return false;
+	if (strcmp(v, yes) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("could not parse value \"%s\" for parameter \"%s\"",
+						v, elem->defname),
+				 errhint("%s", hint)));
+	return true;
+}
+
 static bool
 parse_bool_option(DefElem *elem)
 {
@@ -197,37 +214,13 @@ cdc_parse_options(List *defels, CdcOptions *opts)
 			opts->message_prefixes =
 				parse_string_list(elem, "Give a comma-separated list of message prefixes.");
 		else if (strcmp(name, "numeric-as") == 0)
-		{
-			const char *hint = "Valid values are \"string\" and \"number\".";
-			const char *v = required_value(elem, hint);
-
-			if (strcmp(v, "string") == 0)
-				opts->numeric_as_number = false;
-			else if (strcmp(v, "number") == 0)
-				opts->numeric_as_number = true;
-			else
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("could not parse value \"%s\" for parameter \"%s\"",
-								v, name),
-						 errhint("%s", hint)));
-		}
+			opts->numeric_as_number =
+				parse_choice(elem, "string", "number",
+							 "Valid values are \"string\" and \"number\".");
 		else if (strcmp(name, "origin") == 0)
-		{
-			const char *hint = "Valid values are \"any\" (every transaction) and \"none\" (only transactions without a replication origin).";
-			const char *v = required_value(elem, hint);
-
-			if (strcmp(v, "any") == 0)
-				opts->origin_none = false;
-			else if (strcmp(v, "none") == 0)
-				opts->origin_none = true;
-			else
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("could not parse value \"%s\" for parameter \"%s\"",
-								v, name),
-						 errhint("%s", hint)));
-		}
+			opts->origin_none =
+				parse_choice(elem, "any", "none",
+							 "Valid values are \"any\" (every transaction) and \"none\" (only transactions without a replication origin).");
 		else
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
