@@ -183,6 +183,26 @@ step "a truncate (op t: one message in the table's topic, key \"truncate\")" \
 step "a logical message from the application (pg_logical_emit_message: topic $PREFIX.messages, key = its prefix)" \
     "SELECT pg_logical_emit_message(true, 'shop', 'end of day') AS message_lsn" \
     $PREFIX.messages 1
+# skip_shown TOPIC: mark what TOPIC holds now as shown, without printing it (the schemas
+# topic gets a shape before each table's first change of the session too).
+skip_shown() {
+    sleep 0.5
+    new_messages "$1" | awk -F'\t' 'NF { print $1 " " $2 " " $3 }' >>"$SEEN"
+}
+step "a request id and a domain event in one transaction (cdc_relay.set_request_id: a request_id header on every message; cdc_relay.emit: the payload in the application's own topic, in commit order, no outbox table)" \
+    "BEGIN; SELECT cdc_relay.set_request_id('checkout-7f3a');
+     UPDATE orders SET status = 'shipped' WHERE id = 1;
+     SELECT cdc_relay.emit(topic => 'shop.events', key => '1', payload => '{\"type\":\"OrderShipped\",\"order\":1}');
+     COMMIT;" \
+    $PREFIX.public.orders 1 shop.events 1
+skip_shown $PREFIX.schemas
+step "a schema change: the new shape in $PREFIX.schemas before the first change that has it, the DDL text in $PREFIX.ddl" \
+    "ALTER TABLE customers ADD COLUMN tier text NOT NULL DEFAULT 'basic';
+     UPDATE customers SET tier = 'gold' WHERE id = 1;" \
+    $PREFIX.schemas 1 $PREFIX.ddl 1 $PREFIX.public.customers 1
+step "an online snapshot of one table while the stream goes on (cdc_relay.request_snapshot: op \"r\" rows in key-ordered chunks, no locks, resumable)" \
+    "SELECT cdc_relay.request_snapshot('public.customers') AS job" \
+    $PREFIX.public.customers 3
 
 topics
 
@@ -254,6 +274,12 @@ cat <<'EOF'
   * The value is exactly the plugin's JSON event: see README.md (Output format).
   * The slot's position moves only past transactions Kafka has acknowledged: after a
     crash, events since then come again (at-least-once), never fewer.
+  * A request id set first in a transaction is on every message of it (header
+    request_id); cdc_relay.emit() delivers domain events to the application's topic in
+    commit order with the row changes, without an outbox table.
+  * Schema events in $PREFIX.schemas give each table's shape before the changes that
+    have it; the DDL itself is in $PREFIX.ddl; an online snapshot re-reads one table
+    while the stream goes on.
   * cdc-index follows table topics into SQLite (latest row per key, FTS5 search, offsets
     in the same transaction as the rows): kill it at any moment, restart, and the index
     equals the table; `cdc-index search` and GET /search query it.
