@@ -277,8 +277,8 @@ cat <<'EOF'
   * A request id set first in a transaction is on every message of it (header
     request_id); cdc_relay.emit() delivers domain events to the application's topic in
     commit order with the row changes, without an outbox table.
-  * Schema events in $PREFIX.schemas give each table's shape before the changes that
-    have it; the DDL itself is in $PREFIX.ddl; an online snapshot re-reads one table
+  * Schema events in cdc.schemas give each table's shape before the changes that
+    have it; the DDL itself is in cdc.ddl; an online snapshot re-reads one table
     while the stream goes on.
   * cdc-index follows table topics into SQLite (latest row per key, FTS5 search, offsets
     in the same transaction as the rows): kill it at any moment, restart, and the index
