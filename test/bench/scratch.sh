@@ -34,7 +34,8 @@ scratch_cleanup() {
     trap - EXIT INT TERM
     for ((i = ${#SCRATCH_PIDS[@]} - 1; i >= 0; i--)); do
         pid=${SCRATCH_PIDS[i]}
-        [[ -n $pid ]] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+        # a process killed by the signal makes wait fail: not a reason to stop cleaning up
+        [[ -n $pid ]] && kill -TERM "$pid" 2>/dev/null && { wait "$pid" 2>/dev/null || true; }
     done
     if [[ -n $KAFKA_DIR ]]; then
         bash "$KAFKA_HARNESS" stop "$KAFKA_DIR" >/dev/null 2>&1 || echo "$BENCH_NAME: cluster.sh stop failed" >&2
