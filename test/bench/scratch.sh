@@ -12,8 +12,10 @@
 #   scratch_topic NAME PARTITIONS
 #                           a compacted topic on BS
 #   scratch_relay TABLE     start `$RELAY run` (snapshot jobs 2, topics $PREFIX.*, log in
-#                           $SCRATCH/relay.log) and wait until it streams: RELAY_PID, SNAP_SECS
-#                           (the snapshot of TABLE, whose name is only for the log)
+#                           $SCRATCH/relay.log, then the options in SCRATCH_RELAY_ARGS) and
+#                           wait until it streams (polled every 0.1 s): RELAY_PID, SNAP_SECS
+#                           (the snapshot of TABLE, whose name is only for the log; a relay
+#                           started again finds the snapshot done and only starts streaming)
 #   SCRATCH_PIDS+=(PID)     processes scratch_cleanup stops (SIGTERM, then waits), last first
 #   scratch_cleanup         stops SCRATCH_PIDS, the cluster started here, the server; exits
 #                           with the status the script had
@@ -21,6 +23,7 @@
 KAFKA_HARNESS=$REPO/test/kafka/cluster.sh
 KAFKA_DIR=
 SCRATCH_PIDS=()
+SCRATCH_RELAY_ARGS=()
 
 export PG_BINDIR=$BINDIR
 # shellcheck source=test/lib/pg.sh
@@ -31,7 +34,8 @@ scratch_cleanup() {
     trap - EXIT INT TERM
     for ((i = ${#SCRATCH_PIDS[@]} - 1; i >= 0; i--)); do
         pid=${SCRATCH_PIDS[i]}
-        [[ -n $pid ]] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+        # a process killed by the signal makes wait fail: not a reason to stop cleaning up
+        [[ -n $pid ]] && kill -TERM "$pid" 2>/dev/null && { wait "$pid" 2>/dev/null || true; }
     done
     if [[ -n $KAFKA_DIR ]]; then
         bash "$KAFKA_HARNESS" stop "$KAFKA_DIR" >/dev/null 2>&1 || echo "$BENCH_NAME: cluster.sh stop failed" >&2
@@ -76,14 +80,15 @@ scratch_relay() {
     local t0 deadline
     log "relay: snapshot of $1 into $PREFIX.public.$1"
     t0=$(now)
-    "$RELAY" run -d "$CONN" -b "$BS" --topic-prefix "$PREFIX" --snapshot-jobs 2 >"$SCRATCH/relay.log" 2>&1 &
+    "$RELAY" run -d "$CONN" -b "$BS" --topic-prefix "$PREFIX" --snapshot-jobs 2 "${SCRATCH_RELAY_ARGS[@]}" \
+        >"$SCRATCH/relay.log" 2>&1 &
     RELAY_PID=$!
     SCRATCH_PIDS+=("$RELAY_PID")
     deadline=$((SECONDS + BENCH_TIMEOUT))
-    until grep -q 'streaming from slot' "$SCRATCH/relay.log"; do
+    until grep -qs 'streaming from slot' "$SCRATCH/relay.log"; do
         kill -0 "$RELAY_PID" 2>/dev/null || { tail -n 20 "$SCRATCH/relay.log" >&2; die "the relay exited"; }
         ((SECONDS < deadline)) || die "no snapshot within $BENCH_TIMEOUT s"
-        sleep 1
+        sleep 0.1
     done
     SNAP_SECS=$(elapsed "$t0" "$(now)")
     log "snapshot done in $SNAP_SECS s: $(grep -o 'snapshot complete:.*' "$SCRATCH/relay.log" | head -n 1)"
