@@ -732,7 +732,16 @@ reader_main(void *arg)
 	pthread_mutex_lock(&o->lock);
 	o->cancel = PQgetCancel(conn);
 	pthread_mutex_unlock(&o->lock);
-	if (!reader_check_request(o, j, conn, err, sizeof(err)) ||
+
+	/*
+	 * The next chunk waits until the stream has seen this one's watermark,
+	 * and the walsender sends only flushed WAL: with synchronous_commit off
+	 * the watermark would wait for the WAL writer (wal_writer_delay, 200 ms
+	 * a chunk).  A local flush is all it needs (a watermark lost in a crash
+	 * only means its chunk is read again), not a standby's.
+	 */
+	if (!reader_exec(r, conn, "SET synchronous_commit = local", 0, NULL, err, sizeof(err)) ||
+		!reader_check_request(o, j, conn, err, sizeof(err)) ||
 		!reader_barrier(o, conn, err, sizeof(err)))
 		goto fail;
 	switch (pg_has_table_schema(r, conn, err, sizeof(err)))
