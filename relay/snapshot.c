@@ -368,6 +368,27 @@ schema_shape_key(const char *shape, char **key, char **display)
 	return true;
 }
 
+/* The oids of the tables to read as an oid[] literal, {1,2,...}; malloc'd. */
+static char *
+table_oids_literal(const SnapShared *sh)
+{
+	size_t		len = 3;
+	char	   *oids,
+			   *p;
+
+	for (int i = 0; i < sh->ntables; i++)
+		len += strlen(sh->tables[i].relid) + 1;
+	oids = malloc(len);
+	if (oids == NULL)
+		relay_out_of_memory();
+	p = oids;
+	*p++ = '{';
+	for (int i = 0; i < sh->ntables; i++)
+		p += sprintf(p, "%s%s", i > 0 ? "," : "", sh->tables[i].relid);
+	strcpy(p, "}");
+	return oids;
+}
+
 /*
  * The shapes of the tables to read, as of the snapshot, to <prefix>.schemas
  * (keyed {"schema":S,"table":T}, as the stream's schema events), read on the
@@ -382,8 +403,6 @@ snapshot_schemas(SnapShared *sh)
 	PGresult   *res;
 	char		err[600];
 	char	   *oids;
-	size_t		len = 3;
-	char	   *p;
 	const char *params[2];
 	rd_kafka_topic_t *rkt;
 	int			rc = 0;
@@ -399,16 +418,7 @@ snapshot_schemas(SnapShared *sh)
 			return 0;
 	}
 
-	for (int i = 0; i < sh->ntables; i++)
-		len += strlen(sh->tables[i].relid) + 1;
-	oids = malloc(len);
-	if (oids == NULL)
-		relay_out_of_memory();
-	p = oids;
-	*p++ = '{';
-	for (int i = 0; i < sh->ntables; i++)
-		p += sprintf(p, "%s%s", i > 0 ? "," : "", sh->tables[i].relid);
-	strcpy(p, "}");
+	oids = table_oids_literal(sh);
 	params[0] = oids;
 	params[1] = sh->options;
 	/* one per name: the first relid of each (the key the header names) */
@@ -781,24 +791,13 @@ static int
 check_unchanged(SnapShared *sh)
 {
 	Relay	   *r = sh->r;
-	size_t		len = 4;
-	char	   *oids,
-			   *p;
+	char	   *oids;
 	const char *params[1];
 	PGresult   *res;
 	int			changed = 0;
 	char		err[600];
 
-	for (int i = 0; i < sh->ntables; i++)
-		len += strlen(sh->tables[i].relid) + 1;
-	oids = malloc(len);
-	if (oids == NULL)
-		relay_out_of_memory();
-	p = oids;
-	*p++ = '{';
-	for (int i = 0; i < sh->ntables; i++)
-		p += sprintf(p, "%s%s", i > 0 ? "," : "", sh->tables[i].relid);
-	strcpy(p, "}");
+	oids = table_oids_literal(sh);
 	params[0] = oids;
 	res = pg_exec(sh->r, sh->lead,
 					   "SELECT t.relid::pg_catalog.text, c.relfilenode::pg_catalog.text,"
