@@ -536,7 +536,7 @@ reader_chunk(Online *o, Job *j, PGconn *conn, json_t *last_key, uint64_t n, bool
 	for (int i = 0; i < c->nrows; i++)
 	{
 		const char *v = PQgetvalue(res, i, 0);
-		const char *tab = strchr(v, '\t');
+		const char *tab = strchr(v, CDC_WIRE_KEY_SEP);
 
 		if (tab == NULL)
 		{
@@ -1078,7 +1078,7 @@ online_row(Online *o, const char *ident, size_t identlen, const char *key, size_
 		j->poisoned = true;
 		return;
 	}
-	vt = memchr(key, '\v', keylen);
+	vt = memchr(key, CDC_WIRE_NEWKEY_SEP, keylen);
 	if (vt)
 	{
 		track_put(&o->tracked, key, (size_t) (vt - key), xid);

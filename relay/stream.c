@@ -934,7 +934,7 @@ end_record(Stream *s, const ScanCommit *c, size_t *vlen)
 	if (buf == NULL)
 		relay_out_of_memory();
 	buf[0] = '\0';
-	PUT("{\"op\":\"commit\"");
+	PUT(CDC_WIRE_OP_OPEN CDC_OP_COMMIT "\"");
 	if (c->xid.p)
 	{
 		PUT(",\"xid\":");
