@@ -960,6 +960,22 @@ job_activate(Online *o, Job *j)
 			 j->d_last_key ? json_string_value(json_array_get(j->d_last_key, 0)) : "(none)");
 }
 
+/*
+ * Forget the chunks emitted but not yet delivered and the watermark
+ * transaction in progress (the job ends, or the stream goes back to what
+ * was delivered).
+ */
+static void
+forget_emitted(Online *o)
+{
+	for (int i = 0; i < o->ndq; i++)
+		json_decref(o->dq[i].last_key);
+	o->ndq = 0;
+	o->wm_open = false;
+	json_decref(o->wm.last_key);
+	o->wm.last_key = NULL;
+}
+
 /* The active job is over (done or failed): the next one becomes active. */
 static void
 job_close(Online *o, const char *status, const char *error)
@@ -969,12 +985,7 @@ job_close(Online *o, const char *status, const char *error)
 	reader_stop(o);
 	job_set_status(o, j, status, error);
 	atomic_store_explicit(&j->mt->online_active, 0, memory_order_relaxed);
-	for (int i = 0; i < o->ndq; i++)
-		json_decref(o->dq[i].last_key);
-	o->ndq = 0;
-	o->wm_open = false;
-	json_decref(o->wm.last_key);
-	o->wm.last_key = NULL;
+	forget_emitted(o);
 	job_free(j);
 	o->job = NULL;
 	track_clear(&o->tracked);
@@ -1355,12 +1366,7 @@ online_rewind(Online *o)
 	pthread_mutex_lock(&o->lock);
 	o->gen++;
 	pthread_mutex_unlock(&o->lock);
-	for (int i = 0; i < o->ndq; i++)
-		json_decref(o->dq[i].last_key);
-	o->ndq = 0;
-	o->wm_open = false;
-	json_decref(o->wm.last_key);
-	o->wm.last_key = NULL;
+	forget_emitted(o);
 	/* back to what was delivered; the shape produced since may be gone with it */
 	free(j->shape);
 	j->shape = NULL;
