@@ -203,22 +203,8 @@ metrics_render(RelayMetrics *m, int64_t now_us, size_t *len)
 			fprintf(f, "\",op=\"%c\"} %llu\n", METRICS_OPS[op],
 					(unsigned long long) atomic_load_explicit(&t->events[op], RELAXED));
 		}
-	header(f, "cdc_relay_bytes_total", "counter",
-		   "Key and value bytes produced to Kafka for the table (stream, tombstones and snapshot).");
-	for (t = m->tables; t != NULL; t = t->next)
-	{
-		fputs("cdc_relay_bytes_total{table=\"", f);
-		put_label(f, t->name);
-		fprintf(f, "\"} %llu\n", (unsigned long long) atomic_load_explicit(&t->bytes, RELAXED));
-	}
-	header(f, "cdc_relay_snapshot_rows_total", "counter", "Snapshot rows produced to Kafka, by table.");
-	for (t = m->tables; t != NULL; t = t->next)
-	{
-		fputs("cdc_relay_snapshot_rows_total{table=\"", f);
-		put_label(f, t->name);
-		fprintf(f, "\"} %llu\n", (unsigned long long) atomic_load_explicit(&t->snapshot_rows, RELAXED));
-	}
-#define ONLINE_FAMILY(family, type, help, field) do { \
+	/* a family with one value per table, from MetricsTable field */
+#define TABLE_FAMILY(family, type, help, field) do { \
 		header(f, family, type, help); \
 		for (t = m->tables; t != NULL; t = t->next) \
 		{ \
@@ -227,16 +213,20 @@ metrics_render(RelayMetrics *m, int64_t now_us, size_t *len)
 			fprintf(f, "\"} %llu\n", (unsigned long long) atomic_load_explicit(&t->field, RELAXED)); \
 		} \
 	} while (0)
-	ONLINE_FAMILY("cdc_relay_online_snapshot_rows_total", "counter",
-				  "Online snapshot rows produced to Kafka, by table.", online_rows);
-	ONLINE_FAMILY("cdc_relay_online_snapshot_chunks_total", "counter",
-				  "Online snapshot chunks emitted, by table.", online_chunks);
-	ONLINE_FAMILY("cdc_relay_online_snapshot_dropped_rows_total", "counter",
-				  "Online snapshot rows dropped because the stream changed them meanwhile (its version wins), by table.",
-				  online_dropped);
-	ONLINE_FAMILY("cdc_relay_online_snapshot_active", "gauge",
-				  "1 while an online snapshot of the table runs.", online_active);
-#undef ONLINE_FAMILY
+	TABLE_FAMILY("cdc_relay_bytes_total", "counter",
+				 "Key and value bytes produced to Kafka for the table (stream, tombstones and snapshot).", bytes);
+	TABLE_FAMILY("cdc_relay_snapshot_rows_total", "counter", "Snapshot rows produced to Kafka, by table.",
+				 snapshot_rows);
+	TABLE_FAMILY("cdc_relay_online_snapshot_rows_total", "counter",
+				 "Online snapshot rows produced to Kafka, by table.", online_rows);
+	TABLE_FAMILY("cdc_relay_online_snapshot_chunks_total", "counter",
+				 "Online snapshot chunks emitted, by table.", online_chunks);
+	TABLE_FAMILY("cdc_relay_online_snapshot_dropped_rows_total", "counter",
+				 "Online snapshot rows dropped because the stream changed them meanwhile (its version wins), by table.",
+				 online_dropped);
+	TABLE_FAMILY("cdc_relay_online_snapshot_active", "gauge",
+				 "1 while an online snapshot of the table runs.", online_active);
+#undef TABLE_FAMILY
 	pthread_mutex_unlock(&m->lock);
 
 	single(f, "cdc_relay_snapshot_tables_done", "gauge", "Tables of the last snapshot read and delivered completely.",
