@@ -681,6 +681,18 @@ event_end(Stream *s)
 	return ktxn_commit(s, false);
 }
 
+/*
+ * An event of the open transaction with this op was read: it takes the
+ * next seq number if the wire contract says it does (cdc_wire.h), as the
+ * plugin numbered it; handle_commit checks that both counted alike.
+ */
+static inline void
+count_seq(Stream *s, char op)
+{
+	if (cdc_wire_counts_in_seq(op))
+		s->seq++;
+}
+
 /* A tombstone: the key, a null value, so that log compaction forgets the row. */
 static int
 produce_tombstone(Stream *s, TopicEntry *t, const char *key, size_t keylen)
@@ -735,8 +747,7 @@ handle_row(Stream *s, const char *data, size_t len)
 	/* an online snapshot tracks the keys its table's transactions touch, sent or skipped */
 	online_row(r->online, ev + CDC_WIRE_IDENT_OFFSET, (size_t) (keyfield - (ev + CDC_WIRE_IDENT_OFFSET)),
 			   data, keylen, s->xid_num, unknown);
-	/* every row event takes a seq number (cdc_wire.h) */
-	s->seq++;
+	count_seq(s, ev[CDC_WIRE_OP_OFFSET]);
 	if ((st = event_start(s)) != 0)
 		return st > 0 ? 0 : -1;
 	nokey = !unknown && keylen == 4 && memcmp(data, "null", 4) == 0;
@@ -1061,7 +1072,7 @@ handle_truncate(Stream *s, json_t *j, const char *data, size_t len)
 
 	if (s->cur == 0)
 		return -1;
-	s->seq++;
+	count_seq(s, CDC_OP_TRUNCATE);
 	if ((st = event_start(s)) != 0)
 		return st > 0 ? 0 : -1;
 	s->events++;
@@ -1251,7 +1262,7 @@ handle_message(Stream *s, const char *prefix, bool transactional, const ScanMess
 				 EVENT_ARG(data, len));
 			return -1;
 		}
-		s->seq++;
+		count_seq(s, CDC_OP_MESSAGE);
 		/* our own heartbeat: only there to move the slot */
 		if (prefix == NULL || strcmp(prefix, HEARTBEAT_PREFIX) == 0)
 			return 0;
@@ -1365,7 +1376,7 @@ handle_emit(Stream *s, const ScanEmit *e, const char *data, size_t len)
 			 s->cur == 0 ? "outside a transaction" : "topic name", EVENT_ARG(data, len));
 		return -1;
 	}
-	s->seq++;
+	count_seq(s, CDC_OP_EMIT);
 	if ((st = event_start(s)) != 0)
 		return st > 0 ? 0 : -1;
 	if (emit_refusal(r, topic, why, sizeof(why)) != NULL)
